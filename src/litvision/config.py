@@ -1,0 +1,114 @@
+"""Where configs and experiments live, and composing them without running anything.
+
+Nothing here imports torch: `litvision list` and the CLI's override checks stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from litvision.errors import UserError
+
+
+def project_root() -> Path:
+    """The folder holding `configs/` and `experiments/` (the repository root)."""
+    env = os.environ.get("LITVISION_ROOT")
+    if env:
+        root = Path(env).resolve()
+        if (root / "configs" / "train.yaml").is_file():
+            return root
+        raise UserError(f"LITVISION_ROOT={env} has no configs/train.yaml; point it at the litvision checkout.")
+    here = Path(__file__).resolve().parents[2]
+    if (here / "configs" / "train.yaml").is_file():
+        return here
+    raise UserError(
+        "Cannot find litvision's configs/ folder; install litvision from its checkout "
+        "(`pip install -e .`) or set LITVISION_ROOT to the checkout."
+    )
+
+
+def config_dir() -> Path:
+    return project_root() / "configs"
+
+
+def experiments_dir() -> Path:
+    return project_root() / "experiments"
+
+
+def experiment_names() -> list[str]:
+    return sorted(p.stem for p in experiments_dir().glob("*.yaml"))
+
+
+def experiment_descriptions() -> dict[str, str]:
+    """Experiment name -> its one-line `description:` (plain YAML read, no composition)."""
+    import yaml
+
+    out: dict[str, str] = {}
+    for name in experiment_names():
+        with open(experiments_dir() / f"{name}.yaml") as f:
+            data = yaml.safe_load(f) or {}
+        out[name] = str(data.get("description", "")).strip()
+    return out
+
+
+def check_experiment(name: str) -> None:
+    names = experiment_names()
+    if name not in names:
+        raise UserError(f"Unknown experiment '{name}'. Available: {', '.join(names)} (see `make list`).")
+
+
+def compose(overrides: list[str] | None = None, config_name: str = "train"):
+    """Compose the config the CLI would run, with Hydra's runtime config set.
+
+    For tests, notebooks and tools: `${hydra:...}` interpolations (the run folder)
+    resolve as in a real run.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict, read_write
+
+    os.environ.setdefault("LITVISION_ROOT", str(project_root()))
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = hydra_compose(config_name=config_name, overrides=list(overrides or []), return_hydra_config=True)
+    with read_write(cfg.hydra):
+        if OmegaConf.is_missing(cfg.hydra.runtime, "output_dir") or cfg.hydra.runtime.output_dir is None:
+            cfg.hydra.runtime.output_dir = cfg.hydra.run.dir
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def check_overrides(overrides: list[str], config_name: str = "train") -> None:
+    """Compose once so that a typo fails here, in one line, before any run folder exists."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        compose(overrides, config_name)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise UserError(_one_line(e)) from None
+
+
+def _one_line(e: Exception) -> str:
+    msg = str(e)
+    key = None
+    for line in msg.splitlines():
+        line = line.strip()
+        if line.startswith("full_key:"):
+            key = line.split(":", 1)[1].strip()
+    if "Could not override" in msg or "is not in struct" in msg:
+        if key:
+            return (
+                f"Unknown config key '{key}': check its spelling (see the config tree a run prints), "
+                f"or add a new key with '+{key}=...'."
+            )
+    if "Could not find" in msg:
+        return msg.splitlines()[0].replace("In 'train': ", "").replace("In 'eval': ", "") + " (check the group and option name)."
+    if "Missing mandatory value" in msg and key:
+        return f"Config key '{key}' has no value: set it on the command line, e.g. '{key}=...'."
+    return " ".join(line.strip() for line in msg.splitlines() if line.strip())

@@ -1,0 +1,1 @@
+"""Plain nn.Modules and model factories; no training logic lives here."""

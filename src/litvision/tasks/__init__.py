@@ -1,0 +1,1 @@
+"""LightningModules: the loss, metrics, logging and optimizers around a model."""

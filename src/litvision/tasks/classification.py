@@ -1,0 +1,166 @@
+"""Image classification: cross-entropy (optional label smoothing), torchmetrics per stage,
+optimizer/scheduler from config, confusion matrix images at the end of val and test.
+
+The task builds its network from `net` (a Hydra config with `_target_`), so a
+checkpoint alone rebuilds it: `ClassificationTask.load_from_checkpoint(path)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
+
+from litvision.errors import UserError
+from litvision.tasks.optim import build_param_groups, build_scheduler
+
+
+def _plain(x: Any) -> Any:
+    # Checkpoints hold plain containers, so they load with weights_only-style unpicklers.
+    return OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x
+
+
+def _eval_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "precision": MulticlassPrecision(num_classes, average="macro"),
+            "recall": MulticlassRecall(num_classes, average="macro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+        },
+        prefix=prefix,
+    )
+
+
+class ClassificationTask(L.LightningModule):
+    def __init__(
+        self,
+        net: Mapping[str, Any],
+        num_classes: int,
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
+        param_groups: Mapping[str, Any] | None = None,
+        label_smoothing: float = 0.0,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(
+            {
+                "net": _plain(net),
+                "num_classes": num_classes,
+                "optimizer": _plain(optimizer),
+                "scheduler": _plain(scheduler),
+                "param_groups": _plain(param_groups),
+                "label_smoothing": label_smoothing,
+                "class_names": _plain(class_names),
+            }
+        )
+        self.net: nn.Module = instantiate(self.hparams.net)
+        self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_metrics = _eval_metrics(num_classes, "val/")
+        self.test_metrics = _eval_metrics(num_classes, "test/")
+        self.val_cm = MulticlassConfusionMatrix(num_classes)
+        self.test_cm = MulticlassConfusionMatrix(num_classes)
+
+    # -- data contract ------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        data_classes = getattr(dm, "num_classes", None)
+        if data_classes is not None and data_classes != self.num_classes:
+            raise UserError(
+                f"model.num_classes={self.num_classes} but the data has {data_classes} classes; "
+                "set model.num_classes=${data.num_classes} (the default) or fix data.num_classes."
+            )
+        names = getattr(dm, "class_names", None)
+        if names and len(names) == self.num_classes:
+            self.class_names = list(names)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+
+    # -- steps ------------------------------------------------------------------------
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self._loss(logits, y)
+        self.train_acc.update(logits.detach(), y)
+        self.log("train/loss", loss, prog_bar=True, batch_size=y.numel())
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=y.numel())
+        return loss
+
+    def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
+        x, y = batch
+        logits = self(x)
+        metrics = self.val_metrics if stage == "val" else self.test_metrics
+        cm = self.val_cm if stage == "val" else self.test_cm
+        metrics.update(logits, y)
+        cm.update(logits, y)
+        self.log(f"{stage}/loss", self._loss(logits, y), prog_bar=stage == "val", batch_size=y.numel())
+        self.log_dict(metrics, prog_bar=False, batch_size=y.numel())
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).softmax(dim=-1)
+
+    # -- confusion matrices -------------------------------------------------------------
+    def _log_confusion(self, stage: str) -> None:
+        cm = self.val_cm if stage == "val" else self.test_cm
+        matrix = cm.compute()
+        cm.reset()
+        if self.trainer.sanity_checking:
+            return
+        from litvision.utils.media import log_figure
+        from litvision.utils.plots import confusion_matrix_figure
+
+        log_figure(self.trainer, f"{stage}/confusion_matrix", confusion_matrix_figure(matrix, self.class_names))
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_confusion("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_confusion("test")
+
+    # -- optimization -------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        factory = instantiate(self.hparams.optimizer)
+        kw = getattr(factory, "keywords", {})
+        groups = build_param_groups(
+            self.net,
+            lr=kw.get("lr", 1e-3),
+            weight_decay=kw.get("weight_decay", 0.0),
+            groups=self.hparams.param_groups,
+        )
+        optimizer = factory(groups)
+        sched_cfg = dict(self.hparams.scheduler or {"name": "constant"})
+        scheduler = build_scheduler(
+            optimizer,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+            max_epochs=max(1, self.trainer.max_epochs or 1),
+            **sched_cfg,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,77 @@
+"""Run folders: the resolved config, `summary.json` and provenance (git commit)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.yaml"
+
+
+def git_info(root: str | Path) -> dict[str, Any]:
+    """Commit and dirty flag of the checkout that ran, or None outside a git checkout."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                cwd=root, capture_output=True, text=True, check=True, timeout=10,
+            ).stdout.strip()
+        )
+        return {"git_commit": commit, "git_dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"git_commit": None, "git_dirty": None}
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    # Write-then-rename: a crash never leaves a half-written file that tools would parse.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_config(cfg: DictConfig, run_dir: str | Path) -> Path:
+    path = Path(run_dir) / CONFIG_FILE
+    _atomic_write(path, OmegaConf.to_yaml(cfg, resolve=True))
+    return path
+
+
+def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
+    """Tensors and numbers -> plain floats (JSON); NaN stays NaN, written as null."""
+    out: dict[str, float] = {}
+    for k, v in sorted(metrics.items()):
+        try:
+            out[k] = float(v.item() if hasattr(v, "item") else v)
+        except (TypeError, ValueError, RuntimeError):
+            continue
+    return out
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
+    path = Path(run_dir) / SUMMARY_FILE
+    _atomic_write(path, json.dumps(_json_safe(summary), indent=2) + "\n")
+    return path
+
+
+def read_summary(run_dir: str | Path) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / SUMMARY_FILE).read_text())
