@@ -1,0 +1,46 @@
+"""Run the benchmarks: `python -m bench` (all) or `python -m bench training_step ...`."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def available() -> list[str]:
+    return sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+
+
+def main(argv: list[str]) -> int:
+    names = [a for a in argv if not a.startswith("-")] or available()
+    unknown = sorted(set(names) - set(available()))
+    if unknown:
+        print(f"error: unknown benchmark(s) {unknown}; available: {available()}", file=sys.stderr)
+        return 2
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    for name in names:
+        print(f"== bench {name}", flush=True)
+        started = time.time()
+        result = importlib.import_module(f"bench.bench_{name}").run()
+        result = {
+            "benchmark": name,
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"python": platform.python_version(), "processor": platform.machine(),
+                        "cpus": __import__("os").cpu_count()},
+            "bench_wall_s": round(time.time() - started, 1),
+            **result,
+        }
+        (out_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

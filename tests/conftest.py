@@ -1,0 +1,49 @@
+"""Shared test helpers: compose configs into a temporary runs folder, run the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("LITVISION_ROOT", str(ROOT))
+# Tests never talk to a W&B server.
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def compose_cfg(overrides: list[str], runs_dir: Path, config_name: str = "train"):
+    """The config `litvision train <overrides>` would run, writing under `runs_dir`."""
+    from litvision.config import compose
+
+    return compose([*overrides, f"paths.runs_dir={runs_dir}"], config_name=config_name)
+
+
+def run_cli(module: str, *args: str, cwd: Path | None = None, env: dict | None = None,
+            timeout: float = 900, check: bool = False) -> subprocess.CompletedProcess:
+    """Run `python -m <module> <args>` the way a user would; returns the finished process."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd or ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{module} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "runs"
+    d.mkdir()
+    return d
+
+
+def run_folders(runs_dir: Path) -> list[Path]:
+    """Every run folder (one holding .hydra/ or config.yaml) under runs_dir."""
+    found = {p.parent for p in runs_dir.rglob(".hydra")} | {p.parent for p in runs_dir.rglob("config.yaml")}
+    return sorted(found)
