@@ -45,5 +45,20 @@ def runs_dir(tmp_path: Path) -> Path:
 
 def run_folders(runs_dir: Path) -> list[Path]:
     """Every run folder (one holding .hydra/ or config.yaml) under runs_dir."""
-    found = {p.parent for p in runs_dir.rglob(".hydra")} | {p.parent for p in runs_dir.rglob("config.yaml")}
+    found = {p.parent for p in runs_dir.rglob(".hydra") if p.is_dir()}
+    found |= {p.parent for p in runs_dir.rglob("config.yaml") if p.parent.name != ".hydra"}
     return sorted(found)
+
+
+class StopAfterEpoch:
+    """Stops fitting after epoch `epoch` (0-based) as an interruption would: last.ckpt is already written."""
+
+    def __new__(cls, epoch: int = 0):
+        from lightning.pytorch import Callback
+
+        class _Stop(Callback):
+            def on_train_epoch_end(self, trainer, pl_module) -> None:
+                if trainer.current_epoch >= epoch:
+                    trainer.should_stop = True
+
+        return _Stop()

@@ -32,7 +32,10 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
 
 
 def build_callbacks(cfg: DictConfig) -> list[Any]:
-    return _instantiate_group(cfg.get("callbacks"))
+    from litvision.callbacks.rng_state import RNGStateCallback
+
+    # RNG state travels with every checkpoint, whatever the callbacks config: exact resume is not optional.
+    return [*_instantiate_group(cfg.get("callbacks")), RNGStateCallback()]
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:

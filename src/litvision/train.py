@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +23,9 @@ from litvision.config import config_dir, project_root
 from litvision.errors import UserError
 
 log = logging.getLogger(__name__)
+
+# Noise from Lightning's use of torch internals; says nothing about the user's run.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def _checkpoint_callback(trainer: Any) -> Any:
@@ -77,7 +81,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "test": test,
         "best_checkpoint": best,
         "last_checkpoint": ckpt_cb.last_model_path if ckpt_cb and ckpt_cb.last_model_path else None,
-        "epochs": trainer.current_epoch,
+        "epochs_completed": trainer.current_epoch,
         "global_step": trainer.global_step,
         "world_size": trainer.world_size,
         "wall_time_s": round(time.time() - started, 2),

@@ -1,0 +1,89 @@
+"""The default experiment end to end: accuracy, run folder contract, eval of its checkpoint, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import compose_cfg, run_cli, run_folders
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """digits_cnn exactly as `make train` runs it, into a temporary runs folder."""
+    from litvision.train import train
+
+    runs = tmp_path_factory.mktemp("runs")
+    return train(compose_cfg(["experiment=digits_cnn"], runs))
+
+
+@pytest.mark.slow
+def test_digits_cnn_reaches_97_percent(trained: dict) -> None:
+    assert trained["test"]["test/acc"] >= 0.97, trained["test"]
+    assert trained["best_val"]["val/acc"] >= 0.97
+
+
+@pytest.mark.slow
+def test_run_folder_contract(trained: dict) -> None:
+    run = Path(trained["run_dir"])
+    assert (run / "config.yaml").is_file()
+    assert Path(trained["best_checkpoint"]).is_file() and Path(trained["best_checkpoint"]).parent == run / "checkpoints"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "csv" / "metrics.csv").read_text().startswith("epoch,")
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert (run / "media" / "test_confusion_matrix.png").stat().st_size > 1000
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("experiment", "seed", "best_val", "test", "best_checkpoint", "wall_time_s", "git_commit"):
+        assert key in summary, key
+    assert summary["experiment"] == "digits_cnn" and summary["seed"] == 42
+    # The best checkpoint is the one with the best monitored value.
+    assert summary["best_val"]["val/acc"] == pytest.approx(summary["best_score"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_eval_reproduces_training_test_metrics(trained: dict, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    proc = run_cli("litvision.eval", "experiment=digits_cnn", f"ckpt_path={trained['best_checkpoint']}",
+                   f"paths.runs_dir={runs}", check=True)
+    (eval_run,) = run_folders(runs)
+    summary = json.loads((eval_run / "summary.json").read_text())
+    assert summary["task"] == "eval"
+    for k, v in trained["test"].items():
+        assert summary["test"][k] == pytest.approx(v, abs=1e-6), k
+    assert "test" in proc.stdout
+
+
+def _state(ckpt: Path) -> dict:
+    return torch.load(ckpt, map_location="cpu", weights_only=True)
+
+
+def test_resume_from_last_ckpt_is_bit_exact(runs_dir: Path) -> None:
+    """Stop after epoch 1, resume from last.ckpt with the real CLI: same weights as an uninterrupted run."""
+    from litvision.train import train
+
+    common = ["experiment=digits_cnn", "trainer.max_epochs=3", "trainer.limit_train_batches=6",
+              "trainer.deterministic=true", "callbacks.early_stopping=null", "logger=csv"]
+    full = train(compose_cfg(common, runs_dir / "full"))
+
+    interrupted = train(compose_cfg([*common, "+callbacks.stop._target_=conftest.StopAfterEpoch",
+                                     "+callbacks.stop.epoch=1", "test=false"], runs_dir / "part"))
+    assert interrupted["epochs_completed"] == 2
+    last = Path(interrupted["run_dir"]) / "checkpoints" / "last.ckpt"
+    assert _state(last)["epoch"] == 1
+
+    run_cli("litvision.train", *common, f"ckpt_path={last}", f"paths.runs_dir={runs_dir / 'resumed'}",
+            env={"PYTHONPATH": str(Path(__file__).parent)}, check=True)
+    # Resuming continues the interrupted run's folder; no new run folder is made.
+    assert not (runs_dir / "resumed").exists()
+    resumed = json.loads((Path(interrupted["run_dir"]) / "summary.json").read_text())
+    assert resumed["global_step"] == full["global_step"]
+
+    a, b = _state(Path(full["last_checkpoint"])), _state(last)
+    assert a["global_step"] == b["global_step"] and a["epoch"] == b["epoch"]
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), f"{k} differs after resume"
+    assert a["lr_schedulers"][0]["last_epoch"] == b["lr_schedulers"][0]["last_epoch"]
+    for sa, sb in zip(a["optimizer_states"][0]["state"].values(), b["optimizer_states"][0]["state"].values()):
+        assert torch.equal(sa["exp_avg"], sb["exp_avg"])
