@@ -23,16 +23,28 @@ def compose_cfg(overrides: list[str], runs_dir: Path, config_name: str = "train"
     return compose([*overrides, f"paths.runs_dir={runs_dir}"], config_name=config_name)
 
 
-def run_cli(module: str, *args: str, cwd: Path | None = None, env: dict | None = None,
-            timeout: float = 900, check: bool = False) -> subprocess.CompletedProcess:
+def run_cli(
+    module: str,
+    *args: str,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    timeout: float = 900,
+    check: bool = False,
+) -> subprocess.CompletedProcess:
     """Run `python -m <module> <args>` the way a user would; returns the finished process."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", module, *args],
-        cwd=cwd or ROOT, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd or ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{module} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"{module} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
     return proc
 
 

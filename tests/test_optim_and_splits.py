@@ -43,7 +43,9 @@ def test_bad_scheduler_name_fails_at_build() -> None:
 def test_named_param_groups_with_head_lr_and_no_decay_for_norms_and_biases() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4, 2))
     model[0].weight.requires_grad_(False)
-    groups = build_param_groups(model, lr=1e-3, weight_decay=0.05, groups={"head": {"prefixes": ["3."], "lr": 1e-2}})
+    groups = build_param_groups(
+        model, lr=1e-3, weight_decay=0.05, groups={"head": {"prefixes": ["3."], "lr": 1e-2}}
+    )
     by_name = {g["name"]: g for g in groups}
     assert set(by_name) == {"head", "head/no_decay", "default/no_decay"}
     assert by_name["head"]["lr"] == 1e-2 and by_name["head"]["weight_decay"] == 0.05

@@ -29,7 +29,10 @@ def test_digits_cnn_reaches_97_percent(trained: dict) -> None:
 def test_run_folder_contract(trained: dict) -> None:
     run = Path(trained["run_dir"])
     assert (run / "config.yaml").is_file()
-    assert Path(trained["best_checkpoint"]).is_file() and Path(trained["best_checkpoint"]).parent == run / "checkpoints"
+    assert (
+        Path(trained["best_checkpoint"]).is_file()
+        and Path(trained["best_checkpoint"]).parent == run / "checkpoints"
+    )
     assert (run / "checkpoints" / "last.ckpt").is_file()
     assert (run / "csv" / "metrics.csv").read_text().startswith("epoch,")
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
@@ -45,8 +48,13 @@ def test_run_folder_contract(trained: dict) -> None:
 @pytest.mark.slow
 def test_eval_reproduces_training_test_metrics(trained: dict, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    proc = run_cli("litvision.eval", "experiment=digits_cnn", f"ckpt_path={trained['best_checkpoint']}",
-                   f"paths.runs_dir={runs}", check=True)
+    proc = run_cli(
+        "litvision.eval",
+        "experiment=digits_cnn",
+        f"ckpt_path={trained['best_checkpoint']}",
+        f"paths.runs_dir={runs}",
+        check=True,
+    )
     (eval_run,) = run_folders(runs)
     summary = json.loads((eval_run / "summary.json").read_text())
     assert summary["task"] == "eval"
@@ -63,18 +71,39 @@ def test_resume_from_last_ckpt_is_bit_exact(runs_dir: Path) -> None:
     """Stop after epoch 1, resume from last.ckpt with the real CLI: same weights as an uninterrupted run."""
     from litvision.train import train
 
-    common = ["experiment=digits_cnn", "trainer.max_epochs=3", "trainer.limit_train_batches=6",
-              "trainer.deterministic=true", "callbacks.early_stopping=null", "logger=csv"]
+    common = [
+        "experiment=digits_cnn",
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=6",
+        "trainer.deterministic=true",
+        "callbacks.early_stopping=null",
+        "logger=csv",
+    ]
     full = train(compose_cfg(common, runs_dir / "full"))
 
-    interrupted = train(compose_cfg([*common, "+callbacks.stop._target_=conftest.StopAfterEpoch",
-                                     "+callbacks.stop.epoch=1", "test=false"], runs_dir / "part"))
+    interrupted = train(
+        compose_cfg(
+            [
+                *common,
+                "+callbacks.stop._target_=conftest.StopAfterEpoch",
+                "+callbacks.stop.epoch=1",
+                "test=false",
+            ],
+            runs_dir / "part",
+        )
+    )
     assert interrupted["epochs_completed"] == 2
     last = Path(interrupted["run_dir"]) / "checkpoints" / "last.ckpt"
     assert _state(last)["epoch"] == 1
 
-    run_cli("litvision.train", *common, f"ckpt_path={last}", f"paths.runs_dir={runs_dir / 'resumed'}",
-            env={"PYTHONPATH": str(Path(__file__).parent)}, check=True)
+    run_cli(
+        "litvision.train",
+        *common,
+        f"ckpt_path={last}",
+        f"paths.runs_dir={runs_dir / 'resumed'}",
+        env={"PYTHONPATH": str(Path(__file__).parent)},
+        check=True,
+    )
     # Resuming continues the interrupted run's folder; no new run folder is made.
     assert not (runs_dir / "resumed").exists()
     resumed = json.loads((Path(interrupted["run_dir"]) / "summary.json").read_text())
