@@ -1,12 +1,17 @@
 """Classification transforms (torchvision.transforms.v2), in the style of torchvision's references.
 
 Images stay uint8 tensors (C, H, W) through every crop, flip, resize and
-augmentation: uint8 resampling is several times cheaper than float, and the
-tensors the workers pass around are 4x smaller. They become float only at the
-end (`ToDtype(float32, scale=True)` then `Normalize`).
+augmentation: uint8 resampling is several times cheaper than float. They become
+float only at the end (`ToDtype(float32, scale=True)` then `Normalize`): either
+in the loader worker, per image (`normalize_on="worker"`), or on whole batches
+after they reach the device (`"device"`), so that the workers collate and pass
+uint8 batches, 4x smaller than float ones. `"auto"` (the default) picks the
+device when the Trainer runs on an accelerator and the worker otherwise, where
+the main process is the one training (see bench/bench_image_pipeline.py).
 
-Train:  crop (random_resized | pad | none) -> horizontal flip -> RandAugment/TrivialAugment -> float, normalise
-Eval:   resize (resize_size, default image_size) -> centre crop image_size -> float, normalise
+Train:  crop (random_resized | pad | none) -> horizontal flip -> RandAugment/TrivialAugment [-> float, normalise]
+Eval:   resize (resize_size, default image_size) -> centre crop image_size [-> float, normalise]
+Batch:  float, normalise (`normalize_transform`, for normalize_on="device")
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ INTERPOLATIONS = {
 }
 AUGMENTS = ("none", "randaugment", "trivialaugment")
 TRAIN_CROPS = ("random_resized", "pad", "none")
+NORMALIZE_ON = ("auto", "device", "worker")
 
 
 def interpolation(name: str) -> InterpolationMode:
@@ -62,6 +68,7 @@ class TransformConfig:
     augment_magnitude: int = 9
     resize_size: int | None = None
     resize_interpolation: str = "bilinear"
+    normalize_on: str = "auto"
 
     def __post_init__(self) -> None:
         if (self.augment or "none") not in AUGMENTS:
@@ -72,6 +79,10 @@ class TransformConfig:
             raise UserError(
                 f"data.train_crop={self.train_crop!r} is not one of {list(TRAIN_CROPS)}; pick one of those."
             )
+        if self.normalize_on not in NORMALIZE_ON:
+            raise UserError(
+                f"data.normalize_on={self.normalize_on!r} is not one of {list(NORMALIZE_ON)}; pick one of those."
+            )
         if len(self.mean) != len(self.std):
             raise UserError(
                 f"data.mean {list(self.mean)} and data.std {list(self.std)} need the same length."
@@ -79,8 +90,19 @@ class TransformConfig:
         interpolation(self.resize_interpolation)
 
 
+def normalize_transform(cfg: TransformConfig) -> v2.Compose:
+    """uint8 images (a batch or one) -> float in [0, 1] -> normalised with the dataset's mean/std.
+
+    Normalize works in place on the new tensor ToDtype made from the uint8 input: one float
+    allocation per image instead of two. Only give it uint8 images.
+    """
+    return v2.Compose(
+        [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(cfg.mean), list(cfg.std), inplace=True)]
+    )
+
+
 def _finish(cfg: TransformConfig) -> list[v2.Transform]:
-    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(cfg.mean), list(cfg.std))]
+    return list(normalize_transform(cfg).transforms) if cfg.normalize_on == "worker" else []
 
 
 def _square_resize(size: int, cfg: TransformConfig) -> v2.Transform:
@@ -88,7 +110,8 @@ def _square_resize(size: int, cfg: TransformConfig) -> v2.Transform:
 
 
 def train_transform(cfg: TransformConfig) -> v2.Compose:
-    """Random crop, flip and optional policy augmentation on uint8; float and normalise last."""
+    """Random crop, flip and optional policy augmentation on uint8 (float and normalise last, in the worker
+    when normalize_on="worker")."""
     size = cfg.image_size
     ops: list[v2.Transform] = []
     if cfg.train_crop == "random_resized":
