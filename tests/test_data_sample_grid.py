@@ -57,6 +57,15 @@ def test_logged_at_the_start_of_training(tmp_path: Path, runs_dir: Path) -> None
     assert "train/samples" in events.Tags()["images"]
 
 
+def test_without_datamodule_or_class_names(tmp_path: Path) -> None:
+    import lightning as L
+
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    cb = SampleGrid(num_images=4)
+    cb.on_train_batch_start(trainer, L.LightningModule(), (torch.randn(6, 1, 8, 8), torch.arange(6)), 0)
+    assert (tmp_path / "media" / "train_samples.png").is_file()
+
+
 def test_harmless_for_batches_it_cannot_show() -> None:
     import lightning as L
 
