@@ -20,8 +20,8 @@ from litvision.data.fixtures import FIXTURES, fixture_maker
 from litvision.data.fixtures import classification as fx
 from litvision.errors import UserError
 
-# No augmentation, normalisation left to the batch on the device: the datasets yield the stored uint8 pixels.
-RAW = ["data.train_crop=none", "data.hflip=0.0", "data.normalize_on=device"]
+# No augmentation: the datasets yield the stored uint8 pixels (batches are normalised after collation).
+RAW = ["data.train_crop=none", "data.hflip=0.0"]
 
 
 def datamodule(overrides: list[str], runs_dir: Path, setup: bool = True):
@@ -78,11 +78,23 @@ def test_mnist_default_normalisation(tmp_path: Path, runs_dir: Path) -> None:
     x, y2 = dm.on_after_batch_transfer((x, y), 0)
     assert x.dtype == torch.float32 and torch.equal(y, y2)
     assert torch.allclose(x, torch.full_like(x, -0.1307 / 0.3081))
-    # ... or each image in the loader worker: what "auto" picks without a Trainer on an accelerator.
-    dm = datamodule(base, runs_dir)
+    # ... or in the loader worker after collation: what "auto" picks without a Trainer on an accelerator.
+    dm = datamodule([*base, "data.num_workers=1"], runs_dir)
     x, _ = next(iter(dm.val_dataloader()))
-    assert torch.allclose(x, torch.full_like(x, (1 - 0.1307) / 0.3081))
+    assert x.dtype == torch.float32 and torch.allclose(x, torch.full_like(x, (1 - 0.1307) / 0.3081))
     assert dm.on_after_batch_transfer((x, y), 0)[0] is x
+
+
+def test_batch_normalisation_equals_per_image_todtype_normalize() -> None:
+    from torchvision.transforms import v2
+
+    from litvision.data.presets import NormalizingCollate
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    images = [torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8) for _ in range(4)]
+    x, y = NormalizingCollate(mean, std)([(im, i) for i, im in enumerate(images)])
+    per_image = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    assert torch.equal(x, torch.stack([per_image(im) for im in images])) and y.tolist() == [0, 1, 2, 3]
 
 
 def test_mnist_bad_files(tmp_path: Path, runs_dir: Path) -> None:
@@ -152,7 +164,7 @@ def test_cifar_alexnet_resize_224_bicubic(tmp_path: Path, runs_dir: Path) -> Non
     )
     x, _ = dm.datasets["test"][0]
     xt, _ = dm.datasets["train"][0]
-    assert x.shape == xt.shape == (3, 224, 224) and x.dtype == torch.float32
+    assert x.shape == xt.shape == (3, 224, 224) and x.dtype == torch.uint8
 
 
 def test_cifar_bad_files(tmp_path: Path, runs_dir: Path) -> None:
@@ -322,14 +334,12 @@ def test_flowers_recipe_transforms(tmp_path: Path, runs_dir: Path) -> None:
     assert dm.mean == (0.485, 0.456, 0.406) and dm.std == (0.229, 0.224, 0.225)
     assert np.bincount(dm.datasets["val"].labels).tolist() == [1] * 5  # 20% of 5 per class
     names = [type(t).__name__ for t in dm.datasets["train"].transform.transforms]
-    assert names == ["RandomResizedCrop", "RandomHorizontalFlip", "ToDtype", "Normalize"]
+    assert names == ["RandomResizedCrop", "RandomHorizontalFlip"]
     ev = dm.datasets["val"].transform.transforms
-    assert [type(t).__name__ for t in ev] == ["Resize", "CenterCrop", "ToDtype", "Normalize"]
+    assert [type(t).__name__ for t in ev] == ["Resize", "CenterCrop"]
     assert ev[0].size == [256] and ev[1].size == (224, 224)
-    x, _ = dm.datasets["val"][0]
-    assert x.shape == (3, 224, 224) and x.dtype == torch.float32
-    dm = datamodule(["data=flowers", *overrides, "data.normalize_on=device"], runs_dir)  # loaders stay uint8
-    assert [type(t).__name__ for t in dm.datasets["train"].transform.transforms] == names[:2]
+    x, _ = next(iter(dm.val_dataloader()))
+    assert x.shape == (4, 3, 224, 224) and x.dtype == torch.float32
 
 
 def test_flowers_download_is_verified(tmp_path: Path, runs_dir: Path, monkeypatch) -> None:
@@ -365,9 +375,7 @@ def test_flowers_download_is_verified(tmp_path: Path, runs_dir: Path, monkeypatc
 def test_policy_augmentations_on_uint8(augment: str, tmp_path: Path, runs_dir: Path) -> None:
     for name in ("mnist", "cifar10"):
         overrides = fixture_maker(name)(tmp_path)
-        dm = datamodule(
-            [f"data={name}", *overrides, f"data.augment={augment}", "data.normalize_on=device"], runs_dir
-        )
+        dm = datamodule([f"data={name}", *overrides, f"data.augment={augment}"], runs_dir)
         assert type(dm.datasets["train"].transform.transforms[-1]).__name__ in (
             "RandAugment",
             "TrivialAugmentWide",

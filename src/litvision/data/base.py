@@ -6,11 +6,13 @@ A dataset subclass only reads its files (`_read`) and, if it can, downloads them
 builds the loaders, and tells the task what it needs: `num_classes`,
 `class_names`, `in_channels`, `mean`, `std`.
 
-With `normalize_on="device"` the loaders yield uint8 image batches and
-`on_after_batch_transfer` turns them into normalised floats on the device, for
-every Trainer stage (fit, validate, test, predict). `"auto"` (the default) means
-"device" under a Trainer on an accelerator and "worker" otherwise, so code that
-reads the loaders without a Trainer gets normalised floats.
+The datasets (`dm.datasets["train"]`, ...) yield uint8 images. With
+`normalize_on="worker"` the loaders yield normalised float batches (made in the
+worker right after collation); with `"device"` they yield uint8 batches and
+`on_after_batch_transfer` normalises them on the device, for every Trainer stage
+(fit, validate, test, predict). `"auto"` (the default) means "device" under a
+Trainer on an accelerator and "worker" otherwise, so code that reads the loaders
+without a Trainer gets normalised floats.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from litvision.data.datasets import ImageSource, ImageSubset
 from litvision.data.presets import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    NormalizingCollate,
     TransformConfig,
     eval_transform,
     normalize_transform,
@@ -207,10 +210,12 @@ class ClassificationDataModule(L.LightningDataModule):
             else:
                 sampler = EpochShuffleSampler(ds, hp.seed)
         pin = torch.cuda.is_available() if hp.pin_memory is None else hp.pin_memory
+        worker_normalize = self.transforms.normalize_on == "worker"
         return DataLoader(
             ds,
             batch_size=hp.batch_size,
             sampler=sampler,
+            collate_fn=NormalizingCollate(self.mean, self.std) if worker_normalize else None,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
             pin_memory=pin,
