@@ -53,9 +53,7 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
     return _instantiate_group(cfg.get("logger"))
 
 
-def build_trainer(
-    cfg: DictConfig, callbacks: list[Any] | None = None, loggers: list[Any] | None = None
-) -> Any:
+def build_trainer(cfg: DictConfig, callbacks: list[Any] | None = None, loggers: list[Any] | None = None) -> Any:
     from hydra.utils import instantiate
 
     callbacks = build_callbacks(cfg) if callbacks is None else callbacks
