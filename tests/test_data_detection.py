@@ -32,11 +32,10 @@ def _close(actual: list, expected: list, atol: float = 1e-4) -> None:
 
 
 def _datamodule(name: str, root: Path, runs_dir: Path, *extra: str):
-    from hydra.utils import instantiate
+    from litvision.build import build_datamodule
 
     overrides = fixtures.fixture_maker(name)(root)
-    cfg = compose_cfg([f"data={name}", *overrides, *extra], runs_dir)
-    return instantiate(cfg.data)
+    return build_datamodule(compose_cfg([f"data={name}", *overrides, *extra], runs_dir))
 
 
 # ---------------------------------------------------------------- VOC
@@ -133,6 +132,25 @@ def test_voc_download_offline_names_url_and_manual_command(tmp_path: Path, monke
     with pytest.raises(
         UserError, match=r"VOCtrainval_06-Nov-2007.tar .*tar -xf .*md5 c52e279531787c972589f7e41ab4ae64"
     ):
+        dm.prepare_data()
+
+
+def test_coco_download_offline_and_bad_archive(tmp_path: Path, monkeypatch) -> None:
+    import urllib.request
+
+    from litvision.data.coco import COCODataModule
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    dm = COCODataModule(tmp_path, download=True)
+    with pytest.raises(
+        UserError, match=r"annotations_trainval2017.zip .*unzip -q .*md5 f4bbac642086de4f52a3fdda2de5fa2c"
+    ):
+        dm.prepare_data()
+    (tmp_path / "annotations_trainval2017.zip").write_bytes(b"not the archive")
+    with pytest.raises(UserError, match=r"annotations_trainval2017.zip does not match the md5 .* delete it"):
         dm.prepare_data()
 
 
@@ -605,6 +623,15 @@ def test_shapes_refuses_to_replace_a_foreign_folder(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"mine exists and is not a litvision shapes dataset"):
         generate(tmp_path / "mine", num_train=1, num_val=1, num_test=1, image_size=32)
     assert (tmp_path / "mine" / "precious.txt").read_text() == "keep me"
+
+
+def test_converter_cli_error_exits_2(tmp_path: Path, capsys) -> None:
+    from litvision.data.convert import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["yolo2coco", "--root", str(tmp_path), "--split", "val", "--out", str(tmp_path / "x.json")])
+    assert exit_info.value.code == 2
+    assert f"error: No class names for the YOLO dataset at {tmp_path}" in capsys.readouterr().err
 
 
 def test_shapes_cli(tmp_path: Path, capsys) -> None:

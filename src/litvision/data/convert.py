@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -184,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             counts = yolo_to_coco(args.root, args.split, args.out)
     except UserError as err:
-        raise SystemExit(f"error: {err}") from None
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     print(f"{args.command}: " + ", ".join(f"{k}={v}" for k, v in counts.items()) + f" -> {args.out}")
 
 

@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -281,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.max_objects,
         )
     except UserError as err:
-        raise SystemExit(f"error: {err}") from None
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     total = args.num_train + args.num_val + args.num_test
     print(f"Wrote {total} shapes images ({args.image_size} px) as VOC XML and COCO JSON to {out}")
 
