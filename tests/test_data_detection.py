@@ -376,6 +376,32 @@ def test_yolo_bad_label_line_names_file_and_line(tmp_path: Path, line: str, mess
         YOLODetection(tmp_path, "train")
 
 
+def test_yolo_box_outside_image_clipped_with_warning(tmp_path: Path) -> None:
+    from litvision.data.yolo import YOLODetection
+
+    fx.write_yolo(tmp_path)
+    (tmp_path / "labels" / "train" / "a.txt").write_text("14 0.9375 0.5 0.25 0.5\n14 0.5 0.5 0 0.5\n")
+    with pytest.warns(
+        UserWarning, match=r"1 box\(es\) reaching outside .* 1 box\(es\) with zero area were dropped"
+    ):
+        ds = YOLODetection(tmp_path, "train")
+    assert _boxes(ds[0][1]) == [[52.0, 12.0, 64.0, 36.0]]
+
+
+def test_draw_target_marks_ignored_objects(tmp_path: Path) -> None:
+    from litvision.data.detection import draw_target
+    from litvision.data.voc import VOC_CLASSES, VOCDetection
+
+    fx.write_voc(tmp_path)
+    image, target = VOCDetection(tmp_path, "2007", "test", keep_difficult=True)[0]
+    drawn = draw_target(image.float() / 255, target, VOC_CLASSES)
+    assert drawn.dtype == torch.uint8 and drawn.shape == image.shape
+    assert drawn[:, 5, 4].tolist() == [255, 0, 0]  # the person's top-left corner, red
+    assert drawn[:, 9, 9].tolist() == [128, 128, 128]  # the difficult dog, grey
+    empty_image, empty = VOCDetection(tmp_path, "2007", "test")[1]
+    assert torch.equal(draw_target(empty_image, empty, VOC_CLASSES), empty_image)
+
+
 def test_yolo_without_names_says_what_to_add(tmp_path: Path) -> None:
     from litvision.data.yolo import YOLODetection
 

@@ -308,3 +308,28 @@ def fetch_archive(url: str, md5: str, download_root: Path, extract_root: Path, w
             f"elsewhere and unpack it yourself: `wget {url} -P {download_root} && {unpack} {extract_root}` "
             f"(md5 {md5})."
         ) from err
+
+
+def draw_target(
+    image: torch.Tensor, target: dict, class_names: Sequence[str], scores: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The image (uint8 or float [0, 1]) with its boxes and class names drawn, as uint8 [3, H, W].
+
+    Objects evaluation ignores (`iscrowd=1`: crowd, VOC difficult) are drawn grey, the others red;
+    `scores` (predictions) are appended to the names.
+    """
+    from torchvision.utils import draw_bounding_boxes
+
+    img = image.as_subclass(torch.Tensor)
+    if img.is_floating_point():
+        img = (img.clamp(0, 1) * 255).round().to(torch.uint8)
+    boxes = target["boxes"].as_subclass(torch.Tensor).reshape(-1, 4)
+    labels = target["labels"].tolist()
+    names = [class_names[i] if 0 <= i < len(class_names) else str(i) for i in labels]
+    if scores is not None:
+        names = [f"{n} {s:.2f}" for n, s in zip(names, scores.tolist(), strict=True)]
+    crowd = target.get("iscrowd", torch.zeros(len(labels), dtype=torch.int64)).tolist()
+    colors = ["grey" if c else "red" for c in crowd]
+    if len(boxes) == 0:
+        return img.clone()
+    return draw_bounding_boxes(img, boxes, names, colors=colors, width=1)
