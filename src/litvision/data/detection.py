@@ -198,6 +198,8 @@ class DetectionDataModule(L.LightningDataModule):
         collate: str = "list",
     ) -> None:
         super().__init__()
+        # Collects the subclass's init arguments too: checkpoints record the data settings.
+        self.save_hyperparameters()
         self.root = Path(root).expanduser()
         self.batch_size = batch_size
         self.num_workers = num_workers
