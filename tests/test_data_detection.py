@@ -236,7 +236,7 @@ def test_coco_reader_category_gaps_crowd_and_empty_images(tmp_path: Path) -> Non
     assert target["labels"].tolist() == [2, 79]
     # Training view: crowd dropped, images left without objects dropped.
     train = COCODetection(tmp_path / "train2017", ann, keep_crowd=False, keep_empty=False)
-    assert [item["id"] for item in train.items] == [1, 3]
+    assert train.image_ids == [1, 3]
     assert train[0][1]["labels"].tolist() == [0] and train[0][1]["iscrowd"].tolist() == [0]
 
 
@@ -244,8 +244,8 @@ def test_coco_datamodule_maps_labels_back_to_category_ids(tmp_path: Path, runs_d
     dm = _datamodule("coco", tmp_path / "coco", runs_dir)
     assert dm.num_classes == 80 and dm.category_ids[16] == 18 and dm.class_names[16] == "dog"
     dm.setup("fit")
-    assert [item["id"] for item in dm.datasets["train"].dataset.items] == [1, 3]
-    assert [item["id"] for item in dm.datasets["val"].dataset.items] == [10, 11]
+    assert dm.datasets["train"].dataset.image_ids == [1, 3]
+    assert dm.datasets["val"].dataset.image_ids == [10, 11]
     images, targets = next(iter(dm.val_dataloader()))
     assert [t["image_id"] for t in targets] == [10, 11]
     assert targets[0]["iscrowd"].tolist() == [0, 1]  # the crowd person stays, flagged, for evaluation
@@ -315,7 +315,7 @@ def test_coco_box_outside_image_clipped_with_warning(tmp_path: Path) -> None:
         UserWarning, match=rf"{path}: 1 box\(es\) .* clipped .* 1 box\(es\) with zero area were dropped"
     ):
         ds = COCODetection(tmp_path, path)
-    assert ds.items[0]["boxes"].tolist() == [[5.0, 5.0, 10.0, 7.0]]
+    assert ds.annotation(0)[0].tolist() == [[5.0, 5.0, 10.0, 7.0]]
 
 
 def test_coco_missing_annotation_file_says_what_to_do(tmp_path: Path, runs_dir: Path) -> None:

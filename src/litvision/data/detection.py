@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision import tv_tensors
@@ -60,22 +61,34 @@ def clean_boxes(
     """
     if boxes.numel() == 0:
         return boxes.reshape(0, 4), torch.zeros(0, dtype=torch.bool)
-    clipped = boxes.clone()
-    clipped[:, 0::2] = clipped[:, 0::2].clamp(0, width)
-    clipped[:, 1::2] = clipped[:, 1::2].clamp(0, height)
-    # Overshoots below a thousandth of a pixel are float round-off (e.g. from normalised YOLO
-    # coordinates), clipped silently.
-    moved = ((clipped - boxes).abs() > 1e-3).any(dim=1)
-    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    # numpy: a tenth of torch's per-call overhead on these tiny arrays, which add up over 100k images.
+    raw = boxes.numpy()
+    clipped, moved, keep = clip_boxes_np(raw, np.float32(width), np.float32(height))
     n_dropped = int((~keep).sum())
-    # A box that ends up empty was dropped, not clipped: count it once.
     n_clipped = int((moved & keep).sum())
     if n_clipped or n_dropped:
         stats.clipped += n_clipped
         stats.dropped += n_dropped
         if len(stats.files) < 3:
             stats.files.append(source)
-    return clipped, keep
+    return torch.from_numpy(clipped), torch.from_numpy(keep)
+
+
+def clip_boxes_np(boxes: np.ndarray, width: Any, height: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(clipped boxes, moved by more than round-off, non-empty) for XYXY boxes [N, 4].
+
+    `width`/`height` are scalars or per-box arrays. Overshoots below a thousandth of a pixel are
+    float round-off (e.g. from normalised YOLO coordinates): clipped, not counted as moved.
+    """
+    width, height = np.asarray(width, dtype=np.float32), np.asarray(height, dtype=np.float32)
+    clipped = np.empty_like(boxes, dtype=np.float32)
+    np.clip(boxes[:, 0], 0, width, out=clipped[:, 0])
+    np.clip(boxes[:, 2], 0, width, out=clipped[:, 2])
+    np.clip(boxes[:, 1], 0, height, out=clipped[:, 1])
+    np.clip(boxes[:, 3], 0, height, out=clipped[:, 3])
+    moved = (np.abs(clipped - boxes) > 1e-3).any(axis=1)
+    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    return clipped, moved, keep
 
 
 def make_target(
