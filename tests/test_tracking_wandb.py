@@ -60,8 +60,13 @@ def wandb_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             mp.setenv(k, v)
         mp.delenv("WANDB_RUN_ID", raising=False)
         summary = train(compose_cfg(overrides, runs_dir))
-    return {"tmp": tmp, "runs_dir": runs_dir, "overrides": overrides, "summary": summary,
-            "run_dir": Path(summary["run_dir"])}
+    return {
+        "tmp": tmp,
+        "runs_dir": runs_dir,
+        "overrides": overrides,
+        "summary": summary,
+        "run_dir": Path(summary["run_dir"]),
+    }
 
 
 def test_offline_run_holds_config_tags_group_and_final_metrics(wandb_run: dict) -> None:
@@ -109,13 +114,18 @@ def test_resume_continues_the_same_wandb_run(wandb_run: dict) -> None:
     first_id = (run_dir / "wandb_run_id").read_text().strip()
     last = run_dir / "checkpoints" / "last.ckpt"
     # The user's command: resume from the run's last checkpoint, one more epoch.
-    args = [*wandb_run["overrides"], "trainer.max_epochs=2", f"ckpt_path={last}",
-            f"paths.runs_dir={wandb_run['runs_dir']}"]
+    args = [
+        *wandb_run["overrides"],
+        "trainer.max_epochs=2",
+        f"ckpt_path={last}",
+        f"paths.runs_dir={wandb_run['runs_dir']}",
+    ]
     proc = run_cli("litvision.train", *args, env=_wandb_env(wandb_run["tmp"]))
     assert proc.returncode == 0, proc.stderr[-3000:]
 
-    assert [p for p in wandb_run["runs_dir"].rglob("summary.json")] == [run_dir / "summary.json"], \
+    assert [p for p in wandb_run["runs_dir"].rglob("summary.json")] == [run_dir / "summary.json"], (
         "resume must continue in the same run folder"
+    )
     first, second = offline_runs(run_dir)
     assert first.run_id == second.run_id == first_id
     assert second.name == first.name and second.group == first.group
@@ -127,7 +137,9 @@ def test_resume_continues_the_same_wandb_run(wandb_run: dict) -> None:
     _assert_no_secret(run_dir)
 
 
-def test_no_api_key_means_offline_inside_the_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_api_key_means_offline_inside_the_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from litvision.tracking.modes import has_api_key, resolve_mode
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
@@ -176,8 +188,13 @@ def test_wandb_sweep_file_runs_through_wandb_agent(tmp_path: Path, monkeypatch: 
     command[-1:-1] = [*TINY[1:], "logger=wandb", f"paths.runs_dir={runs_dir}"]
     agent = Agent(api=None, queue=None, sweep_id="sweep1")
     agent._sweep_command = command
-    agent._command_run({"run_id": "agentrun1", "program": sweep["program"],
-                        "args": {"model.optimizer.lr": {"value": 0.005}, "model.net.width": {"value": 16}}})
+    agent._command_run(
+        {
+            "run_id": "agentrun1",
+            "program": sweep["program"],
+            "args": {"model.optimizer.lr": {"value": 0.005}, "model.net.width": {"value": 16}},
+        }
+    )
     assert agent._run_processes["agentrun1"].wait(timeout=600) == 0
 
     [summary_file] = runs_dir.rglob("summary.json")
@@ -191,13 +208,22 @@ def test_wandb_sweep_file_runs_through_wandb_agent(tmp_path: Path, monkeypatch: 
 
 def test_bad_sweep_file_names_the_problem(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text("method: grid\nparameters:\n  model.optimiser.lr: {values: [0.1]}\n"
-                   "command: [python, -m, litvision.train, '${args_no_hyphens}']\n")
+    bad.write_text(
+        "method: grid\nparameters:\n  model.optimiser.lr: {values: [0.1]}\n"
+        "command: [python, -m, litvision.train, '${args_no_hyphens}']\n"
+    )
     proc = run_cli("litvision.tracking.sweep", "--exp", "digits_cnn", "--sweep", str(bad))
     assert proc.returncode == 2
     assert str(bad) in proc.stderr and "model.optimiser.lr" in proc.stderr
-    bad.write_text("method: bayes\nparameters:\n  model.optimizer.lr: {min: 0.1}\ncommand: [python, train.py]\n")
+    bad.write_text(
+        "method: bayes\nparameters:\n  model.optimizer.lr: {min: 0.1}\ncommand: [python, train.py]\n"
+    )
     proc = run_cli("litvision.tracking.sweep", "--exp", "digits_cnn", "--sweep", str(bad))
     assert proc.returncode == 2
-    for problem in ("metric.name", "parameters.model.optimizer.lr", "${args_no_hyphens}", "-m litvision.train"):
+    for problem in (
+        "metric.name",
+        "parameters.model.optimizer.lr",
+        "${args_no_hyphens}",
+        "-m litvision.train",
+    ):
         assert problem in proc.stderr

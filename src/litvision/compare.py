@@ -35,7 +35,9 @@ from litvision.errors import UserError
 COMPARE_DIR = "compare"
 NO_SUMMARY = "no summary.json: crashed, killed or still running"
 # Keys that say where a run lives rather than how it was run.
-_PATH_KEYS = re.compile(r"(^|\.)(output_dir|save_dir|dirpath|default_root_dir|run_dir|root_dir|data_dir|runs_dir)$")
+_PATH_KEYS = re.compile(
+    r"(^|\.)(output_dir|save_dir|dirpath|default_root_dir|run_dir|root_dir|data_dir|runs_dir)$"
+)
 
 
 @dataclass
@@ -94,7 +96,9 @@ def find_run_dirs(root: Path) -> list[Path]:
     if is_run_dir(root):
         return [root]
     found = {p.parent.parent for p in root.rglob(".hydra/config.yaml")}
-    found |= {p.parent for p in root.rglob("config.yaml") if is_run_dir(p.parent) and p.parent.name != ".hydra"}
+    found |= {
+        p.parent for p in root.rglob("config.yaml") if is_run_dir(p.parent) and p.parent.name != ".hydra"
+    }
     # The W&B folder keeps a copy of files; only litvision run folders count.
     return sorted(p for p in found if "wandb" not in p.relative_to(root).parts)
 
@@ -151,7 +155,7 @@ def load_runs(targets: list[str | Path]) -> list[Run]:
 def _common_root(dirs: list[Path]) -> Path:
     if len(dirs) == 1:
         return dirs[0].parent
-    parts = list(zip(*(d.parts for d in dirs)))
+    parts = list(zip(*(d.parts for d in dirs), strict=False))
     common = [p[0] for p in parts if all(x == p[0] for x in p)]
     return Path(*common) if common else Path("/")
 
@@ -245,7 +249,9 @@ def plot_curves(runs: list[Run], out_dir: Path) -> list[Path]:
     for i, (r, df) in enumerate(curves):
         c = colours[i % len(colours)]
         ax.plot(*_curve(df, "train/loss"), color=c, alpha=0.8, label=f"{r.label} train")
-        ax.plot(*_curve(df, "val/loss"), color=c, linestyle="--", marker="o", markersize=3, label=f"{r.label} val")
+        ax.plot(
+            *_curve(df, "val/loss"), color=c, linestyle="--", marker="o", markersize=3, label=f"{r.label} val"
+        )
     ax.set(xlabel="step", ylabel="loss", title="loss (train solid, val dashed)")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
@@ -257,7 +263,13 @@ def plot_curves(runs: list[Run], out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(8, 5))
         for i, (r, df) in enumerate(curves):
             if r.monitor == metric:
-                ax.plot(*_curve(df, metric), color=colours[i % len(colours)], marker="o", markersize=3, label=r.label)
+                ax.plot(
+                    *_curve(df, metric),
+                    color=colours[i % len(colours)],
+                    marker="o",
+                    markersize=3,
+                    label=r.label,
+                )
         ax.set(xlabel="step", ylabel=metric, title=metric)
         ax.legend(fontsize=7)
         fig.tight_layout()
@@ -304,8 +316,9 @@ def print_table(df: Any, runs: list[Run], columns: list[str], title: str) -> Non
     table = Table(title=title, title_justify="left")
     table.add_column("run", style="bold", no_wrap=True)
     for c in columns:
-        table.add_column(c, justify="left" if c in keys or c == "status" else "right",
-                         style="cyan" if c in keys else None)
+        table.add_column(
+            c, justify="left" if c in keys or c == "status" else "right", style="cyan" if c in keys else None
+        )
     for label, row in df.iterrows():
         cells = [_fmt(row.get(c)) for c in columns]
         style = None if row.get("status") == "ok" else "yellow"
@@ -313,7 +326,9 @@ def print_table(df: Any, runs: list[Run], columns: list[str], title: str) -> Non
     Console(width=max(160, Console().width)).print(table)
 
 
-def compare(targets: list[str | Path], out_dir: Path | None = None, all_metrics: bool = False) -> dict[str, Any]:
+def compare(
+    targets: list[str | Path], out_dir: Path | None = None, all_metrics: bool = False
+) -> dict[str, Any]:
     """Load, print, and write the comparison; returns the DataFrame and the files written."""
     runs = load_runs(targets)
     df = compare_frame(runs)
@@ -328,7 +343,9 @@ def compare(targets: list[str | Path], out_dir: Path | None = None, all_metrics:
     print_table(df, runs, columns, title)
     if not keys and len(runs) > 1:
         print("The runs' configs are identical (only seeds of randomness outside the config differ).")
-    (out_dir / "runs.md").write_text(f"# {title}\n\n" + to_markdown(df, shown_columns(df, runs, all_metrics=True)))
+    (out_dir / "runs.md").write_text(
+        f"# {title}\n\n" + to_markdown(df, shown_columns(df, runs, all_metrics=True))
+    )
     df.to_csv(out_dir / "runs.csv")
     plots = plot_curves(runs, out_dir)
     bad = [r for r in runs if not r.ok]
@@ -336,8 +353,10 @@ def compare(targets: list[str | Path], out_dir: Path | None = None, all_metrics:
         print(f"note: {r.path}: {r.problem}")
     if bad:
         print(f"{len(bad)} of {len(runs)} run(s) have no results; the others are compared above.")
-    print(f"wrote {out_dir}/runs.md, runs.csv" + (", " + ", ".join(p.name for p in plots) if plots else
-                                                  " (no csv/metrics.csv: no learning curves)"))
+    print(
+        f"wrote {out_dir}/runs.md, runs.csv"
+        + (", " + ", ".join(p.name for p in plots) if plots else " (no csv/metrics.csv: no learning curves)")
+    )
     return {"frame": df, "runs": runs, "keys": keys, "out_dir": out_dir, "plots": plots}
 
 
@@ -356,7 +375,9 @@ def main(argv: list[str] | None = None) -> None:
             targets.append(args.runs)
         if not targets:
             if not args.exp:
-                raise UserError("Say which runs to compare: EXP=<experiment>, RUNS=<folder or glob>, or paths.")
+                raise UserError(
+                    "Say which runs to compare: EXP=<experiment>, RUNS=<folder or glob>, or paths."
+                )
             from litvision.config import project_root
 
             runs_dir = Path(args.runs_dir) if args.runs_dir else project_root() / "runs"

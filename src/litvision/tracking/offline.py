@@ -156,8 +156,12 @@ def load_offline_run(wandb_file: str | Path) -> OfflineRun:
         elif kind == "artifact":
             a = rec.artifact
             run.artifacts.append(
-                {"name": a.name, "type": a.type, "aliases": list(a.aliases),
-                 "files": [e.path for e in a.manifest.contents]}
+                {
+                    "name": a.name,
+                    "type": a.type,
+                    "aliases": list(a.aliases),
+                    "files": [e.path for e in a.manifest.contents],
+                }
             )
         elif kind == "exit":
             run.exit_code = rec.exit.exit_code
@@ -180,8 +184,10 @@ def main(argv: list[str] | None = None) -> None:
     target = Path(args[0])
     runs = [load_offline_run(target)] if target.suffix == ".wandb" else offline_runs(target)
     if not runs:
-        print(f"error: no offline W&B run under {target} (looked for wandb/offline-run-*/run-*.wandb)",
-              file=sys.stderr)
+        print(
+            f"error: no offline W&B run under {target} (looked for wandb/offline-run-*/run-*.wandb)",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     for r in runs:
         print(f"{r.path}\n  id={r.run_id} name={r.name} project={r.project} group={r.group} tags={r.tags}")

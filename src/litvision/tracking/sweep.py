@@ -68,7 +68,9 @@ def default_sweep(exp: str) -> dict[str, Any]:
         goal = "maximize" if space.hydra.sweeper.get("direction", "maximize") == "maximize" else "minimize"
     else:
         lr = float(cfg.model.optimizer.lr)
-        parameters = {"model.optimizer.lr": {"distribution": "log_uniform_values", "min": lr / 10, "max": lr * 10}}
+        parameters = {
+            "model.optimizer.lr": {"distribution": "log_uniform_values", "min": lr / 10, "max": lr * 10}
+        }
     return {
         "name": f"{exp}-sweep",
         "description": f"W&B sweep of litvision experiment {exp} (make wandb-sweep EXP={exp})",
@@ -77,7 +79,14 @@ def default_sweep(exp: str) -> dict[str, Any]:
         "metric": {"name": metric, "goal": goal},
         "parameters": parameters,
         # `wandb agent` runs this; ${args_no_hyphens} expands to `key=value` Hydra overrides.
-        "command": ["${env}", "${interpreter}", "-m", TRAIN_MODULE, f"experiment={exp}", "${args_no_hyphens}"],
+        "command": [
+            "${env}",
+            "${interpreter}",
+            "-m",
+            TRAIN_MODULE,
+            f"experiment={exp}",
+            "${args_no_hyphens}",
+        ],
     }
 
 
@@ -95,7 +104,9 @@ def check_sweep(sweep: Any, exp: str, source: str) -> None:
 
     check_experiment(exp)
     if not isinstance(sweep, dict):
-        raise UserError(f"{source}: a W&B sweep file is a YAML mapping (method, metric, parameters, command).")
+        raise UserError(
+            f"{source}: a W&B sweep file is a YAML mapping (method, metric, parameters, command)."
+        )
     problems: list[str] = []
     if sweep.get("method") not in METHODS:
         problems.append(f"method: {sweep.get('method')!r} is not one of {', '.join(METHODS)}")
@@ -148,7 +159,9 @@ def load_or_write(exp: str, path: Path | None) -> tuple[dict[str, Any], Path, bo
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m litvision.tracking.sweep", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m litvision.tracking.sweep", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--exp", required=True, help="experiment name (experiments/<exp>.yaml)")
     parser.add_argument("--sweep", type=Path, help="sweep YAML to check (written there if missing)")
     parser.add_argument("--project", help="W&B project (default: WANDB_PROJECT or litvision)")
@@ -160,8 +173,10 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    print(f"{'wrote' if written else 'checked'} {path}: method={sweep['method']} "
-          f"metric={sweep.get('metric', {}).get('name')} parameters={', '.join(sweep['parameters'])}")
+    print(
+        f"{'wrote' if written else 'checked'} {path}: method={sweep['method']} "
+        f"metric={sweep.get('metric', {}).get('name')} parameters={', '.join(sweep['parameters'])}"
+    )
 
     import os
 
@@ -179,8 +194,10 @@ def main(argv: list[str] | None = None) -> None:
     import wandb
 
     sweep_id = wandb.sweep(sweep, project=project, entity=args.entity or os.environ.get("WANDB_ENTITY"))
-    print(f"registered sweep {sweep_id}; start agents with:\n  wandb agent {args.entity + '/' if args.entity else ''}"
-          f"{project}/{sweep_id}")
+    print(
+        f"registered sweep {sweep_id}; start agents with:\n  wandb agent {args.entity + '/' if args.entity else ''}"
+        f"{project}/{sweep_id}"
+    )
 
 
 if __name__ == "__main__":
