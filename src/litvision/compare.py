@@ -230,6 +230,12 @@ def _curve(df: Any, column: str) -> tuple[list[float], list[float]]:
     return part["step"].tolist(), part[column].tolist()
 
 
+def _legend(run: Run, keys: list[str]) -> str:
+    """`3 (lr=0.01, seed=2)`: the run and what sets it apart."""
+    parts = [f"{k.rsplit('.', 1)[-1]}={_value(run, k)}" for k in keys[:3]]
+    return f"{run.label} ({', '.join(parts)})" if parts else run.label
+
+
 def plot_curves(runs: list[Run], out_dir: Path) -> list[Path]:
     """loss.png (train solid, val dashed) and <metric>.png per main metric, every run overlaid."""
     import matplotlib
@@ -241,6 +247,8 @@ def plot_curves(runs: list[Run], out_dir: Path) -> list[Path]:
     curves = [(r, df) for r, df in curves if df is not None and "step" in df]
     if not curves:
         return []
+    keys = differing_keys(runs)
+    names = {r.path: _legend(r, keys) for r in runs}
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -248,9 +256,14 @@ def plot_curves(runs: list[Run], out_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(8, 5))
     for i, (r, df) in enumerate(curves):
         c = colours[i % len(colours)]
-        ax.plot(*_curve(df, "train/loss"), color=c, alpha=0.8, label=f"{r.label} train")
+        ax.plot(*_curve(df, "train/loss"), color=c, alpha=0.8, label=f"{names[r.path]} train")
         ax.plot(
-            *_curve(df, "val/loss"), color=c, linestyle="--", marker="o", markersize=3, label=f"{r.label} val"
+            *_curve(df, "val/loss"),
+            color=c,
+            linestyle="--",
+            marker="o",
+            markersize=3,
+            label=f"{names[r.path]} val",
         )
     ax.set(xlabel="step", ylabel="loss", title="loss (train solid, val dashed)")
     ax.legend(fontsize=7, ncol=2)
@@ -280,11 +293,15 @@ def plot_curves(runs: list[Run], out_dir: Path) -> list[Path]:
 
 
 # -- output ---------------------------------------------------------------------------------------
-def _fmt(v: Any) -> str:
+def _fmt(v: Any, column: str = "") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
-    if isinstance(v, float):
-        return f"{v:.4g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.4f}"
+    if column == "wall_time_s":
+        return f"{v:.1f}"
+    if column == "epochs":
+        return str(int(v))
+    if isinstance(v, float) and column.startswith(("val/", "test/")):
+        return f"{v:.4f}"
     return str(v)
 
 
@@ -303,7 +320,7 @@ def to_markdown(df: Any, columns: list[str]) -> str:
     head = ["run", *columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, row in df.iterrows():
-        cells = [str(label), *(_fmt(row.get(c)) for c in columns)]
+        cells = [str(label), *(_fmt(row.get(c), c) for c in columns)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -320,7 +337,7 @@ def print_table(df: Any, runs: list[Run], columns: list[str], title: str) -> Non
             c, justify="left" if c in keys or c == "status" else "right", style="cyan" if c in keys else None
         )
     for label, row in df.iterrows():
-        cells = [_fmt(row.get(c)) for c in columns]
+        cells = [_fmt(row.get(c), c) for c in columns]
         style = None if row.get("status") == "ok" else "yellow"
         table.add_row(str(label), *cells, style=style)
     Console(width=max(160, Console().width)).print(table)
