@@ -1,0 +1,310 @@
+"""The detection sample contract shared by every detection reader, DataModule and task.
+
+A dataset item is `(image, target)`:
+
+- `image`: `tv_tensors.Image`, uint8 [3, H, W] from a reader; float32 in [0, 1] after the
+  DataModule's transforms (not normalised: the models normalise internally).
+- `target`: a dict with
+  `boxes` `tv_tensors.BoundingBoxes` XYXY, absolute 0-based continuous pixel coordinates, float32,
+  canvas_size=(H, W);
+  `labels` int64 [N], contiguous 0..C-1 (no background class; torchvision wrappers add 1);
+  `iscrowd` int64 [N], 1 for objects evaluation must ignore (COCO crowd regions, VOC `difficult`);
+  `area` float32 [N] (the dataset's area from a reader; the box area after transforms);
+  `image_id` int (COCO's image id for COCO data, the index in the split otherwise).
+
+`detection_collate` gives torchvision detectors their input (lists); `padded_collate` gives
+models that want one batch tensor the images padded to the largest H and W with a padding mask.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torchvision import tv_tensors
+
+from litvision.data.samplers import EpochShuffleSampler, seeded_generator
+from litvision.errors import UserError
+
+
+@dataclass
+class BoxStats:
+    """Counts of boxes a reader had to repair, reported once per dataset as one warning."""
+
+    clipped: int = 0
+    dropped: int = 0
+    files: list[str] = field(default_factory=list)
+
+    def warn(self, where: str | Path) -> None:
+        if self.clipped or self.dropped:
+            example = f" (e.g. {self.files[0]})" if self.files else ""
+            warnings.warn(
+                f"{where}: {self.clipped} box(es) reaching outside the image were clipped to it and "
+                f"{self.dropped} box(es) with zero area were dropped{example}.",
+                stacklevel=3,
+            )
+
+
+def clean_boxes(
+    boxes: torch.Tensor, height: int, width: int, stats: BoxStats, source: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clip XYXY boxes to the image and find the ones left with zero area.
+
+    Returns the clipped boxes and a bool mask of the boxes to keep; `stats` counts both repairs.
+    """
+    if boxes.numel() == 0:
+        return boxes.reshape(0, 4), torch.zeros(0, dtype=torch.bool)
+    clipped = boxes.clone()
+    clipped[:, 0::2] = clipped[:, 0::2].clamp(0, width)
+    clipped[:, 1::2] = clipped[:, 1::2].clamp(0, height)
+    # Overshoots below a thousandth of a pixel are float round-off (e.g. from normalised YOLO
+    # coordinates), clipped silently.
+    moved = ((clipped - boxes).abs() > 1e-3).any(dim=1)
+    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1])
+    n_dropped = int((~keep).sum())
+    # A box that ends up empty was dropped, not clipped: count it once.
+    n_clipped = int((moved & keep).sum())
+    if n_clipped or n_dropped:
+        stats.clipped += n_clipped
+        stats.dropped += n_dropped
+        if len(stats.files) < 3:
+            stats.files.append(source)
+    return clipped, keep
+
+
+def make_target(
+    boxes: torch.Tensor | Sequence[Sequence[float]],
+    labels: torch.Tensor | Sequence[int],
+    canvas_size: tuple[int, int],
+    image_id: int,
+    iscrowd: torch.Tensor | Sequence[int] | None = None,
+    area: torch.Tensor | Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """A target dict in the contract's types from plain XYXY boxes and labels."""
+    boxes_t = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    n = boxes_t.shape[0]
+    labels_t = torch.as_tensor(labels, dtype=torch.int64).reshape(n)
+    iscrowd_t = (
+        torch.zeros(n, dtype=torch.int64)
+        if iscrowd is None
+        else torch.as_tensor(iscrowd, dtype=torch.int64).reshape(n)
+    )
+    area_t = box_area(boxes_t) if area is None else torch.as_tensor(area, dtype=torch.float32).reshape(n)
+    return {
+        "boxes": tv_tensors.BoundingBoxes(boxes_t, format="XYXY", canvas_size=tuple(canvas_size)),
+        "labels": labels_t,
+        "iscrowd": iscrowd_t,
+        "area": area_t,
+        "image_id": int(image_id),
+    }
+
+
+def box_area(boxes: torch.Tensor) -> torch.Tensor:
+    boxes = boxes.reshape(-1, 4).float()
+    return ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).to(torch.float32)
+
+
+def read_image(path: str | Path) -> tv_tensors.Image:
+    """Decode an image file to uint8 RGB [3, H, W]."""
+    from torchvision.io import ImageReadMode, decode_image
+
+    try:
+        return tv_tensors.Image(decode_image(str(path), mode=ImageReadMode.RGB))
+    except (RuntimeError, OSError) as err:
+        raise UserError(
+            f"Cannot read the image {path} ({err}); replace the file or remove it from the split."
+        ) from err
+
+
+def detection_collate(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:
+    """Lists of images and targets: what torchvision's detectors take."""
+    images, targets = zip(*batch, strict=True) if batch else ((), ())
+    return list(images), list(targets)
+
+
+def pad_images(images: Sequence[torch.Tensor], size_divisor: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad [C, H, W] images (bottom/right, zeros) to the batch's largest H and W.
+
+    Returns `images [B, C, Hmax, Wmax]` and `mask [B, Hmax, Wmax]` bool, True where there is padding.
+    Padding only at the bottom/right keeps every box's pixel coordinates valid.
+    """
+    if not images:
+        raise ValueError("pad_images needs at least one image")
+    c = images[0].shape[0]
+    h = max(int(im.shape[-2]) for im in images)
+    w = max(int(im.shape[-1]) for im in images)
+    if size_divisor > 1:
+        h = -(-h // size_divisor) * size_divisor
+        w = -(-w // size_divisor) * size_divisor
+    out = images[0].new_zeros((len(images), c, h, w))
+    mask = torch.ones((len(images), h, w), dtype=torch.bool)
+    for i, im in enumerate(images):
+        out[i, :, : im.shape[-2], : im.shape[-1]] = im
+        mask[i, : im.shape[-2], : im.shape[-1]] = False
+    return out, mask
+
+
+def padded_collate(
+    batch: Sequence[tuple[torch.Tensor, dict]], size_divisor: int = 1
+) -> tuple[torch.Tensor, torch.Tensor, list[dict]]:
+    """`(images [B,3,Hmax,Wmax], mask [B,Hmax,Wmax] True=padding, targets)`."""
+    images, targets = detection_collate(batch)
+    padded, mask = pad_images([im.as_subclass(torch.Tensor) for im in images], size_divisor)
+    return padded, mask, targets
+
+
+class TransformedDataset(Dataset):
+    """Applies a v2 transform to `(image, target)` pairs and refreshes `area` from the boxes."""
+
+    def __init__(self, dataset: Dataset, transform: Callable | None) -> None:
+        self.dataset = dataset
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
+        image, target = self.dataset[index]
+        if self.transform is not None:
+            image, target = self.transform(image, target)
+            target["area"] = box_area(target["boxes"])
+        return image, target
+
+
+class DetectionDataModule(L.LightningDataModule):
+    """Loaders, transforms and class bookkeeping common to every detection DataModule.
+
+    Subclasses implement `_build(split_name) -> Dataset` for "train", "val" and "test" and set
+    `class_names` in their constructor.
+    """
+
+    class_names: list[str]
+
+    def __init__(
+        self,
+        root: str | Path,
+        num_classes: int | None = None,
+        batch_size: int = 2,
+        num_workers: int = 0,
+        image_size: Any = 512,
+        augment: dict | None = None,
+        seed: int = 42,
+        collate: str = "list",
+    ) -> None:
+        super().__init__()
+        self.root = Path(root).expanduser()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.image_size = image_size
+        self.augment = dict(augment or {})
+        self.seed = seed
+        if collate not in ("list", "padded"):
+            raise UserError(f"data.collate={collate!r} is not one of 'list', 'padded'.")
+        self.collate = collate
+        self._expected_classes = num_classes
+        self.datasets: dict[str, Dataset] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def _check_num_classes(self) -> None:
+        if self._expected_classes is not None and self._expected_classes != len(self.class_names):
+            raise UserError(
+                f"data.num_classes={self._expected_classes} but {self.root} has {len(self.class_names)} "
+                f"classes ({', '.join(self.class_names[:6])}{', ...' if len(self.class_names) > 6 else ''}); "
+                f"set data.num_classes={len(self.class_names)}."
+            )
+
+    def _build(self, split: str) -> Dataset:
+        raise NotImplementedError
+
+    def transforms(self, train: bool) -> Callable:
+        from litvision.data.det_transforms import detection_transforms
+
+        return detection_transforms(train=train, image_size=self.image_size, **self.augment)
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in wanted.get(stage, ("train", "val", "test")) if stage else ("train", "val", "test"):
+            if split not in self.datasets:
+                self.datasets[split] = TransformedDataset(
+                    self._build(split), self.transforms(split == "train")
+                )
+
+    def raw_dataset(self, split: str) -> Dataset:
+        """The reader for a split, without transforms (uint8 images, the dataset's own sizes)."""
+        return self._build(split)
+
+    def _loader(self, split: str, train: bool = False) -> DataLoader:
+        if split not in self.datasets:
+            self.setup(None)
+        ds = self.datasets[split]
+        collate = detection_collate if self.collate == "list" else padded_collate
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            sampler=EpochShuffleSampler(ds, self.seed) if train else None,
+            num_workers=self.num_workers,
+            collate_fn=collate,
+            generator=seeded_generator(self.seed),
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+
+def concat(datasets: Sequence[Dataset]) -> Dataset:
+    """One dataset, or their concatenation with image ids renumbered to stay unique."""
+    if len(datasets) == 1:
+        return datasets[0]
+    return _RenumberedConcat(list(datasets))
+
+
+class _RenumberedConcat(ConcatDataset):
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, dict]:
+        image, target = super().__getitem__(idx)
+        target["image_id"] = idx if idx >= 0 else len(self) + idx
+        return image, target
+
+
+def fetch_archive(url: str, md5: str, download_root: Path, extract_root: Path, what: str) -> None:
+    """Download an official archive (checked against its md5) and extract it.
+
+    With no network this fails with what to do instead: the URL and the manual commands.
+    """
+    from torchvision.datasets.utils import check_integrity, download_and_extract_archive
+
+    filename = url.rsplit("/", 1)[-1]
+    archive = download_root / filename
+    if archive.is_file() and not check_integrity(str(archive), md5):
+        raise UserError(
+            f"{archive} does not match the md5 {md5} of the official {what} archive; delete it and download again."
+        )
+    unpack = f"tar -xf {archive} -C" if filename.endswith(".tar") else f"unzip -q {archive} -d"
+    try:
+        download_and_extract_archive(
+            url, download_root=str(download_root), extract_root=str(extract_root), filename=filename, md5=md5
+        )
+    except (OSError, RuntimeError) as err:  # URLError is an OSError
+        raise UserError(
+            f"Could not download {what} from {url} ({err.__class__.__name__}: {err}). Without network, fetch it "
+            f"elsewhere and unpack it yourself: `wget {url} -P {download_root} && {unpack} {extract_root}` "
+            f"(md5 {md5})."
+        ) from err
