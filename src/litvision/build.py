@@ -11,10 +11,24 @@ from typing import Any
 from omegaconf import DictConfig
 
 
+def _user_errors_unwrapped(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Hydra wraps constructor errors in InstantiationException; a UserError must reach the CLI as itself."""
+    from hydra.errors import InstantiationException
+
+    from litvision.errors import UserError
+
+    try:
+        return fn(*args, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, UserError):
+            raise e.__cause__ from None
+        raise
+
+
 def build_datamodule(cfg: DictConfig) -> Any:
     from hydra.utils import instantiate
 
-    return instantiate(cfg.data, _convert_="all")
+    return _user_errors_unwrapped(instantiate, cfg.data, _convert_="all")
 
 
 def build_task(cfg: DictConfig) -> Any:
@@ -45,7 +59,9 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
     return [build_logger(cfg, c) for c in group.values() if c is not None and "_target_" in c]
 
 
-def build_trainer(cfg: DictConfig, callbacks: list[Any] | None = None, loggers: list[Any] | None = None) -> Any:
+def build_trainer(
+    cfg: DictConfig, callbacks: list[Any] | None = None, loggers: list[Any] | None = None
+) -> Any:
     from hydra.utils import instantiate
 
     callbacks = build_callbacks(cfg) if callbacks is None else callbacks

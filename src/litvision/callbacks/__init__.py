@@ -1,0 +1,1 @@
+"""Callbacks: anything hooked into the Trainer (finetuning schedules, media, resume state)."""
