@@ -50,7 +50,7 @@ wandb-sweep: $(SETUP)  ## write/validate a W&B sweep for `wandb agent`: make wan
 compare: $(SETUP)  ## table + learning curves of runs: make compare EXP=digits_cnn | RUNS=<sweep folder or 'glob'>
 	$(PY) -m litvision.compare $(if $(RUNS),--runs '$(RUNS)',--exp $(EXP))
 
-notebooks: $(SETUP)  ## execute the notebooks in place (outputs kept locally; strip before committing)
+notebooks: $(SETUP)  ## execute the notebooks into runs/notebooks/ (the committed ones stay output-free)
 	$(PY) -m litvision.tracking.notebooks --execute notebooks/*.ipynb
 
 test: $(SETUP)  ## run the whole test suite (slow tests included)

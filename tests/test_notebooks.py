@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from litvision.tracking.notebooks import execute, is_stripped
+from litvision.tracking.notebooks import execute, is_stripped, main
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -33,3 +33,11 @@ def test_notebook_runs_top_to_bottom(path: Path, tmp_path: Path) -> None:
     images = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images, "the notebook shows its plots"
     assert is_stripped(path), "executing must not write outputs into the committed notebook"
+
+    # The executed copy has outputs: the check fails on it, and strip fixes it.
+    executed = tmp_path / path.name
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--check", str(executed)])
+    assert exit_info.value.code == 1
+    main(["--strip", str(executed)])
+    assert is_stripped(executed)

@@ -98,9 +98,10 @@ def test_offline_run_holds_config_tags_group_and_final_metrics(wandb_run: dict) 
     train_rows = [h for h in run.history if "train/loss" in h]
     assert [h["trainer/global_step"] for h in train_rows] == list(range(summary["global_step"]))
     # Figures reach W&B: the confusion matrices, as image files inside the offline run.
-    images = [h["val/confusion_matrix"] for h in run.history if "val/confusion_matrix" in h]
-    assert images and images[0]["_type"] == "image-file"
-    assert (run.path.parent / "files" / images[0]["path"]).stat().st_size > 1000
+    for tag in ("val/confusion_matrix", "test/confusion_matrix", "train/samples"):
+        images = [h[tag] for h in run.history if tag in h]
+        assert images and images[0]["_type"] == "image-file", tag
+        assert (run.path.parent / "files" / images[0]["path"]).stat().st_size > 1000, tag
 
     # log_model=true: the checkpoints as a model artifact, the best one aliased "best".
     models = [a for a in run.artifacts if a["type"] == "model"]
