@@ -32,11 +32,8 @@ def main(argv: list[str]) -> int:
         result = {
             "benchmark": name,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {
-                "python": platform.python_version(),
-                "processor": platform.machine(),
-                "cpus": __import__("os").cpu_count(),
-            },
+            "machine": {"python": platform.python_version(), "processor": platform.machine(),
+                        "cpus": __import__("os").cpu_count()},
             "bench_wall_s": round(time.time() - started, 1),
             **result,
         }

@@ -20,9 +20,8 @@ from litvision.data.fixtures import FIXTURES, fixture_maker
 from litvision.data.fixtures import classification as fx
 from litvision.errors import UserError
 
-# Identity normalisation and no augmentation: tensors equal the stored pixels / 255.
-RAW_1 = ["data.mean=[0.0]", "data.std=[1.0]", "data.train_crop=none", "data.hflip=0.0"]
-RAW_3 = ["data.mean=[0,0,0]", "data.std=[1,1,1]", "data.train_crop=none", "data.hflip=0.0"]
+# No augmentation: the datasets yield the stored uint8 pixels (batches are normalised after collation).
+RAW = ["data.train_crop=none", "data.hflip=0.0"]
 
 
 def datamodule(overrides: list[str], runs_dir: Path, setup: bool = True):
@@ -33,10 +32,6 @@ def datamodule(overrides: list[str], runs_dir: Path, setup: bool = True):
         dm.prepare_data()
         dm.setup("fit")
     return dm
-
-
-def as_bytes(x: torch.Tensor) -> np.ndarray:
-    return (x * 255).round().to(torch.uint8).numpy()
 
 
 def all_items(ds) -> tuple[np.ndarray, np.ndarray]:
@@ -53,18 +48,18 @@ def test_mnist_reads_idx_files_exactly(tmp_path: Path, runs_dir: Path) -> None:
     raw = fx.write_mnist(tmp_path, (xtr, ytr), (xte, yte), gzip_test=True)
     assert (raw / "t10k-images-idx3-ubyte.gz").is_file() and (raw / "train-images-idx3-ubyte").is_file()
 
-    dm = datamodule(["data=mnist", f"data.root={tmp_path}", "data.num_workers=0", *RAW_1], runs_dir)
+    dm = datamodule(["data=mnist", f"data.root={tmp_path}", "data.num_workers=0", *RAW], runs_dir)
     assert (dm.num_classes, dm.in_channels, dm.class_names) == (10, 1, [str(i) for i in range(10)])
     assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 90, "val": 10, "test": 20}
     x, y = all_items(dm.datasets["test"])
-    assert x.shape == (20, 1, 28, 28) and x.dtype == np.float32
-    np.testing.assert_array_equal(as_bytes(torch.from_numpy(x))[:, 0], xte)
+    assert x.shape == (20, 1, 28, 28) and x.dtype == np.uint8
+    np.testing.assert_array_equal(x[:, 0], xte)
     np.testing.assert_array_equal(y, yte)
     # Train and val are disjoint views of the training file, and every image keeps its label.
     tr, va = dm.datasets["train"], dm.datasets["val"]
     assert sorted([*tr.indices, *va.indices]) == list(range(100))
     xv, yv = all_items(va)
-    np.testing.assert_array_equal(as_bytes(torch.from_numpy(xv))[:, 0], xtr[va.indices])
+    np.testing.assert_array_equal(xv[:, 0], xtr[va.indices])
     np.testing.assert_array_equal(yv, ytr[va.indices])
 
 
@@ -74,14 +69,32 @@ def test_mnist_default_normalisation(tmp_path: Path, runs_dir: Path) -> None:
         (np.full((20, 28, 28), 255, np.uint8), fx.balanced_labels(10, 2)),
         (np.zeros((10, 28, 28), np.uint8), fx.balanced_labels(10, 1)),
     )
-    dm = datamodule(
-        ["data=mnist", f"data.root={tmp_path}", "data.num_workers=0", "data.val_fraction=0.5"], runs_dir
-    )
+    base = ["data=mnist", f"data.root={tmp_path}", "data.num_workers=0", "data.val_fraction=0.5"]
+    dm = datamodule([*base, "data.normalize_on=device"], runs_dir)
     assert dm.mean == (0.1307,) and dm.std == (0.3081,)
-    x0, _ = dm.datasets["test"][0]
-    x1, _ = dm.datasets["val"][0]
-    assert torch.allclose(x0, torch.full_like(x0, -0.1307 / 0.3081))
-    assert torch.allclose(x1, torch.full_like(x1, (1 - 0.1307) / 0.3081))
+    # A uint8 batch is normalised after it reaches the device (Lightning's batch hook) ...
+    x, y = next(iter(dm.test_dataloader()))
+    assert x.dtype == torch.uint8
+    x, y2 = dm.on_after_batch_transfer((x, y), 0)
+    assert x.dtype == torch.float32 and torch.equal(y, y2)
+    assert torch.allclose(x, torch.full_like(x, -0.1307 / 0.3081))
+    # ... or in the loader worker after collation: what "auto" picks without a Trainer on an accelerator.
+    dm = datamodule([*base, "data.num_workers=1"], runs_dir)
+    x, _ = next(iter(dm.val_dataloader()))
+    assert x.dtype == torch.float32 and torch.allclose(x, torch.full_like(x, (1 - 0.1307) / 0.3081))
+    assert dm.on_after_batch_transfer((x, y), 0)[0] is x
+
+
+def test_batch_normalisation_equals_per_image_todtype_normalize() -> None:
+    from torchvision.transforms import v2
+
+    from litvision.data.presets import NormalizingCollate
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    images = [torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8) for _ in range(4)]
+    x, y = NormalizingCollate(mean, std)([(im, i) for i, im in enumerate(images)])
+    per_image = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    assert torch.equal(x, torch.stack([per_image(im) for im in images])) and y.tolist() == [0, 1, 2, 3]
 
 
 def test_mnist_bad_files(tmp_path: Path, runs_dir: Path) -> None:
@@ -112,18 +125,18 @@ def test_cifar10_reads_pickle_batches_exactly(tmp_path: Path, runs_dir: Path) ->
     xte = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     fx.write_cifar10(tmp_path, batches, (xte, yte), fx.CIFAR10_CLASSES)
 
-    dm = datamodule(["data=cifar10", f"data.root={tmp_path}", "data.num_workers=0", *RAW_3], runs_dir)
+    dm = datamodule(["data=cifar10", f"data.root={tmp_path}", "data.num_workers=0", *RAW], runs_dir)
     assert dm.class_names == fx.CIFAR10_CLASSES and dm.in_channels == 3
     assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 90, "val": 10, "test": 5}
     x, y = all_items(dm.datasets["test"])
     # Rows are planar RGB: the tensor's (c, h, w) is the written image's [h, w, c].
-    np.testing.assert_array_equal(as_bytes(torch.from_numpy(x)), xte.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(x, xte.transpose(0, 3, 1, 2))
     np.testing.assert_array_equal(y, yte)
     # The five batches are concatenated in order.
     all_x = np.concatenate([b[0] for b in batches]).transpose(0, 3, 1, 2)
     val = dm.datasets["val"]
     xv, _ = all_items(val)
-    np.testing.assert_array_equal(as_bytes(torch.from_numpy(xv)), all_x[val.indices])
+    np.testing.assert_array_equal(xv, all_x[val.indices])
 
     dm = datamodule(["data=cifar10", f"data.root={tmp_path}", "data.num_workers=0"], runs_dir)
     assert dm.mean == (0.4914, 0.4822, 0.4465) and dm.std == (0.247, 0.2435, 0.2616)
@@ -151,7 +164,7 @@ def test_cifar_alexnet_resize_224_bicubic(tmp_path: Path, runs_dir: Path) -> Non
     )
     x, _ = dm.datasets["test"][0]
     xt, _ = dm.datasets["train"][0]
-    assert x.shape == xt.shape == (3, 224, 224) and x.dtype == torch.float32
+    assert x.shape == xt.shape == (3, 224, 224) and x.dtype == torch.uint8
 
 
 def test_cifar_bad_files(tmp_path: Path, runs_dir: Path) -> None:
@@ -178,7 +191,7 @@ def test_image_folder_classes_labels_and_modes(tmp_path: Path, runs_dir: Path) -
     cfg = compose_cfg(["data=image_folder", *overrides], runs_dir)
     assert cfg.data.num_classes == 3 and cfg.model.num_classes == 3  # counted from the folder
     dm = datamodule(
-        ["data=image_folder", *overrides, *RAW_3, "data.image_size=40", "data.resize_size=40"], runs_dir
+        ["data=image_folder", *overrides, *RAW, "data.image_size=40", "data.resize_size=40"], runs_dir
     )
     assert dm.class_names == ["cat", "dog", "fish"]
     source = dm.datasets["train"].source
@@ -199,7 +212,7 @@ def test_image_folder_classes_labels_and_modes(tmp_path: Path, runs_dir: Path) -
         fx.class_images(np.asarray([0, 1, 2, 2]), 40, 48, 3, 7)[2].transpose(2, 0, 1),
     )
     x, _ = dm.datasets["train"][0]
-    assert x.shape == (3, 40, 40) and x.dtype == torch.float32
+    assert x.shape == (3, 40, 40) and x.dtype == torch.uint8
 
 
 def test_image_folder_split_is_stratified_and_seeded(tmp_path: Path, runs_dir: Path) -> None:
@@ -321,16 +334,16 @@ def test_flowers_recipe_transforms(tmp_path: Path, runs_dir: Path) -> None:
     assert dm.mean == (0.485, 0.456, 0.406) and dm.std == (0.229, 0.224, 0.225)
     assert np.bincount(dm.datasets["val"].labels).tolist() == [1] * 5  # 20% of 5 per class
     names = [type(t).__name__ for t in dm.datasets["train"].transform.transforms]
-    assert names == ["RandomResizedCrop", "RandomHorizontalFlip", "ToDtype", "Normalize"]
+    assert names == ["RandomResizedCrop", "RandomHorizontalFlip"]
     ev = dm.datasets["val"].transform.transforms
-    assert [type(t).__name__ for t in ev] == ["Resize", "CenterCrop", "ToDtype", "Normalize"]
+    assert [type(t).__name__ for t in ev] == ["Resize", "CenterCrop"]
     assert ev[0].size == [256] and ev[1].size == (224, 224)
-    x, _ = dm.datasets["val"][0]
-    assert x.shape == (3, 224, 224)
+    x, _ = next(iter(dm.val_dataloader()))
+    assert x.shape == (4, 3, 224, 224) and x.dtype == torch.float32
 
 
 def test_flowers_download_is_verified(tmp_path: Path, runs_dir: Path, monkeypatch) -> None:
-    """The real download path (torchvision's download_url, sha256, extraction) fed from a local archive."""
+    """The real download path (streamed download, sha256, extraction) fed from a local archive."""
     import litvision.data.flowers as flowers
     from litvision.data.download import sha256sum
 
@@ -363,12 +376,13 @@ def test_policy_augmentations_on_uint8(augment: str, tmp_path: Path, runs_dir: P
     for name in ("mnist", "cifar10"):
         overrides = fixture_maker(name)(tmp_path)
         dm = datamodule([f"data={name}", *overrides, f"data.augment={augment}"], runs_dir)
-        assert type(dm.datasets["train"].transform.transforms[-3]).__name__ in (
+        assert type(dm.datasets["train"].transform.transforms[-1]).__name__ in (
             "RandAugment",
             "TrivialAugmentWide",
         )
         x, _ = dm.datasets["train"][0]
-        assert x.dtype == torch.float32 and x.shape[0] == dm.in_channels
+        assert x.dtype == torch.uint8 and x.shape[0] == dm.in_channels
+        assert dm.normalize(x).dtype == torch.float32
 
 
 # -- training on every DataModule -------------------------------------------------------------
@@ -380,6 +394,8 @@ def test_fast_dev_run_small_cnn(name: str, tmp_path: Path, runs_dir: Path) -> No
     overrides = fixture_maker(name)(tmp_path)
     in_channels = 1 if name == "mnist" else 3
     extra = ["data.image_size=64", "data.resize_size=72"] if name in ("image_folder", "flowers") else []
+    if name == "cifar10":
+        extra = ["data.normalize_on=device"]  # uint8 batches, normalised by the DataModule's batch hook
     cfg = compose_cfg(
         [
             "model=small_cnn",

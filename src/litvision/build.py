@@ -59,9 +59,7 @@ def build_loggers(cfg: DictConfig) -> list[Any]:
     return [build_logger(cfg, c) for c in group.values() if c is not None and "_target_" in c]
 
 
-def build_trainer(
-    cfg: DictConfig, callbacks: list[Any] | None = None, loggers: list[Any] | None = None
-) -> Any:
+def build_trainer(cfg: DictConfig, callbacks: list[Any] | None = None, loggers: list[Any] | None = None) -> Any:
     from hydra.utils import instantiate
 
     callbacks = build_callbacks(cfg) if callbacks is None else callbacks

@@ -49,9 +49,7 @@ def prepare(kind: str, args: list[str]) -> list[str]:
     ckpt = _value(args, "ckpt_path")
     if ckpt in (None, "", "null"):
         if kind == "eval":
-            raise UserError(
-                "eval needs a checkpoint: `make eval EXP=<name> CKPT=<path/to.ckpt>` (ckpt_path=...)."
-            )
+            raise UserError("eval needs a checkpoint: `make eval EXP=<name> CKPT=<path/to.ckpt>` (ckpt_path=...).")
         ckpt = None
     elif not Path(ckpt).is_file():
         raise UserError(

@@ -18,9 +18,7 @@ def project_root() -> Path:
         root = Path(env).resolve()
         if (root / "configs" / "train.yaml").is_file():
             return root
-        raise UserError(
-            f"LITVISION_ROOT={env} has no configs/train.yaml; point it at the litvision checkout."
-        )
+        raise UserError(f"LITVISION_ROOT={env} has no configs/train.yaml; point it at the litvision checkout.")
     here = Path(__file__).resolve().parents[2]
     if (here / "configs" / "train.yaml").is_file():
         return here
@@ -78,9 +76,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "train"):
     os.environ.setdefault("LITVISION_ROOT", str(project_root()))
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = hydra_compose(
-            config_name=config_name, overrides=list(overrides or []), return_hydra_config=True
-        )
+        cfg = hydra_compose(config_name=config_name, overrides=list(overrides or []), return_hydra_config=True)
     with read_write(cfg.hydra):
         if OmegaConf.is_missing(cfg.hydra.runtime, "output_dir") or cfg.hydra.runtime.output_dir is None:
             cfg.hydra.runtime.output_dir = cfg.hydra.run.dir
@@ -115,10 +111,7 @@ def _one_line(e: Exception) -> str:
                 f"or add a new key with '+{key}=...'."
             )
     if "Could not find" in msg:
-        return (
-            msg.splitlines()[0].replace("In 'train': ", "").replace("In 'eval': ", "")
-            + " (check the group and option name)."
-        )
+        return msg.splitlines()[0].replace("In 'train': ", "").replace("In 'eval': ", "") + " (check the group and option name)."
     if "Missing mandatory value" in msg and key:
         return f"Config key '{key}' has no value: set it on the command line, e.g. '{key}=...'."
     return " ".join(line.strip() for line in msg.splitlines() if line.strip())

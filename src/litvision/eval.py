@@ -1,7 +1,7 @@
 """Test a checkpoint with an experiment's data; writes its own run folder and summary.json.
 
-make eval EXP=digits_cnn CKPT=runs/digits_cnn/<stamp>/checkpoints/best-epoch012.ckpt
-python -m litvision.eval experiment=digits_cnn ckpt_path=<path>
+    make eval EXP=digits_cnn CKPT=runs/digits_cnn/<stamp>/checkpoints/best-epoch012.ckpt
+    python -m litvision.eval experiment=digits_cnn ckpt_path=<path>
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Train an experiment: compose -> instantiate -> fit -> best checkpoint on val and test -> summary.json.
 
-make train                                   # experiment=digits_cnn, ~1 min on 2 CPU cores
-make train EXP=digits_cnn ARGS="trainer.max_epochs=5 model.optimizer.lr=1e-3"
-python -m litvision.train experiment=digits_cnn debug=fast_dev_run
-python -m litvision.train ckpt_path=runs/digits_cnn/<stamp>/checkpoints/last.ckpt   # resume
+    make train                                   # experiment=digits_cnn, ~1 min on 2 CPU cores
+    make train EXP=digits_cnn ARGS="trainer.max_epochs=5 model.optimizer.lr=1e-3"
+    python -m litvision.train experiment=digits_cnn debug=fast_dev_run
+    python -m litvision.train ckpt_path=runs/digits_cnn/<stamp>/checkpoints/last.ckpt   # resume
 """
 
 from __future__ import annotations
@@ -76,9 +76,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "run_dir": str(run_dir),
         "monitor": cfg.monitor,
-        "best_score": float(ckpt_cb.best_model_score)
-        if ckpt_cb and ckpt_cb.best_model_score is not None
-        else None,
+        "best_score": float(ckpt_cb.best_model_score) if ckpt_cb and ckpt_cb.best_model_score is not None else None,
         "best_val": best_val,
         "test": test,
         "best_checkpoint": best,

@@ -18,6 +18,8 @@ import torch
 
 def unnormalize(images: torch.Tensor, mean: Any, std: Any) -> torch.Tensor:
     """(N, C, H, W) normalised floats -> [0, 1]; without statistics, each image is min-max scaled."""
+    if images.dtype == torch.uint8:  # not normalised yet
+        return images.detach().cpu().float() / 255
     images = images.detach().float().cpu()
     if mean is not None and std is not None and len(mean) == images.shape[1] == len(std):
         m = torch.tensor(mean, dtype=images.dtype).view(1, -1, 1, 1)

@@ -50,7 +50,7 @@ def download_verified(url: str, dest: Path, sha256: str, dataset: str, manual: s
         if got != sha256:
             raise UserError(
                 f"{url} downloaded with sha256 {got}, expected {sha256}: the download is corrupt or the file "
-                f"changed upstream; delete {dest.parent}/.download-* and try again, or {manual}."
+                f"changed upstream; try again, or {manual}."
             )
         shutil.move(str(Path(tmp) / dest.name), dest)
     return dest

@@ -6,9 +6,7 @@ from torch import Tensor, nn
 
 
 def _conv_bn(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
-    )
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 class SmallCNN(nn.Module):
@@ -18,9 +16,7 @@ class SmallCNN(nn.Module):
     named so that transfer-learning configs can freeze or re-initialise them.
     """
 
-    def __init__(
-        self, in_channels: int = 1, num_classes: int = 10, width: int = 32, dropout: float = 0.1
-    ) -> None:
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32, dropout: float = 0.1) -> None:
         super().__init__()
         self.features = nn.Sequential(
             _conv_bn(in_channels, width),

@@ -137,9 +137,7 @@ class ClassificationTask(L.LightningModule):
         from litvision.utils.media import log_figure
         from litvision.utils.plots import confusion_matrix_figure
 
-        log_figure(
-            self.trainer, f"{stage}/confusion_matrix", confusion_matrix_figure(matrix, self.class_names)
-        )
+        log_figure(self.trainer, f"{stage}/confusion_matrix", confusion_matrix_figure(matrix, self.class_names))
 
     def on_validation_epoch_end(self) -> None:
         self._log_confusion("val")

@@ -41,11 +41,7 @@ def build_param_groups(
         if not p.requires_grad:
             continue
         target = next(
-            (
-                g
-                for g, s in specs.items()
-                if any(pname.startswith(pre) for pre in _as_list(s.get("prefixes")))
-            ),
+            (g for g, s in specs.items() if any(pname.startswith(pre) for pre in _as_list(s.get("prefixes")))),
             "default",
         )
         buckets[target].append((pname, p))

@@ -27,14 +27,7 @@ def confusion_matrix_figure(matrix: Tensor, class_names: list[str]) -> Any:
     if n <= 20:
         for i in range(n):
             for j in range(n):
-                ax.text(
-                    j,
-                    i,
-                    int(m[i, j]),
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="white" if norm[i, j] > 0.5 else "black",
-                )
+                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black")
     fig.tight_layout()
     return fig

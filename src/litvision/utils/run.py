@@ -24,11 +24,7 @@ def git_info(root: str | Path) -> dict[str, Any]:
         dirty = bool(
             subprocess.run(
                 ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=root,
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=10,
+                cwd=root, capture_output=True, text=True, check=True, timeout=10,
             ).stdout.strip()
         )
         return {"git_commit": commit, "git_dirty": dirty}
