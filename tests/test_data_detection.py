@@ -236,7 +236,7 @@ def test_coco_reader_category_gaps_crowd_and_empty_images(tmp_path: Path) -> Non
     assert target["labels"].tolist() == [2, 79]
     # Training view: crowd dropped, images left without objects dropped.
     train = COCODetection(tmp_path / "train2017", ann, keep_crowd=False, keep_empty=False)
-    assert [item["id"] for item in train.items] == [1, 3]
+    assert train.image_ids == [1, 3]
     assert train[0][1]["labels"].tolist() == [0] and train[0][1]["iscrowd"].tolist() == [0]
 
 
@@ -244,8 +244,8 @@ def test_coco_datamodule_maps_labels_back_to_category_ids(tmp_path: Path, runs_d
     dm = _datamodule("coco", tmp_path / "coco", runs_dir)
     assert dm.num_classes == 80 and dm.category_ids[16] == 18 and dm.class_names[16] == "dog"
     dm.setup("fit")
-    assert [item["id"] for item in dm.datasets["train"].dataset.items] == [1, 3]
-    assert [item["id"] for item in dm.datasets["val"].dataset.items] == [10, 11]
+    assert dm.datasets["train"].dataset.image_ids == [1, 3]
+    assert dm.datasets["val"].dataset.image_ids == [10, 11]
     images, targets = next(iter(dm.val_dataloader()))
     assert [t["image_id"] for t in targets] == [10, 11]
     assert targets[0]["iscrowd"].tolist() == [0, 1]  # the crowd person stays, flagged, for evaluation
@@ -315,7 +315,7 @@ def test_coco_box_outside_image_clipped_with_warning(tmp_path: Path) -> None:
         UserWarning, match=rf"{path}: 1 box\(es\) .* clipped .* 1 box\(es\) with zero area were dropped"
     ):
         ds = COCODetection(tmp_path, path)
-    assert ds.items[0]["boxes"].tolist() == [[5.0, 5.0, 10.0, 7.0]]
+    assert ds.annotation(0)[0].tolist() == [[5.0, 5.0, 10.0, 7.0]]
 
 
 def test_coco_missing_annotation_file_says_what_to_do(tmp_path: Path, runs_dir: Path) -> None:
@@ -374,6 +374,32 @@ def test_yolo_bad_label_line_names_file_and_line(tmp_path: Path, line: str, mess
     bad.write_text(f"14 0.3125 0.5 0.5 0.75\n{line}\n")
     with pytest.raises(UserError, match=rf"{bad}:2: {message}"):
         YOLODetection(tmp_path, "train")
+
+
+def test_yolo_box_outside_image_clipped_with_warning(tmp_path: Path) -> None:
+    from litvision.data.yolo import YOLODetection
+
+    fx.write_yolo(tmp_path)
+    (tmp_path / "labels" / "train" / "a.txt").write_text("14 0.9375 0.5 0.25 0.5\n14 0.5 0.5 0 0.5\n")
+    with pytest.warns(
+        UserWarning, match=r"1 box\(es\) reaching outside .* 1 box\(es\) with zero area were dropped"
+    ):
+        ds = YOLODetection(tmp_path, "train")
+    assert _boxes(ds[0][1]) == [[52.0, 12.0, 64.0, 36.0]]
+
+
+def test_draw_target_marks_ignored_objects(tmp_path: Path) -> None:
+    from litvision.data.detection import draw_target
+    from litvision.data.voc import VOC_CLASSES, VOCDetection
+
+    fx.write_voc(tmp_path)
+    image, target = VOCDetection(tmp_path, "2007", "test", keep_difficult=True)[0]
+    drawn = draw_target(image.float() / 255, target, VOC_CLASSES)
+    assert drawn.dtype == torch.uint8 and drawn.shape == image.shape
+    assert drawn[:, 5, 4].tolist() == [255, 0, 0]  # the person's top-left corner, red
+    assert drawn[:, 9, 9].tolist() == [128, 128, 128]  # the difficult dog, grey
+    empty_image, empty = VOCDetection(tmp_path, "2007", "test")[1]
+    assert torch.equal(draw_target(empty_image, empty, VOC_CLASSES), empty_image)
 
 
 def test_yolo_without_names_says_what_to_add(tmp_path: Path) -> None:

@@ -27,13 +27,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from litvision.data.detection import (
     BoxStats,
     DetectionDataModule,
-    clean_boxes,
+    clip_boxes_np,
     fetch_archive,
     make_target,
     read_image,
@@ -120,7 +121,12 @@ def categories_of(ann_file: Path) -> tuple[list[int], list[str]]:
 
 
 class COCODetection(Dataset):
-    """One COCO split read with pycocotools, boxes checked and converted up front."""
+    """One COCO split read with pycocotools, boxes checked and converted up front.
+
+    Boxes live in a few flat numpy arrays indexed by per-image offsets rather than one tensor
+    per image: COCO train (118k images, 860k boxes) indexes in seconds, and DataLoader workers
+    do not copy hundreds of thousands of small Python objects.
+    """
 
     def __init__(
         self,
@@ -145,66 +151,72 @@ class COCODetection(Dataset):
         self.class_names = [self.coco.cats[c]["name"] for c in self.category_ids if c in self.coco.cats]
         cat_to_label = {c: i for i, c in enumerate(self.category_ids)}
         self.keep_crowd = keep_crowd
-        stats = BoxStats()
-        self.items: list[dict[str, Any]] = []
-        for image_id in sorted(self.coco.imgs):
-            info = self.coco.imgs[image_id]
-            width, height = int(info["width"]), int(info["height"])
-            boxes, labels, crowd = [], [], []
-            for ann in self.coco.imgToAnns.get(image_id, []):
-                if ann["category_id"] not in cat_to_label:
-                    continue  # a category outside the chosen class list
-                x, y, w, h = (float(v) for v in ann["bbox"])
-                boxes.append([x, y, x + w, y + h])
-                labels.append(cat_to_label[ann["category_id"]])
-                crowd.append(int(bool(ann.get("iscrowd", 0)) or bool(ann.get("ignore", 0))))
-            boxes_t, keep = clean_boxes(
-                torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                height,
-                width,
-                stats,
-                f"image {image_id}",
-            )
-            crowd_t = torch.tensor(crowd, dtype=torch.int64)[keep]
-            labels_t = torch.tensor(labels, dtype=torch.int64)[keep]
-            boxes_t = boxes_t[keep]
-            if not keep_crowd:
-                boxes_t, labels_t, crowd_t = (
-                    boxes_t[crowd_t == 0],
-                    labels_t[crowd_t == 0],
-                    crowd_t[crowd_t == 0],
-                )
-            if not keep_empty and len(boxes_t) == 0:
-                continue
-            self.items.append(
-                {"id": image_id, "file": self.image_dir / info["file_name"], "size": (height, width),
-                 "boxes": boxes_t, "labels": labels_t, "iscrowd": crowd_t}
-            )  # fmt: skip
+
+        image_ids = sorted(self.coco.imgs)
+        index_of = {image_id: i for i, image_id in enumerate(image_ids)}
+        sizes = np.array(
+            [(self.coco.imgs[i]["height"], self.coco.imgs[i]["width"]) for i in image_ids], dtype=np.int64
+        ).reshape(-1, 2)
+        anns = [a for a in data["annotations"] if a["category_id"] in cat_to_label]
+        owner = np.array([index_of[a["image_id"]] for a in anns], dtype=np.int64)
+        xywh = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4)
+        labels = np.array([cat_to_label[a["category_id"]] for a in anns], dtype=np.int64)
+        crowd = np.array(
+            [int(bool(a.get("iscrowd", 0)) or bool(a.get("ignore", 0))) for a in anns], dtype=np.int64
+        )
+        # x y w h -> x1 y1 x2 y2, then clip to each box's own image.
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        boxes, moved, keep = clip_boxes_np(boxes, sizes[owner, 1], sizes[owner, 0])
+        stats = BoxStats(clipped=int((moved & keep).sum()), dropped=int((~keep).sum()))
+        stats.files = [f"image {image_ids[i]}" for i in owner[moved | ~keep][:3]]
         stats.warn(self.ann_file)
+        if not keep_crowd:
+            keep &= crowd == 0
+        order = np.argsort(owner[keep], kind="stable")  # annotations grouped by image, file order kept
+        self._owner = owner[keep][order]
+        self._boxes, self._labels, self._crowd = boxes[keep][order], labels[keep][order], crowd[keep][order]
+        counts = np.bincount(self._owner, minlength=len(image_ids))
+        self._offsets = np.concatenate([[0], np.cumsum(counts)])
+        chosen = np.arange(len(image_ids)) if keep_empty else np.nonzero(counts)[0]
+        self._images = chosen  # dataset index -> position in image_ids
+        self.image_ids = [int(image_ids[i]) for i in chosen]
+        self._sizes = sizes
+        self._files = [self.coco.imgs[image_ids[i]]["file_name"] for i in range(len(image_ids))]
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self._images)
+
+    def image_info(self, index: int) -> tuple[int, Path, tuple[int, int]]:
+        """(COCO image id, image path, (height, width)) of the dataset's `index`-th image."""
+        i = int(self._images[index])
+        h, w = self._sizes[i]
+        return self.image_ids[index], self.image_dir / self._files[i], (int(h), int(w))
+
+    def annotation(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(boxes XYXY float32 [N, 4], labels int64 [N], iscrowd int64 [N]) of the `index`-th image."""
+        i = int(self._images[index])
+        lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
+        return (
+            torch.from_numpy(self._boxes[lo:hi].copy()),
+            torch.from_numpy(self._labels[lo:hi].copy()),
+            torch.from_numpy(self._crowd[lo:hi].copy()),
+        )
 
     def __getitem__(self, index: int) -> tuple[Any, dict]:
-        item = self.items[index]
-        if not item["file"].is_file():
+        image_id, path, size = self.image_info(index)
+        if not path.is_file():
             raise UserError(
-                f"{self.ann_file} lists image {item['file'].name} (id {item['id']}) but {item['file']} does not exist; "
+                f"{self.ann_file} lists image {path.name} (id {image_id}) but {path} does not exist; "
                 "check data.root and the image folder."
             )
-        image = read_image(item["file"])
-        if tuple(image.shape[-2:]) != item["size"]:
-            h, w = item["size"]
+        image = read_image(path)
+        if tuple(image.shape[-2:]) != size:
             raise UserError(
-                f"{item['file']} is {image.shape[-1]}x{image.shape[-2]} but {self.ann_file} says {w}x{h}; fix the entry."
+                f"{path} is {image.shape[-1]}x{image.shape[-2]} but {self.ann_file} says {size[1]}x{size[0]}; "
+                "fix the entry."
             )
-        return image, make_target(
-            item["boxes"],
-            item["labels"],
-            canvas_size=item["size"],
-            image_id=item["id"],
-            iscrowd=item["iscrowd"],
-        )
+        boxes, labels, iscrowd = self.annotation(index)
+        return image, make_target(boxes, labels, canvas_size=size, image_id=image_id, iscrowd=iscrowd)
 
 
 class COCODataModule(DetectionDataModule):

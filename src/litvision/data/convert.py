@@ -112,9 +112,9 @@ def coco_to_yolo(ann_file: str | Path, image_dir: str | Path, out: str | Path, s
     ds = COCODetection(image_dir, ann_file, keep_crowd=False, keep_empty=True)
     out = Path(out)
     counts = {"images": 0, "boxes": 0}
-    for item in ds.items:
-        height, width = item["size"]
-        src = item["file"]
+    for index in range(len(ds)):
+        _, src, (height, width) = ds.image_info(index)
+        boxes, labels, _ = ds.annotation(index)
         if not src.is_file():
             raise UserError(f"{ann_file} lists {src.name} but {src} does not exist; check --images.")
         _place_image(src, out / "images" / split / src.name)
@@ -122,7 +122,7 @@ def coco_to_yolo(ann_file: str | Path, image_dir: str | Path, out: str | Path, s
         label_file.parent.mkdir(parents=True, exist_ok=True)
         lines = [
             yolo_line(int(label), box.tolist(), width, height)
-            for box, label in zip(item["boxes"], item["labels"], strict=True)
+            for box, label in zip(boxes, labels, strict=True)
         ]
         label_file.write_text("".join(f"{line}\n" for line in lines))
         counts["images"] += 1
