@@ -60,6 +60,13 @@ class Run:
         return str(self.resolved.get("monitor") or self.composed.get("monitor") or "val/acc")
 
     @property
+    def epochs(self) -> int | None:
+        """Epochs the run completed (`epochs_completed`; older summaries say `epochs`)."""
+        s = self.summary or {}
+        value = s.get("epochs_completed", s.get("epochs"))
+        return int(value) if value is not None else None
+
+    @property
     def task_name(self) -> str:
         return str(self.resolved.get("task_name") or self.composed.get("task_name") or "train")
 
@@ -197,7 +204,7 @@ def compare_frame(runs: list[Run]) -> Any:
         s = r.summary or {}
         row.update({k: v for k, v in (s.get("best_val") or {}).items()})
         row.update({k: v for k, v in (s.get("test") or {}).items()})
-        row["epochs"] = s.get("epochs")
+        row["epochs"] = r.epochs
         row["wall_time_s"] = s.get("wall_time_s")
         row["path"] = str(r.path)
         rows.append(row)
@@ -216,9 +223,9 @@ def read_curves(run: Run) -> Any | None:
         df = pd.read_csv(path)
     except (OSError, ValueError, pd.errors.EmptyDataError):
         return None
-    if run.summary and "epoch" in df and run.summary.get("epochs") is not None:
-        # After fit, the best checkpoint is validated and tested again at epoch == epochs run.
-        df = df[~(df["epoch"] >= run.summary["epochs"])]
+    if "epoch" in df and run.epochs is not None:
+        # After fit, the best checkpoint is validated and tested again at epoch == epochs completed.
+        df = df[~(df["epoch"] >= run.epochs)]
     return df
 
 

@@ -140,6 +140,8 @@ def finish(loggers: list[Any], summary: Mapping[str, Any] | None = None) -> None
         if not isinstance(logger, _LightningWandbLogger) or logger._experiment is None:
             continue
         if summary and rank_zero_only.rank == 0:
-            extra = {k: summary.get(k) for k in ("wall_time_s", "epochs", "best_checkpoint")}
+            extra = {
+                k: summary.get(k) for k in ("wall_time_s", "epochs_completed", "epochs", "best_checkpoint")
+            }
             logger.experiment.summary.update({k: v for k, v in extra.items() if v is not None})
         logger.experiment.finish()
