@@ -5,6 +5,8 @@
 EXP   ?= digits_cnn
 ARGS  ?=
 CKPT  ?=
+RUNS  ?=
+SWEEP ?=
 VENV  ?= .venv
 PYTEST_ARGS ?=
 
@@ -17,7 +19,7 @@ SETUP :=
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval list test test-fast lint format bench clean
+.PHONY: help install train eval list test test-fast lint format bench clean sweep wandb-sweep compare notebooks
 
 help:  ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +40,18 @@ eval: $(SETUP)  ## test a checkpoint: make eval EXP=digits_cnn CKPT=runs/.../bes
 
 list: $(SETUP)  ## list every experiment with its description
 	@$(PY) -m litvision list
+
+sweep: $(SETUP)  ## Hydra multirun: make sweep EXP=digits_cnn ARGS="model.optimizer.lr=1e-3,1e-2 seed=1,2,3"
+	$(PY) -m litvision.train --multirun experiment=$(EXP) $(ARGS)
+
+wandb-sweep: $(SETUP)  ## write/validate a W&B sweep for `wandb agent`: make wandb-sweep EXP=digits_cnn [SWEEP=file.yaml]
+	$(PY) -m litvision.tracking.sweep --exp $(EXP) $(if $(SWEEP),--sweep $(SWEEP)) $(ARGS)
+
+compare: $(SETUP)  ## table + learning curves of runs: make compare EXP=digits_cnn | RUNS=<sweep folder or 'glob'>
+	$(PY) -m litvision.compare $(if $(RUNS),--runs '$(RUNS)',--exp $(EXP))
+
+notebooks: $(SETUP)  ## execute the notebooks into runs/notebooks/ (the committed ones stay output-free)
+	$(PY) -m litvision.tracking.notebooks --execute notebooks/*.ipynb
 
 test: $(SETUP)  ## run the whole test suite (slow tests included)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -53,7 +53,13 @@ def build_callbacks(cfg: DictConfig) -> list[Any]:
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:
-    return _instantiate_group(cfg.get("logger"))
+    # W&B loggers also take the run's id (kept in the run folder for resume), tags and config.
+    from litvision.tracking.wandb_logger import build_logger
+
+    group = cfg.get("logger")
+    if not group:
+        return []
+    return [build_logger(cfg, c) for c in group.values() if c is not None and "_target_" in c]
 
 
 def build_trainer(

@@ -97,6 +97,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         write_summary(run_dir, summary)
         console.print_summary(summary)
+    from litvision.tracking.wandb_logger import finish
+
+    finish(trainer.loggers, summary)
     return summary
 
 
