@@ -32,15 +32,13 @@ def unnormalize(images: torch.Tensor, mean: Any, std: Any) -> torch.Tensor:
 
 def sample_grid_figure(images: torch.Tensor, labels: list[str], ncols: int = 8) -> Any:
     """A matplotlib figure of [0, 1] images (N, C, H, W), each titled with its label."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = math.ceil(n / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.6 * ncols, 1.8 * nrows), squeeze=False)
+    fig = Figure(figsize=(1.6 * ncols, 1.8 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, label in zip(axes.flat, images, labels, strict=False):

@@ -9,16 +9,15 @@ from torch import Tensor
 
 def confusion_matrix_figure(matrix: Tensor, class_names: list[str]) -> Any:
     """Counts with row-normalised colours (rows: true class, columns: predicted)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure needs no GUI backend and leaves pyplot's state (and notebooks' inline plots) alone.
+    from matplotlib.figure import Figure
 
     m = matrix.detach().cpu().float()
     norm = m / m.sum(dim=1, keepdim=True).clamp(min=1)
     n = len(class_names)
     size = min(12, 2 + 0.45 * n)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
     ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), class_names, rotation=90 if n > 10 else 0)
     ax.set_yticks(range(n), class_names)
