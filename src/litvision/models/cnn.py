@@ -16,6 +16,8 @@ class SmallCNN(nn.Module):
     named so that transfer-learning configs can freeze or re-initialise them.
     """
 
+    head_prefixes = ("head",)
+
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32, dropout: float = 0.1) -> None:
         super().__init__()
         self.features = nn.Sequential(

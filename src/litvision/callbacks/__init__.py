@@ -1,0 +1,1 @@
+"""Callbacks hooked into the Trainer: fine-tuning schedules, media logging."""
