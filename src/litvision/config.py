@@ -70,6 +70,9 @@ def compose(overrides: list[str] | None = None, config_name: str = "train"):
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict, read_write
 
+    from litvision.data.folders import register_resolvers
+
+    register_resolvers()
     os.environ.setdefault("LITVISION_ROOT", str(project_root()))
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

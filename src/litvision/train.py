@@ -19,7 +19,11 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from litvision.config import config_dir, project_root
+from litvision.data.folders import register_resolvers
 from litvision.errors import UserError
+
+# Config resolvers (`${class_count:...}`) must exist before Hydra resolves a config.
+register_resolvers()
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator, Sequence, Sized
 
+import numpy as np
 import torch
-from torch.utils.data import RandomSampler
+from torch.utils.data import RandomSampler, WeightedRandomSampler
 
 
 class EpochShuffleSampler(RandomSampler):
@@ -38,3 +39,28 @@ def seeded_generator(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
+
+
+class EpochWeightedSampler(WeightedRandomSampler):
+    """`WeightedRandomSampler` (with replacement) re-seeded from (seed, epoch), like EpochShuffleSampler."""
+
+    def __init__(self, weights: Sequence[float], num_samples: int | None = None, seed: int = 0) -> None:
+        weights = list(weights)
+        super().__init__(weights, num_samples or len(weights), replacement=True)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator()
+        g.manual_seed(self.seed * 100_003 + self.epoch)
+        yield from torch.multinomial(self.weights, self.num_samples, True, generator=g).tolist()
+
+
+def class_balanced_weights(labels: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Per-sample weights inverse to the frequency of the sample's class: each class is drawn equally often."""
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels)
+    return 1.0 / counts[labels]

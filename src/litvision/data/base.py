@@ -1,0 +1,199 @@
+"""The classification DataModule every dataset shares: splits, transforms, samplers, loaders.
+
+A dataset subclass only reads its files (`_read`) and, if it can, downloads them
+(`prepare_data`). This class carves the validation split out of the training set
+(stratified, seeded), attaches the train/eval transforms, picks the sampler and
+builds the loaders, and tells the task what it needs: `num_classes`,
+`class_names`, `in_channels`, `mean`, `std`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from litvision.data.datasets import ImageSource, ImageSubset
+from litvision.data.presets import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TransformConfig,
+    eval_transform,
+    train_transform,
+)
+from litvision.data.samplers import EpochShuffleSampler, EpochWeightedSampler, class_balanced_weights
+from litvision.data.splits import stratified_split
+from litvision.errors import UserError
+
+log = logging.getLogger(__name__)
+
+SAMPLERS = (None, "none", "weighted")
+
+
+@dataclass
+class RawSplits:
+    """What a dataset reader returns: the training source, an optional test source, and the class names."""
+
+    train: ImageSource
+    class_names: list[str]
+    test: ImageSource | None = None
+    # Index arrays into `train` when the reader decides the split itself (image_folder's test_fraction).
+    test_indices: np.ndarray | None = None
+
+
+class ClassificationDataModule(L.LightningDataModule):
+    """Shared options; see configs/data/*.yaml for what each one means."""
+
+    default_mean: Sequence[float] = IMAGENET_MEAN
+    default_std: Sequence[float] = IMAGENET_STD
+    default_in_channels: int = 3
+    #: Fixed by the dataset (MNIST 10, CIFAR-100 100), or None when the data decides (image folders).
+    known_num_classes: int | None = None
+
+    def __init__(
+        self,
+        root: str,
+        num_classes: int | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        image_size: int = 224,
+        in_channels: int | None = None,
+        val_fraction: float = 0.1,
+        seed: int = 42,
+        sampler: str | None = None,
+        augment: str | None = "none",
+        augment_num_ops: int = 2,
+        augment_magnitude: int = 9,
+        train_crop: str = "random_resized",
+        crop_scale: Sequence[float] = (0.08, 1.0),
+        crop_padding: int = 4,
+        hflip: float = 0.5,
+        resize_size: int | None = None,
+        resize_interpolation: str = "bilinear",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        download: bool = True,
+        pin_memory: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.root = Path(root).expanduser()
+        if sampler not in SAMPLERS:
+            raise UserError(f"data.sampler={sampler!r} is not one of null, weighted; pick one of those.")
+        if not 0.0 <= val_fraction < 1.0:
+            raise UserError(
+                f"data.val_fraction={val_fraction} must be in [0, 1); 0.2 keeps a fifth for validation."
+            )
+        self.mean = tuple(mean) if mean is not None else tuple(self.default_mean)
+        self.std = tuple(std) if std is not None else tuple(self.default_std)
+        self.in_channels = in_channels or self.default_in_channels
+        if len(self.mean) != self.in_channels:
+            raise UserError(
+                f"data.mean has {len(self.mean)} values but data.in_channels={self.in_channels}; "
+                "give one mean/std per channel."
+            )
+        self.transforms = TransformConfig(
+            image_size=image_size,
+            mean=self.mean,
+            std=self.std,
+            train_crop=train_crop,
+            crop_scale=tuple(crop_scale),
+            crop_padding=crop_padding,
+            hflip=hflip,
+            augment=augment or "none",
+            augment_num_ops=augment_num_ops,
+            augment_magnitude=augment_magnitude,
+            resize_size=resize_size,
+            resize_interpolation=resize_interpolation,
+        )
+        if self.known_num_classes is not None:
+            self._check_num_classes(self.known_num_classes)
+        self.num_classes: int | None = num_classes if num_classes is not None else self.known_num_classes
+        self.class_names: list[str] | None = None
+        self.datasets: dict[str, ImageSubset] = {}
+
+    # -- what subclasses provide -----------------------------------------------------------
+    def _read(self) -> RawSplits:
+        raise NotImplementedError
+
+    # -- shared ------------------------------------------------------------------------
+    def _check_num_classes(self, found: int, where: str = "") -> None:
+        wanted = self.hparams.num_classes
+        if wanted is not None and wanted != found:
+            raise UserError(
+                f"data.num_classes={wanted} but the data{where} has {found} classes; "
+                f"set data.num_classes={found} (or fix the data)."
+            )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        raw = self._read()
+        self._check_num_classes(len(raw.class_names), f" in {self.root}")
+        self.class_names = list(raw.class_names)
+        self.num_classes = len(self.class_names)
+        hp = self.hparams
+        labels = raw.train.labels
+        if raw.test_indices is not None:
+            keep = np.setdiff1d(np.arange(len(labels)), raw.test_indices)
+            train_idx, val_idx = (
+                keep[i] for i in stratified_split(labels[keep], (hp.val_fraction,), hp.seed)
+            )
+        else:
+            train_idx, val_idx = stratified_split(labels, (hp.val_fraction,), hp.seed)
+        train_tf, eval_tf = train_transform(self.transforms), eval_transform(self.transforms)
+        self.datasets["train"] = ImageSubset(raw.train, train_idx, train_tf)
+        self.datasets["val"] = ImageSubset(raw.train, val_idx, eval_tf)
+        if raw.test is not None:
+            self.datasets["test"] = ImageSubset(raw.test, None, eval_tf)
+        elif raw.test_indices is not None:
+            self.datasets["test"] = ImageSubset(raw.train, raw.test_indices, eval_tf)
+        for name, ds in self.datasets.items():
+            if len(ds) == 0:
+                raise UserError(
+                    f"The {name} split of {self.root} is empty ({len(labels)} images in all); "
+                    f"add images or change data.val_fraction (now {hp.val_fraction})."
+                )
+        log.info(
+            "%s: %d classes, %s",
+            type(self).__name__,
+            self.num_classes,
+            ", ".join(f"{k} {len(v)}" for k, v in self.datasets.items()),
+        )
+
+    def _loader(self, name: str, train: bool = False) -> DataLoader:
+        ds = self.datasets[name]
+        hp = self.hparams
+        sampler: torch.utils.data.Sampler | None = None
+        if train:
+            if hp.sampler == "weighted":
+                sampler = EpochWeightedSampler(class_balanced_weights(ds.labels), len(ds), seed=hp.seed)
+            else:
+                sampler = EpochShuffleSampler(ds, hp.seed)
+        pin = torch.cuda.is_available() if hp.pin_memory is None else hp.pin_memory
+        return DataLoader(
+            ds,
+            batch_size=hp.batch_size,
+            sampler=sampler,
+            num_workers=hp.num_workers,
+            persistent_workers=hp.num_workers > 0,
+            pin_memory=pin,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        if "test" not in self.datasets:
+            log.warning("%s has no test split: testing on the validation split.", self.root)
+            return self._loader("val")
+        return self._loader("test")

@@ -1,0 +1,84 @@
+"""Read image files as uint8 RGB tensors (3, H, W), and cheaply spot unreadable files up front.
+
+JPEG, PNG, WebP and GIF decode with torchvision.io (libjpeg-turbo/libpng straight
+into a tensor, no PIL image in between); anything else (BMP, TIFF, ...) through
+PIL. Both convert grayscale, CMYK, RGBA (alpha dropped) and palette images to RGB.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from litvision.errors import UserError
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".ppm", ".pgm")
+_TORCHVISION_FORMATS = (".jpg", ".jpeg", ".png", ".webp", ".gif")
+# torchvision 0.29 announces that its decoders will move to TorchCodec; until then
+# they remain the fastest path to a uint8 tensor, and the notice would repeat in every worker.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision")
+
+_JPEG_EOI = b"\xff\xd9"
+_PNG_IEND = b"IEND"
+_TAIL_BYTES = 1024
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMG_EXTENSIONS and not path.name.startswith(".")
+
+
+def _pil_rgb(path: Path) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB"))
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def read_rgb(path: str | Path) -> torch.Tensor:
+    """Decode one image file to a uint8 (3, H, W) RGB tensor; a file that fails names itself."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in _TORCHVISION_FORMATS:
+            from torchvision.io import ImageReadMode, decode_image, read_file
+
+            return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+        return _pil_rgb(path)
+    except Exception as e:  # noqa: BLE001 - any decoder failure means the same thing to the user
+        raise UserError(
+            f"Cannot decode image {path} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+            "replace or delete the file, or set data.skip_corrupt=true to leave unreadable files out."
+        ) from None
+
+
+def check_image(path: Path) -> str | None:
+    """Why the file cannot be used, or None. Cheap: reads the header and the last kilobyte, not the pixels.
+
+    A header PIL cannot identify means a corrupt or non-image file; a JPEG without
+    its end-of-image marker (or a PNG without IEND) was cut short, e.g. by an
+    interrupted download. Both would otherwise fail in the middle of an epoch.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            fmt = im.format
+            if im.width <= 0 or im.height <= 0:
+                return "it has no pixels"
+    except UnidentifiedImageError:
+        return "it is not an image PIL can identify (corrupt header or not an image)"
+    except OSError as e:
+        return f"it cannot be opened ({e})"
+    if fmt in ("JPEG", "PNG"):
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - _TAIL_BYTES))
+            tail = f.read()
+        marker = _JPEG_EOI if fmt == "JPEG" else _PNG_IEND
+        if marker not in tail:
+            return f"the {fmt} data is truncated (no end marker)"
+    return None

@@ -1,0 +1,145 @@
+"""Any folder of images, one sub-folder per class: `root/<class>/<image>` (sub-folders inside a class count too).
+
+    make train EXP=<experiment> ARGS="data=image_folder data.root=/data/my_photos"
+    ... data.test_dir=/data/my_photos_test      # a separate test folder with the same classes
+    ... data.test_fraction=0.1                  # or carve a test split out of root
+
+Classes are the sorted sub-folder names. Validation (and test, with test_fraction)
+is a stratified, seeded split per class. Grayscale, CMYK, RGBA and palette images
+are converted to RGB. Every file is checked up front (header and end marker, not
+the pixels): an unreadable file stops the run before training with its path, or
+is left out with a warning when `data.skip_corrupt=true`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from litvision.data.base import ClassificationDataModule, RawSplits
+from litvision.data.datasets import FileImages
+from litvision.data.decode import IMG_EXTENSIONS, check_image, is_image_file
+from litvision.data.folders import class_folders
+from litvision.data.splits import stratified_split
+from litvision.errors import UserError
+
+log = logging.getLogger(__name__)
+
+_LAYOUT = "one sub-folder per class with the images inside (root/<class>/<image>)"
+
+
+def scan_folder(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[Path], np.ndarray]:
+    """(class names, image paths, labels) of an image folder; `classes` fixes the class list (a test folder)."""
+    if not root.is_dir():
+        raise UserError(f"Image folder not found: {root}. Set data.root to a folder with {_LAYOUT}.")
+    found = class_folders(root)
+    if not found:
+        loose = [p.name for p in root.iterdir() if p.is_file() and is_image_file(p)]
+        hint = (
+            f" It has {len(loose)} images directly inside: move them into class sub-folders." if loose else ""
+        )
+        raise UserError(f"{root} has no class sub-folders; data.root needs {_LAYOUT}.{hint}")
+    if classes is not None and found != classes:
+        raise UserError(
+            f"{root} has classes {found} but the training folder has {classes}; "
+            "the test folder needs the same class sub-folders."
+        )
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(found):
+        files = sorted(p for p in (root / name).rglob("*") if p.is_file() and is_image_file(p))
+        if not files:
+            raise UserError(
+                f"Class folder {root / name} has no images (looked for {', '.join(IMG_EXTENSIONS)}); "
+                "add images to it or remove the folder."
+            )
+        paths += files
+        labels += [label] * len(files)
+    return found, paths, np.asarray(labels, dtype=np.int64)
+
+
+def drop_unreadable(paths: list[Path], labels: np.ndarray, skip: bool) -> tuple[list[Path], np.ndarray]:
+    """Check every file cheaply; raise naming the bad ones, or (skip=True) leave them out with a warning."""
+    bad = [(p, why) for p in paths if (why := check_image(p)) is not None]
+    if not bad:
+        return paths, labels
+    listing = "; ".join(f"{p} ({why})" for p, why in bad[:5]) + (
+        f"; and {len(bad) - 5} more" if len(bad) > 5 else ""
+    )
+    if not skip:
+        raise UserError(
+            f"{len(bad)} unreadable image file(s): {listing}. Replace or delete them, "
+            "or set data.skip_corrupt=true to leave them out."
+        )
+    log.warning("Skipping %d unreadable image file(s) (data.skip_corrupt=true): %s", len(bad), listing)
+    bad_set = {p for p, _ in bad}
+    keep = np.array([p not in bad_set for p in paths], dtype=bool)
+    return [p for p, k in zip(paths, keep) if k], labels[keep]
+
+
+class ImageFolderDataModule(ClassificationDataModule):
+    def __init__(
+        self,
+        root: str,
+        test_dir: str | None = None,
+        test_fraction: float = 0.0,
+        skip_corrupt: bool = False,
+        check_files: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(root=root, **kwargs)
+        self.test_dir = Path(test_dir).expanduser() if test_dir else None
+        self.skipped: int = 0
+        if test_fraction and self.test_dir is not None:
+            raise UserError("Set data.test_dir or data.test_fraction, not both.")
+        if not 0.0 <= test_fraction < 1.0 or test_fraction + self.hparams.val_fraction >= 1.0:
+            raise UserError(
+                f"data.test_fraction={test_fraction} with data.val_fraction={self.hparams.val_fraction} "
+                "leave nothing to train on; keep their sum below 1."
+            )
+        if self._root_expected_now():
+            # Listing the class folders is cheap: a wrong data.num_classes fails before any model is built.
+            if not self.root.is_dir():
+                raise UserError(self._root_missing_message())
+            self._check_num_classes(len(class_folders(self.root)), f" in {self.root}")
+
+    def _root_expected_now(self) -> bool:
+        """False for datasets that can still be downloaded in prepare_data."""
+        return True
+
+    def _root_missing_message(self) -> str:
+        return f"Image folder not found: {self.root}. Set data.root to a folder with {_LAYOUT}."
+
+    def _checked(self, paths: list[Path], labels: np.ndarray) -> tuple[list[Path], np.ndarray]:
+        kept, kept_labels = drop_unreadable(paths, labels, self.hparams.skip_corrupt)
+        self.skipped += len(paths) - len(kept)
+        return kept, kept_labels
+
+    def _read(self) -> RawSplits:
+        if not self.root.is_dir():
+            raise UserError(self._root_missing_message())
+        hp = self.hparams
+        classes, paths, labels = scan_folder(self.root)
+        self.skipped = 0
+        if hp.check_files:
+            paths, labels = self._checked(paths, labels)
+        test = None
+        if self.test_dir is not None:
+            _, test_paths, test_labels = scan_folder(self.test_dir, classes)
+            if hp.check_files:
+                test_paths, test_labels = self._checked(test_paths, test_labels)
+            test = FileImages(test_paths, test_labels)
+        for label, name in enumerate(classes):
+            if not np.any(labels == label):
+                raise UserError(
+                    f"Class folder {self.root / name} has no readable images left; "
+                    "add images or remove the folder."
+                )
+        test_indices = None
+        if hp.test_fraction:
+            test_indices = stratified_split(labels, (hp.test_fraction,), hp.seed + 1)[1]
+        return RawSplits(
+            train=FileImages(paths, labels), test=test, test_indices=test_indices, class_names=classes
+        )
