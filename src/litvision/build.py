@@ -11,16 +11,30 @@ from typing import Any
 from omegaconf import DictConfig
 
 
+def _user_errors_unwrapped(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Hydra wraps constructor errors in InstantiationException; a UserError must reach the CLI as itself."""
+    from hydra.errors import InstantiationException
+
+    from litvision.errors import UserError
+
+    try:
+        return fn(*args, **kwargs)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, UserError):
+            raise e.__cause__ from None
+        raise
+
+
 def build_datamodule(cfg: DictConfig) -> Any:
     from hydra.utils import instantiate
 
-    return instantiate(cfg.data, _convert_="all")
+    return _user_errors_unwrapped(instantiate, cfg.data, _convert_="all")
 
 
 def build_task(cfg: DictConfig) -> Any:
     from hydra.utils import instantiate
 
-    return instantiate(cfg.model)
+    return _user_errors_unwrapped(instantiate, cfg.model)
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:

@@ -256,12 +256,19 @@ def build_net(cfg: Mapping[str, Any]) -> nn.Module:
     Any network config can carry `weights:` (a file, or a torchvision name for models
     built by `litvision.models.resnet.resnet`) without its class knowing about weights.
     """
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
     cfg = dict(cfg)
     weights = cfg.pop("weights", None)
     mode = cfg.pop("load_mode", "replace_head")
-    net = instantiate(cfg)
+    try:
+        net = instantiate(cfg)
+    except InstantiationException as e:
+        # A UserError from the network's factory must reach the CLI as itself, not wrapped by Hydra.
+        if isinstance(e.__cause__, UserError):
+            raise e.__cause__ from None
+        raise
     if weights:
         net.weights_report = load_weights(net, weights, mode=mode)
     return net
