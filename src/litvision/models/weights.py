@@ -234,9 +234,17 @@ def load_state_dict_into(
 
 
 def _log_report(report: LoadReport) -> None:
+    """To the run's log file, and to the console (rank zero): what loaded must never be a guess."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+    from rich.console import Console
+
     problems = report.missing or report.unexpected or report.skipped
     for line in report.lines():
         (log.warning if problems else log.info)(line)
+    if rank_zero_only.rank == 0:
+        Console().print(
+            "\n".join(report.lines()), style="yellow" if problems else None, markup=False, highlight=False
+        )
 
 
 def load_weights(net: nn.Module, weights: str | Path, mode: str = "replace_head") -> LoadReport:
