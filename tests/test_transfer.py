@@ -144,6 +144,34 @@ def test_unfreeze_schedule_gives_the_backbone_its_own_rate(runs_dir: Path) -> No
     assert logged and set(logged) == {5e-4}
 
 
+def test_unfreeze_schedule_resumes_after_the_unfreeze(runs_dir: Path) -> None:
+    from litvision.train import train
+
+    base = [
+        *TINY,
+        "callbacks=[model_checkpoint,unfreeze]",
+        "callbacks.unfreeze.unfreeze_at_epoch=1",
+        "model.scheduler.name=cosine",
+        "trainer.limit_train_batches=2",
+        "trainer.limit_val_batches=1",
+        "test=false",
+    ]
+    first = train(compose_cfg([*base, "trainer.max_epochs=2"], runs_dir))
+    last = Path(first["run_dir"]) / "checkpoints" / "last.ckpt"
+    resumed = train(compose_cfg([*base, "trainer.max_epochs=3", f"ckpt_path={last}"], runs_dir))
+    assert resumed["global_step"] == 6
+    before = torch.load(last, map_location="cpu", weights_only=False)
+    after = torch.load(
+        Path(resumed["run_dir"]) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
+    groups = [g["name"] for g in after["optimizer_states"][0]["param_groups"]]
+    assert groups == ["default", "default/no_decay", "backbone", "backbone/no_decay"]
+    # The restored backbone groups train after the resume, and follow the task's schedule (one lambda per group).
+    key = "net.features.0.0.weight"
+    assert not torch.equal(before["state_dict"][key], after["state_dict"][key])
+    assert len(after["lr_schedulers"][0]["base_lrs"]) == 4
+
+
 def test_layer_decay_groups_are_named_and_scaled() -> None:
     from litvision.models.timm_models import timm_model
     from litvision.tasks.finetune import layer_decay_param_groups

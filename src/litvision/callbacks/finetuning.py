@@ -92,11 +92,32 @@ class UnfreezeBackbone(BaseFinetuning):
         ]
         return stages[-self.last_stages :] if self.last_stages else stages
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Resuming after the unfreeze: BaseFinetuning has put the backbone groups back into the
+        # optimizer; the LambdaLR needs a multiplier for each before its saved state loads.
+        super().on_fit_start(trainer, pl_module)
+        for config in trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            if isinstance(sched, LambdaLR):
+                groups = sched.optimizer.param_groups
+                while len(sched.lr_lambdas) < len(groups):
+                    group = groups[len(sched.lr_lambdas)]
+                    sched.lr_lambdas.append(sched.lr_lambdas[0])
+                    sched.base_lrs.append(group.get("initial_lr", group["lr"]))
+
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: Optimizer) -> None:
-        if epoch != self.unfreeze_at_epoch:
+        if epoch < self.unfreeze_at_epoch:
             return
         net = self._net(pl_module)
         in_optimizer = {id(p) for g in optimizer.param_groups for p in g["params"]}
+        if epoch > self.unfreeze_at_epoch:
+            # A run resumed after the unfreeze epoch: the groups are back, their parameters must train.
+            for m in self.backbone_modules(net):
+                for p in m.parameters():
+                    if id(p) in in_optimizer:
+                        p.requires_grad = True
+            sync_batchnorm_modes(net, pl_module.training)
+            return
         bn_params = {id(p) for m in net.modules() if isinstance(m, _BatchNorm) for p in m.parameters()}
         new = [
             p
