@@ -152,18 +152,20 @@ def test_unfreeze_schedule_resumes_after_the_unfreeze(runs_dir: Path) -> None:
         "callbacks=[model_checkpoint,unfreeze]",
         "callbacks.unfreeze.unfreeze_at_epoch=1",
         "model.scheduler.name=cosine",
+        "callbacks.model_checkpoint.save_top_k=-1",
         "trainer.limit_train_batches=2",
         "trainer.limit_val_batches=1",
         "test=false",
     ]
     first = train(compose_cfg([*base, "trainer.max_epochs=2"], runs_dir))
-    last = Path(first["run_dir"]) / "checkpoints" / "last.ckpt"
-    resumed = train(compose_cfg([*base, "trainer.max_epochs=3", f"ckpt_path={last}"], runs_dir))
+    # Every epoch's checkpoint is kept: resume from the end of the unfreeze epoch (1).
+    epoch1 = Path(first["run_dir"]) / "checkpoints" / "best-epoch001.ckpt"
+    resumed = train(compose_cfg([*base, "trainer.max_epochs=3", f"ckpt_path={epoch1}"], runs_dir))
     assert resumed["global_step"] == 6
-    before = torch.load(last, map_location="cpu", weights_only=False)
-    after = torch.load(
-        Path(resumed["run_dir"]) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
-    )
+    before = torch.load(epoch1, map_location="cpu", weights_only=False)
+    epoch2 = Path(resumed["run_dir"]) / "checkpoints" / "best-epoch002.ckpt"
+    after = torch.load(epoch2, map_location="cpu", weights_only=False)
+    assert (before["epoch"], after["epoch"]) == (1, 2)
     groups = [g["name"] for g in after["optimizer_states"][0]["param_groups"]]
     assert groups == ["default", "default/no_decay", "backbone", "backbone/no_decay"]
     # The restored backbone groups train after the resume, and follow the task's schedule (one lambda per group).
