@@ -1,1 +1,1 @@
-"""Callbacks hooked into the Trainer: fine-tuning schedules, media logging."""
+"""Callbacks: anything hooked into the Trainer (finetuning schedules, media, resume state)."""

@@ -5,6 +5,14 @@ A dataset subclass only reads its files (`_read`) and, if it can, downloads them
 (stratified, seeded), attaches the train/eval transforms, picks the sampler and
 builds the loaders, and tells the task what it needs: `num_classes`,
 `class_names`, `in_channels`, `mean`, `std`.
+
+The datasets (`dm.datasets["train"]`, ...) yield uint8 images. With
+`normalize_on="worker"` the loaders yield normalised float batches (made in the
+worker right after collation); with `"device"` they yield uint8 batches and
+`on_after_batch_transfer` normalises them on the device, for every Trainer stage
+(fit, validate, test, predict). `"auto"` (the default) means "device" under a
+Trainer on an accelerator and "worker" otherwise, so code that reads the loaders
+without a Trainer gets normalised floats.
 """
 
 from __future__ import annotations
@@ -23,8 +31,10 @@ from litvision.data.datasets import ImageSource, ImageSubset
 from litvision.data.presets import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    NormalizingCollate,
     TransformConfig,
     eval_transform,
+    normalize_transform,
     train_transform,
 )
 from litvision.data.samplers import EpochShuffleSampler, EpochWeightedSampler, class_balanced_weights
@@ -78,6 +88,7 @@ class ClassificationDataModule(L.LightningDataModule):
         resize_interpolation: str = "bilinear",
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        normalize_on: str = "auto",
         download: bool = True,
         pin_memory: bool | None = None,
     ) -> None:
@@ -111,7 +122,9 @@ class ClassificationDataModule(L.LightningDataModule):
             augment_magnitude=augment_magnitude,
             resize_size=resize_size,
             resize_interpolation=resize_interpolation,
+            normalize_on=normalize_on,
         )
+        self._normalize = normalize_transform(self.transforms)
         if self.known_num_classes is not None:
             self._check_num_classes(self.known_num_classes)
         self.num_classes: int | None = num_classes if num_classes is not None else self.known_num_classes
@@ -134,6 +147,7 @@ class ClassificationDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
+        self.transforms.normalize_on = self._resolve_normalize_on()
         raw = self._read()
         self._check_num_classes(len(raw.class_names), f" in {self.root}")
         self.class_names = list(raw.class_names)
@@ -167,6 +181,25 @@ class ClassificationDataModule(L.LightningDataModule):
             ", ".join(f"{k} {len(v)}" for k, v in self.datasets.items()),
         )
 
+    def _resolve_normalize_on(self) -> str:
+        mode = self.hparams.normalize_on
+        if mode != "auto":
+            return mode
+        trainer = self.trainer
+        on_accelerator = trainer is not None and trainer.strategy.root_device.type != "cpu"
+        return "device" if on_accelerator else "worker"
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images (N, C, H, W) or (C, H, W) -> normalised float; floats pass through unchanged."""
+        return self._normalize(images) if images.dtype == torch.uint8 else images
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if self.transforms.normalize_on == "device" and isinstance(batch, (tuple, list)) and len(batch) == 2:
+            images, labels = batch
+            if torch.is_tensor(images):
+                return self.normalize(images), labels
+        return batch
+
     def _loader(self, name: str, train: bool = False) -> DataLoader:
         ds = self.datasets[name]
         hp = self.hparams
@@ -177,10 +210,12 @@ class ClassificationDataModule(L.LightningDataModule):
             else:
                 sampler = EpochShuffleSampler(ds, hp.seed)
         pin = torch.cuda.is_available() if hp.pin_memory is None else hp.pin_memory
+        worker_normalize = self.transforms.normalize_on == "worker"
         return DataLoader(
             ds,
             batch_size=hp.batch_size,
             sampler=sampler,
+            collate_fn=NormalizingCollate(self.mean, self.std) if worker_normalize else None,
             num_workers=hp.num_workers,
             persistent_workers=hp.num_workers > 0,
             pin_memory=pin,

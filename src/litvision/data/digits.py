@@ -35,6 +35,7 @@ class DigitsDataModule(L.LightningDataModule):
         num_workers: int = 0,
         classes: list[int] | None = None,
         train_fraction: float = 1.0,
+        in_channels: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -46,6 +47,13 @@ class DigitsDataModule(L.LightningDataModule):
                 f"({self.class_names}); set data.num_classes={len(self.classes)}."
             )
         self.num_classes = len(self.classes)
+        if in_channels != 1:
+            raise UserError(
+                f"data.in_channels={in_channels}, but the digits are grey images; set data.in_channels=1."
+            )
+        # What models (`${data.in_channels}`) and the sample-grid callback read from every DataModule.
+        self.in_channels = 1
+        self.mean, self.std = (DIGITS_MEAN,), (DIGITS_STD,)
         self.datasets: dict[str, TensorDataset] = {}
 
     def setup(self, stage: str | None = None) -> None:

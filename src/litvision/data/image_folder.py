@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 _LAYOUT = "one sub-folder per class with the images inside (root/<class>/<image>)"
 
 
-def scan_folder(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[Path], np.ndarray]:
-    """(class names, image paths, labels) of an image folder; `classes` fixes the class list (a test folder)."""
+def require_class_folders(root: Path) -> list[str]:
+    """The class sub-folders of root; a missing root or one without sub-folders says how to lay it out."""
     if not root.is_dir():
         raise UserError(f"Image folder not found: {root}. Set data.root to a folder with {_LAYOUT}.")
     found = class_folders(root)
@@ -41,6 +41,12 @@ def scan_folder(root: Path, classes: list[str] | None = None) -> tuple[list[str]
             f" It has {len(loose)} images directly inside: move them into class sub-folders." if loose else ""
         )
         raise UserError(f"{root} has no class sub-folders; data.root needs {_LAYOUT}.{hint}")
+    return found
+
+
+def scan_folder(root: Path, classes: list[str] | None = None) -> tuple[list[str], list[Path], np.ndarray]:
+    """(class names, image paths, labels) of an image folder; `classes` fixes the class list (a test folder)."""
+    found = require_class_folders(root)
     if classes is not None and found != classes:
         raise UserError(
             f"{root} has classes {found} but the training folder has {classes}; "
@@ -76,7 +82,7 @@ def drop_unreadable(paths: list[Path], labels: np.ndarray, skip: bool) -> tuple[
     log.warning("Skipping %d unreadable image file(s) (data.skip_corrupt=true): %s", len(bad), listing)
     bad_set = {p for p, _ in bad}
     keep = np.array([p not in bad_set for p in paths], dtype=bool)
-    return [p for p, k in zip(paths, keep) if k], labels[keep]
+    return [p for p, k in zip(paths, keep, strict=True) if k], labels[keep]
 
 
 class ImageFolderDataModule(ClassificationDataModule):
@@ -103,7 +109,7 @@ class ImageFolderDataModule(ClassificationDataModule):
             # Listing the class folders is cheap: a wrong data.num_classes fails before any model is built.
             if not self.root.is_dir():
                 raise UserError(self._root_missing_message())
-            self._check_num_classes(len(class_folders(self.root)), f" in {self.root}")
+            self._check_num_classes(len(require_class_folders(self.root)), f" in {self.root}")
 
     def _root_expected_now(self) -> bool:
         """False for datasets that can still be downloaded in prepare_data."""

@@ -1,12 +1,18 @@
 """Classification transforms (torchvision.transforms.v2), in the style of torchvision's references.
 
 Images stay uint8 tensors (C, H, W) through every crop, flip, resize and
-augmentation: uint8 resampling is several times cheaper than float, and the
-tensors the workers pass around are 4x smaller. They become float only at the
-end (`ToDtype(float32, scale=True)` then `Normalize`).
+augmentation: uint8 resampling is several times cheaper than float. The datasets
+yield uint8; whole batches become float only at the end (`ToDtype(float32,
+scale=True)` then `Normalize`), either in the loader worker right after
+collation (`normalize_on="worker"`, `NormalizingCollate`) or after the batch
+reaches the device (`"device"`, so the workers pass uint8 batches, 4x smaller).
+Normalising a batch costs a quarter of normalising its images one by one and
+stacking the floats (see bench/bench_image_pipeline.py). `"auto"` (the default)
+picks the device when the Trainer runs on an accelerator, the worker otherwise.
 
-Train:  crop (random_resized | pad | none) -> horizontal flip -> RandAugment/TrivialAugment -> float, normalise
-Eval:   resize (resize_size, default image_size) -> centre crop image_size -> float, normalise
+Train:  crop (random_resized | pad | none) -> horizontal flip -> RandAugment/TrivialAugment   (uint8)
+Eval:   resize (resize_size, default image_size) -> centre crop image_size                  (uint8)
+Batch:  ToDtype(float32, scale=True) -> Normalize(mean, std)
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ INTERPOLATIONS = {
 }
 AUGMENTS = ("none", "randaugment", "trivialaugment")
 TRAIN_CROPS = ("random_resized", "pad", "none")
+NORMALIZE_ON = ("auto", "device", "worker")
 
 
 def interpolation(name: str) -> InterpolationMode:
@@ -62,6 +69,7 @@ class TransformConfig:
     augment_magnitude: int = 9
     resize_size: int | None = None
     resize_interpolation: str = "bilinear"
+    normalize_on: str = "auto"
 
     def __post_init__(self) -> None:
         if (self.augment or "none") not in AUGMENTS:
@@ -72,6 +80,10 @@ class TransformConfig:
             raise UserError(
                 f"data.train_crop={self.train_crop!r} is not one of {list(TRAIN_CROPS)}; pick one of those."
             )
+        if self.normalize_on not in NORMALIZE_ON:
+            raise UserError(
+                f"data.normalize_on={self.normalize_on!r} is not one of {list(NORMALIZE_ON)}; pick one of those."
+            )
         if len(self.mean) != len(self.std):
             raise UserError(
                 f"data.mean {list(self.mean)} and data.std {list(self.std)} need the same length."
@@ -79,8 +91,46 @@ class TransformConfig:
         interpolation(self.resize_interpolation)
 
 
-def _finish(cfg: TransformConfig) -> list[v2.Transform]:
-    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(cfg.mean), list(cfg.std))]
+def normalize_transform(cfg: TransformConfig) -> v2.Compose:
+    """uint8 images (a batch or one) -> float in [0, 1] -> normalised with the dataset's mean/std.
+
+    Normalize works in place on the new tensor ToDtype made from the uint8 input: one float
+    allocation instead of two. Only give it uint8 images.
+    """
+    return v2.Compose(
+        [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(cfg.mean), list(cfg.std), inplace=True)]
+    )
+
+
+class NormalizingCollate:
+    """Collate (uint8 image, label) pairs, then make the image batch float and normalise it.
+
+    In a loader worker the float batch is written straight into shared memory, as
+    torch's default_collate does, so that handing it to the main process copies nothing.
+    The result equals ToDtype(float32, scale=True) then Normalize, image by image.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        self.mean, self.std = list(mean), list(std)
+
+    def __call__(self, samples: list) -> list:
+        from torch.utils.data import default_collate, get_worker_info
+
+        images, labels = default_collate(samples)
+        if images.dtype != torch.uint8:
+            return [images, labels]
+        out = None
+        if get_worker_info() is not None:
+            try:
+                proto = torch.empty(0, dtype=torch.float32)
+                storage = proto._typed_storage()._new_shared(images.numel(), device="cpu")
+                out = proto.new(storage).resize_(images.shape)
+            except (AttributeError, RuntimeError):  # private API: fall back to a plain tensor
+                out = None
+        if out is None:
+            out = torch.empty(images.shape, dtype=torch.float32)
+        out.copy_(images).mul_(1.0 / 255)
+        return [v2.functional.normalize(out, self.mean, self.std, inplace=True), labels]
 
 
 def _square_resize(size: int, cfg: TransformConfig) -> v2.Transform:
@@ -88,7 +138,7 @@ def _square_resize(size: int, cfg: TransformConfig) -> v2.Transform:
 
 
 def train_transform(cfg: TransformConfig) -> v2.Compose:
-    """Random crop, flip and optional policy augmentation on uint8; float and normalise last."""
+    """Random crop, flip and optional policy augmentation, uint8 in and out."""
     size = cfg.image_size
     ops: list[v2.Transform] = []
     if cfg.train_crop == "random_resized":
@@ -115,10 +165,10 @@ def train_transform(cfg: TransformConfig) -> v2.Compose:
         )
     elif cfg.augment == "trivialaugment":
         ops.append(v2.TrivialAugmentWide(interpolation=interp))
-    return v2.Compose(ops + _finish(cfg))
+    return v2.Compose(ops)
 
 
 def eval_transform(cfg: TransformConfig) -> v2.Compose:
-    """Resize the short side to `resize_size` (default: image_size), centre-crop image_size, normalise."""
+    """Resize the short side to `resize_size` (default: image_size), centre-crop image_size; uint8."""
     resize = cfg.resize_size or cfg.image_size
-    return v2.Compose([_square_resize(resize, cfg), v2.CenterCrop(cfg.image_size), *_finish(cfg)])
+    return v2.Compose([_square_resize(resize, cfg), v2.CenterCrop(cfg.image_size)])
