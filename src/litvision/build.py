@@ -34,7 +34,7 @@ def build_datamodule(cfg: DictConfig) -> Any:
 def build_task(cfg: DictConfig) -> Any:
     from hydra.utils import instantiate
 
-    return instantiate(cfg.model)
+    return _user_errors_unwrapped(instantiate, cfg.model)
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:

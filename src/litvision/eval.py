@@ -30,6 +30,11 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(cfg.paths.output_dir)
     console.print_start(cfg, str(run_dir))
     L.seed_everything(cfg.seed, workers=True)
+    if cfg.model.get("net") is not None:
+        from litvision.models.weights import without_pretrained
+
+        # The checkpoint holds every weight: testing it must not fetch the pretrained ones.
+        cfg.model.net = without_pretrained(cfg.model.net)
     datamodule = build_datamodule(cfg)
     task = build_task(cfg)
     trainer = build_trainer(cfg, callbacks=[])

@@ -12,14 +12,23 @@ def _conv_bn(cin: int, cout: int) -> nn.Sequential:
 
 
 class SmallCNN(nn.Module):
-    """Two conv stages (the second after a 2x2 max-pool), global average pool, linear head.
+    """Two conv stages (the second after a 2x2 max-pool), average pool, linear head.
 
-    Global pooling makes it independent of input size; `features` / `head` are
-    named so that transfer-learning configs can freeze or re-initialise them.
+    Pooling to a fixed `pool_size` grid makes it independent of input size (1: global
+    pooling; 2 keeps a coarse 2x2 layout, which makes frozen features transfer better
+    between digit classes); `features` / `head` are named so that transfer-learning
+    configs can freeze or re-initialise them.
     """
 
+    head_prefixes = ("head",)
+
     def __init__(
-        self, in_channels: int = 1, num_classes: int = 10, width: int = 32, dropout: float = 0.1
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        width: int = 32,
+        dropout: float = 0.1,
+        pool_size: int = 1,
     ) -> None:
         super().__init__()
         self.features = nn.Sequential(
@@ -28,10 +37,10 @@ class SmallCNN(nn.Module):
             nn.MaxPool2d(2),
             _conv_bn(width, 2 * width),
             _conv_bn(2 * width, 2 * width),
-            nn.AdaptiveAvgPool2d(1),
+            nn.AdaptiveAvgPool2d(pool_size),
             nn.Flatten(),
         )
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * width, num_classes))
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * width * pool_size**2, num_classes))
         self.num_classes = num_classes
 
     def forward(self, x: Tensor) -> Tensor:

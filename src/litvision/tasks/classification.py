@@ -3,6 +3,8 @@ optimizer/scheduler from config, confusion matrix images at the end of val and t
 
 The task builds its network from `net` (a Hydra config with `_target_`), so a
 checkpoint alone rebuilds it: `ClassificationTask.load_from_checkpoint(path)`.
+`net.weights` loads pretrained weights (see `litvision.models.weights`); `freeze` and
+`layer_decay` set up fine-tuning (see `litvision.tasks.finetune`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from torchmetrics.classification import (
 )
 
 from litvision.errors import UserError
+from litvision.models.weights import build_net, without_pretrained
+from litvision.tasks.finetune import freeze as apply_freeze
+from litvision.tasks.finetune import layer_decay_param_groups, sync_batchnorm_modes
 from litvision.tasks.optim import build_param_groups, build_scheduler
 
 
@@ -55,20 +60,31 @@ class ClassificationTask(L.LightningModule):
         param_groups: Mapping[str, Any] | None = None,
         label_smoothing: float = 0.0,
         class_names: list[str] | None = None,
+        freeze: str | list[str] | None = None,
+        layer_decay: float | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(
             {
-                "net": _plain(net),
+                # Without pretrained-weight keys: rebuilding from a checkpoint must not download them.
+                "net": without_pretrained(_plain(net)),
                 "num_classes": num_classes,
                 "optimizer": _plain(optimizer),
                 "scheduler": _plain(scheduler),
                 "param_groups": _plain(param_groups),
                 "label_smoothing": label_smoothing,
                 "class_names": _plain(class_names),
+                "freeze": _plain(freeze),
+                "layer_decay": layer_decay,
             }
         )
-        self.net: nn.Module = instantiate(self.hparams.net)
+        if layer_decay is not None and param_groups:
+            raise UserError(
+                "model.layer_decay and model.param_groups both set the learning rate per group; "
+                "keep one of them (set the other to null)."
+            )
+        self.net: nn.Module = build_net(_plain(net))
+        apply_freeze(self.net, self.hparams.freeze)
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -92,6 +108,14 @@ class ClassificationTask(L.LightningModule):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
+
+    def train(self, mode: bool = True) -> ClassificationTask:
+        # Lightning puts the whole model in train mode every epoch; frozen BatchNorm layers
+        # must stay in eval mode, or their running statistics drift from the pretrained ones.
+        super().train(mode)
+        if "net" in self._modules:
+            sync_batchnorm_modes(self.net, mode)
+        return self
 
     def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
         return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
@@ -150,12 +174,11 @@ class ClassificationTask(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         factory = instantiate(self.hparams.optimizer)
         kw = getattr(factory, "keywords", {})
-        groups = build_param_groups(
-            self.net,
-            lr=kw.get("lr", 1e-3),
-            weight_decay=kw.get("weight_decay", 0.0),
-            groups=self.hparams.param_groups,
-        )
+        lr, wd = kw.get("lr", 1e-3), kw.get("weight_decay", 0.0)
+        if self.hparams.layer_decay is not None:
+            groups = layer_decay_param_groups(self.net, lr, wd, self.hparams.layer_decay)
+        else:
+            groups = build_param_groups(self.net, lr=lr, weight_decay=wd, groups=self.hparams.param_groups)
         optimizer = factory(groups)
         sched_cfg = dict(self.hparams.scheduler or {"name": "constant"})
         scheduler = build_scheduler(
