@@ -64,8 +64,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if trainer.interrupted:
             raise SystemExit(1)
 
+    # Read the checkpoint callback now: validate/test below restore callback state from the
+    # best checkpoint, which holds stale paths and scores.
     ckpt_cb = _checkpoint_callback(trainer)
     best = (ckpt_cb.best_model_path if ckpt_cb else "") or None
+    fit_facts = {
+        "best_score": float(ckpt_cb.best_model_score)
+        if ckpt_cb and ckpt_cb.best_model_score is not None
+        else None,
+        "best_checkpoint": best,
+        "last_checkpoint": (ckpt_cb.last_model_path or None) if ckpt_cb else None,
+        "epochs_completed": trainer.current_epoch,
+        "global_step": trainer.global_step,
+    }
     best_val: dict[str, float] = {}
     if best:
         # Validate the best checkpoint again so that "best val" and "test" describe the same weights.
@@ -80,15 +91,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "run_dir": str(run_dir),
         "monitor": cfg.monitor,
-        "best_score": float(ckpt_cb.best_model_score)
-        if ckpt_cb and ckpt_cb.best_model_score is not None
-        else None,
         "best_val": best_val,
         "test": test,
-        "best_checkpoint": best,
-        "last_checkpoint": ckpt_cb.last_model_path if ckpt_cb and ckpt_cb.last_model_path else None,
-        "epochs_completed": trainer.current_epoch,
-        "global_step": trainer.global_step,
+        **fit_facts,
         "world_size": trainer.world_size,
         "wall_time_s": round(time.time() - started, 2),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
