@@ -32,7 +32,12 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
 
 
 def build_callbacks(cfg: DictConfig) -> list[Any]:
-    return _instantiate_group(cfg.get("callbacks"))
+    callbacks = _instantiate_group(cfg.get("callbacks"))
+    if cfg.get("compile") or cfg.get("channels_last"):
+        from litvision.callbacks.performance import PerformanceSwitches
+
+        callbacks.append(PerformanceSwitches(compile=bool(cfg.get("compile")), channels_last=bool(cfg.get("channels_last"))))
+    return callbacks
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:
@@ -44,4 +49,6 @@ def build_trainer(cfg: DictConfig, callbacks: list[Any] | None = None, loggers: 
 
     callbacks = build_callbacks(cfg) if callbacks is None else callbacks
     loggers = build_loggers(cfg) if loggers is None else loggers
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    from litvision.scale import trainer_plugins
+
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=trainer_plugins(cfg))

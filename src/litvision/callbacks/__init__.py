@@ -1,0 +1,1 @@
+"""Callbacks hooked into the Trainer (pre-emption, performance switches, finetuning schedules, ...)."""

@@ -1,0 +1,93 @@
+"""`litvision.submit` (= make submit) on a real one-node SLURM cluster: a 2-task DDP job completes;
+a pre-empted job (scancel --signal=USR1) checkpoints, is requeued by submitit and finishes in the
+same run folder; requests that do not fit the cluster fail in one line before anything is queued."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTS = ROOT / "tests"
+pytestmark = pytest.mark.slurm
+JOB = ["experiment=digits_cnn", "logger=csv", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null"]
+
+
+def _env(cluster: dict[str, str]) -> dict[str, str]:
+    path = os.pathsep.join([str(ROOT / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, **cluster, "PYTHONPATH": path, "LITVISION_ROOT": str(ROOT), "PYTHONUNBUFFERED": "1"}
+
+
+def _submit(cluster: dict[str, str], *args: str, wait: bool = True):
+    cmd = [sys.executable, "-m", "litvision.submit", *args]
+    if wait:
+        return subprocess.run(cmd, env=_env(cluster), capture_output=True, text=True, timeout=900, cwd=ROOT)
+    return subprocess.Popen(cmd, env=_env(cluster), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+
+
+def _job_folder(runs: Path) -> Path:
+    (folder,) = [p.parent for p in runs.glob("digits_cnn/multirun/*/0/.hydra")]
+    return folder
+
+
+def test_two_task_ddp_job_completes_with_one_summary(slurm_cluster, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    proc = _submit(slurm_cluster, "--gpus", "0", "--tasks", "2", "--time", "00:10:00", "--",
+                   *JOB, "debug=limit", "trainer.max_epochs=1", f"paths.runs_dir={runs}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run = _job_folder(runs)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["global_step"] == 5
+    assert len(list(runs.rglob("summary.json"))) == 1
+    # Two SLURM tasks, ranks from SLURMEnvironment: both wrote their submitit logs.
+    assert len(list(run.parent.glob(".submitit/*/*_log.out"))) == 2
+
+
+def test_preempted_job_is_requeued_and_finishes_in_the_same_folder(slurm_cluster, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    marker = tmp_path / "starts.txt"
+    proc = _submit(slurm_cluster, "--gpus", "0", "--tasks", "2", "--time", "00:10:00", "--", *JOB,
+                   "trainer.max_epochs=3", "trainer.limit_train_batches=12", "trainer.limit_val_batches=2", "test=false",
+                   "+callbacks.slow._target_=scale_helpers.SlowTraining", f"+callbacks.slow.marker={marker}",
+                   f"paths.runs_dir={runs}", wait=False)
+    try:
+        deadline = time.time() + 600
+        while not marker.exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(1)
+        assert marker.exists(), proc.stdout.read() if proc.poll() is not None else "training never started"
+        (job_id,) = [p.name for p in runs.glob("digits_cnn/multirun/*/.submitit/*") if p.is_dir()]
+        subprocess.run(["scancel", "--signal=USR1", job_id], env=_env(slurm_cluster), check=True)
+        out, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-4000:]
+    run = _job_folder(runs)
+    starts = marker.read_text().split()
+    assert starts == [str(run), str(run)]  # trained twice, both times in this folder
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["global_step"] == 36 and summary["epochs"] == 3
+    show = subprocess.run(["scontrol", "show", "job", job_id], env=_env(slurm_cluster), capture_output=True, text=True)
+    assert "Restarts=1" in show.stdout, show.stdout
+    logs = "".join(p.read_text() for p in run.parent.glob(".submitit/*/*_0_log.*"))
+    assert "saved" in logs and "Requeued job" in logs and "skipping" in logs
+
+
+def test_requests_that_do_not_fit_the_cluster_fail_before_submitting(slurm_cluster, tmp_path: Path) -> None:
+    for args, expected in (
+        (["--nodes", "3", "--gpus", "0"], "NODES=3 but partition 'debug' has 1 node(s)"),
+        (["--gpus", "2"], "GPUS=2 per node but nodes in partition 'debug' have 0 GPU(s)"),
+        (["--gpus", "0", "--tasks", "4"], "4 tasks per node but nodes in partition 'debug' have 2 CPUs"),
+        (["--gpus", "0", "--partition", "gpu"], "PARTITION=gpu does not exist"),
+    ):
+        proc = _submit(slurm_cluster, *args, "--", "experiment=digits_cnn", f"paths.runs_dir={tmp_path}")
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().count("\n") == 0 and expected in proc.stderr, proc.stderr
+    queue = subprocess.run(["squeue", "-h"], env=_env(slurm_cluster), capture_output=True, text=True)
+    assert queue.stdout.strip() == "" and not list(tmp_path.iterdir())
