@@ -45,5 +45,7 @@ def runs_dir(tmp_path: Path) -> Path:
 
 def run_folders(runs_dir: Path) -> list[Path]:
     """Every run folder (one holding .hydra/ or config.yaml) under runs_dir."""
-    found = {p.parent for p in runs_dir.rglob(".hydra")} | {p.parent for p in runs_dir.rglob("config.yaml")}
+    found = {p.parent for p in runs_dir.rglob(".hydra")} | {
+        p.parent for p in runs_dir.rglob("config.yaml") if p.parent.name != ".hydra"
+    }
     return sorted(found)

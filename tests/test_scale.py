@@ -6,9 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -38,8 +35,15 @@ def test_ddp_two_processes_one_run_folder_and_same_metrics_as_one_process(runs_d
     from litvision.train import train
 
     args = ["experiment=digits_cnn", "trainer.max_epochs=8", "logger=csv", *QUIET]
-    proc = run_cli("litvision.train", *args, "trainer=ddp_cpu", "data.batch_size=32",
-                   f"paths.runs_dir={runs_dir / 'ddp'}", env=ENV, timeout=600)
+    proc = run_cli(
+        "litvision.train",
+        *args,
+        "trainer=ddp_cpu",
+        "data.batch_size=32",
+        f"paths.runs_dir={runs_dir / 'ddp'}",
+        env=ENV,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     folders = run_folders(runs_dir / "ddp")
     assert len(folders) == 1, folders
@@ -50,8 +54,8 @@ def test_ddp_two_processes_one_run_folder_and_same_metrics_as_one_process(runs_d
     assert ddp["world_size"] == 2 and ddp["global_batch_size"] == 64
     # Rank zero alone prints: one start panel and one results table for two processes.
     assert proc.stdout.count("litvision train") == 1 and proc.stdout.count("best checkpoint") == 2
-    # 2 ranks x 17 batches of 32 per epoch: the sampler split the data instead of duplicating it.
-    assert ddp["global_step"] == 8 * 17
+    # 1169 training images: 585 per rank, 19 batches of 32 per epoch; the sampler split the data.
+    assert ddp["global_step"] == 8 * 19
 
     one = train(compose_cfg([*args, "trainer=cpu", "data.batch_size=64"], runs_dir / "one"))
     assert abs(ddp["test"]["test/acc"] - one["test"]["test/acc"]) <= 0.05, (ddp["test"], one["test"])
@@ -60,14 +64,24 @@ def test_ddp_two_processes_one_run_folder_and_same_metrics_as_one_process(runs_d
 
 def test_multirun_with_ddp_makes_one_folder_per_job(runs_dir: Path) -> None:
     """The lightning-hydra-template bug: a DDP worker re-ran the sweep into a new folder."""
-    args = ["-m", "experiment=digits_cnn", "trainer=ddp_cpu", "debug=limit", "trainer.max_epochs=1",
-            "test=false", "logger=csv", *QUIET, "seed=1,2", f"paths.runs_dir={runs_dir}"]
+    args = [
+        "-m",
+        "experiment=digits_cnn",
+        "trainer=ddp_cpu",
+        "debug=limit",
+        "trainer.max_epochs=1",
+        "test=false",
+        "logger=csv",
+        *QUIET,
+        "seed=1,2",
+        f"paths.runs_dir={runs_dir}",
+    ]
     proc = run_cli("litvision.train", *args, env=ENV, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     folders = run_folders(runs_dir)
     assert [f.name for f in folders] == ["0", "1"], folders
     assert len({f.parent for f in folders}) == 1
-    for f, seed in zip(folders, (1, 2)):
+    for f, seed in zip(folders, (1, 2), strict=True):
         assert _summary(f)["seed"] == seed and _summary(f)["world_size"] == 2
         assert (f / "train_ddp_process_1.log").is_file()  # the worker wrote into this job's folder
 
@@ -85,8 +99,16 @@ def test_bf16_mixed_on_cpu_reaches_the_32_bit_accuracy_band(runs_dir: Path) -> N
 
 
 # -- pre-emption and resume ------------------------------------------------------------------------
-RESUME = ["experiment=digits_cnn", "trainer.max_epochs=2", "trainer.limit_train_batches=6", "trainer.limit_val_batches=2",
-          "trainer.deterministic=true", "logger=csv", "test=false", *QUIET]
+RESUME = [
+    "experiment=digits_cnn",
+    "trainer.max_epochs=2",
+    "++trainer.limit_train_batches=6",
+    "++trainer.limit_val_batches=2",
+    "trainer.deterministic=true",
+    "logger=csv",
+    "test=false",
+    *QUIET,
+]
 
 
 def test_preemption_signal_mid_epoch_then_resume_gives_the_uninterrupted_weights(runs_dir: Path) -> None:
@@ -118,14 +140,22 @@ def test_preemption_signal_mid_epoch_then_resume_gives_the_uninterrupted_weights
 
 
 def test_sigterm_leaves_a_usable_last_ckpt_and_the_cli_resumes_in_the_same_folder(runs_dir: Path) -> None:
-    args = [*RESUME, "trainer.max_epochs=3", "+callbacks.kill._target_=scale_helpers.SignalAtStep",
-            "+callbacks.kill.step=8", "+callbacks.kill.signame=SIGTERM", f"paths.runs_dir={runs_dir}"]
+    args = [
+        *RESUME,
+        "trainer.max_epochs=3",
+        "+callbacks.kill._target_=scale_helpers.SignalAtStep",
+        "+callbacks.kill.step=8",
+        "+callbacks.kill.signame=SIGTERM",
+        f"paths.runs_dir={runs_dir}",
+    ]
     proc = run_cli("litvision.train", *args, env=ENV, timeout=600)
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
     (run,) = run_folders(runs_dir)
     last = run / "checkpoints" / "last.ckpt"
     assert last.is_file() and not list(run.glob("checkpoints/.*.tmp"))
-    resumed = run_cli("litvision.train", f"ckpt_path={last}", *RESUME[1:], "trainer.max_epochs=3", env=ENV, timeout=600)
+    resumed = run_cli(
+        "litvision.train", f"ckpt_path={last}", *RESUME[1:], "trainer.max_epochs=3", env=ENV, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert run_folders(runs_dir) == [run]
     summary = _summary(run)
@@ -157,8 +187,16 @@ def test_linear_lr_scaling_follows_the_global_batch(runs_dir: Path) -> None:
     from litvision.errors import UserError
     from litvision.scale import scale_learning_rate
 
-    cfg = compose_cfg(["experiment=digits_cnn", "scale_lr=linear", "base_batch_size=64", "data.batch_size=32",
-                       "trainer.accumulate_grad_batches=2"], runs_dir)
+    cfg = compose_cfg(
+        [
+            "experiment=digits_cnn",
+            "scale_lr=linear",
+            "base_batch_size=64",
+            "data.batch_size=32",
+            "trainer.accumulate_grad_batches=2",
+        ],
+        runs_dir,
+    )
     info = scale_learning_rate(cfg, world_size=8)  # 32 x 8 x 2 = 512 = 8 x 64
     assert info["global_batch_size"] == 512 and info["lr_scale"] == 8.0
     assert cfg.model.optimizer.lr == pytest.approx(3e-3 * 8)
@@ -180,10 +218,11 @@ def test_channels_last_and_compile_switches(runs_dir: Path) -> None:
     (switch,) = [c for c in build_callbacks(cfg) if isinstance(c, PerformanceSwitches)]
     assert switch.compile and switch.channels_last
 
-    summary = train(compose_cfg(["experiment=digits_cnn", "debug=fast_dev_run", "channels_last=true"], runs_dir))
+    summary = train(
+        compose_cfg(["experiment=digits_cnn", "debug=fast_dev_run", "channels_last=true"], runs_dir)
+    )
     assert summary["test"]
     net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3))
-    PerformanceSwitches(compile=True).setup(None, torch.nn.Module(), "fit") if False else None
     task = torch.nn.Module()
     task.net = net
     PerformanceSwitches(compile=True, channels_last=True).setup(None, task, "fit")
@@ -199,8 +238,14 @@ def test_gpu_preset_without_gpu_is_one_line_before_any_run_folder(runs_dir: Path
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     for preset in ("gpu", "ddp", "multinode"):
-        proc = run_cli("litvision.train", "experiment=digits_cnn", f"trainer={preset}", f"paths.runs_dir={runs_dir}",
-                       env=ENV, timeout=300)
+        proc = run_cli(
+            "litvision.train",
+            "experiment=digits_cnn",
+            f"trainer={preset}",
+            f"paths.runs_dir={runs_dir}",
+            env=ENV,
+            timeout=300,
+        )
         assert proc.returncode == 2
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "no CUDA GPU" in lines[0] and "trainer=cpu" in lines[0], proc.stderr

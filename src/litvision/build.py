@@ -36,7 +36,10 @@ def build_callbacks(cfg: DictConfig) -> list[Any]:
     if cfg.get("compile") or cfg.get("channels_last"):
         from litvision.callbacks.performance import PerformanceSwitches
 
-        callbacks.append(PerformanceSwitches(compile=bool(cfg.get("compile")), channels_last=bool(cfg.get("channels_last"))))
+        switches = PerformanceSwitches(
+            compile=bool(cfg.get("compile")), channels_last=bool(cfg.get("channels_last"))
+        )
+        callbacks.append(switches)
     return callbacks
 
 
@@ -51,4 +54,5 @@ def build_trainer(cfg: DictConfig, callbacks: list[Any] | None = None, loggers: 
     loggers = build_loggers(cfg) if loggers is None else loggers
     from litvision.scale import trainer_plugins
 
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=trainer_plugins(cfg))
+    plugins = trainer_plugins(cfg)
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)

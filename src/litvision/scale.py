@@ -11,7 +11,6 @@ Global batch = data.batch_size (per device) x devices x num_nodes x accumulate_g
 from __future__ import annotations
 
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,8 +47,6 @@ def check_hardware(cfg: DictConfig) -> None:
     accelerator = str(trainer.get("accelerator", "auto")).lower()
     if accelerator not in GPU_ACCELERATORS:
         return
-    if os.environ.get("SLURM_JOB_ID") is None and os.environ.get("LITVISION_SKIP_GPU_CHECK"):
-        return
     import torch
 
     have = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -64,6 +61,13 @@ def check_hardware(cfg: DictConfig) -> None:
             f"trainer.devices={trainer.get('devices')} but this machine has {have} GPU(s): "
             f"set trainer.devices={have} (or trainer.devices=auto)."
         )
+
+
+def check_hardware_overrides(overrides: list[str], config_name: str = "train") -> None:
+    """`check_hardware` on the config a command line composes (the CLI, before Hydra makes a folder)."""
+    from litvision.config import compose
+
+    check_hardware(compose(overrides, config_name))
 
 
 # -- learning rate and global batch -----------------------------------------------------------------
@@ -88,7 +92,9 @@ def scale_learning_rate(cfg: DictConfig, world_size: int) -> dict[str, Any]:
     if not rule:
         return info
     if rule not in ("linear", "sqrt"):
-        raise UserError(f"scale_lr={rule} is not a scaling rule: use scale_lr=linear, scale_lr=sqrt or scale_lr=null.")
+        raise UserError(
+            f"scale_lr={rule} is not a scaling rule: use scale_lr=linear, scale_lr=sqrt or scale_lr=null."
+        )
     base = cfg.get("base_batch_size")
     if not base or gbs is None:
         raise UserError(

@@ -63,7 +63,9 @@ def cluster_partitions() -> dict[str, dict[str, int | bool]]:
         )
     out = subprocess.run(["sinfo", "-h", "-o", "%P|%D|%c|%G"], capture_output=True, text=True, timeout=60)
     if out.returncode != 0:
-        raise UserError(f"sinfo failed ({out.stderr.strip() or out.returncode}): is the SLURM controller reachable?")
+        raise UserError(
+            f"sinfo failed ({out.stderr.strip() or out.returncode}): is the SLURM controller reachable?"
+        )
     parts: dict[str, dict[str, int | bool]] = {}
     for line in out.stdout.splitlines():
         name, nodes, cpus, gres = line.strip().split("|")
@@ -87,20 +89,27 @@ def check_request(nodes: int, gpus: int, tasks: int, partition: str | None) -> s
     if partition is None:
         defaults = [n for n, p in parts.items() if p["default"]]
         if not defaults:
-            raise UserError(f"No default partition on this cluster: set PARTITION to one of {', '.join(parts)}.")
+            raise UserError(
+                f"No default partition on this cluster: set PARTITION to one of {', '.join(parts)}."
+            )
         partition = defaults[0]
     if partition not in parts:
         raise UserError(f"PARTITION={partition} does not exist: this cluster has {', '.join(parts)}.")
     p = parts[partition]
     if nodes > int(p["nodes"]):
-        raise UserError(f"NODES={nodes} but partition '{partition}' has {p['nodes']} node(s): set NODES<={p['nodes']}.")
+        raise UserError(
+            f"NODES={nodes} but partition '{partition}' has {p['nodes']} node(s): set NODES<={p['nodes']}."
+        )
     if gpus > int(p["gpus"]):
         raise UserError(
             f"GPUS={gpus} per node but nodes in partition '{partition}' have {p['gpus']} GPU(s): "
-            f"set GPUS<={p['gpus']}" + (" or GPUS=0 TASKS=<n> trainer=ddp_cpu for a CPU job." if not p["gpus"] else ".")
+            f"set GPUS<={p['gpus']}"
+            + (" or GPUS=0 TASKS=<n> trainer=ddp_cpu for a CPU job." if not p["gpus"] else ".")
         )
     if tasks > int(p["cpus"]):
-        raise UserError(f"{tasks} tasks per node but nodes in partition '{partition}' have {p['cpus']} CPUs: lower GPUS/TASKS.")
+        raise UserError(
+            f"{tasks} tasks per node but nodes in partition '{partition}' have {p['cpus']} CPUs: lower GPUS/TASKS."
+        )
     return partition
 
 
@@ -133,7 +142,9 @@ def build_command(a: argparse.Namespace, overrides: list[str], partition: str) -
         if not m:
             raise UserError(f"SBATCH flag '{flag}' is not of the form --name or --name=value.")
         key = m.group(1).replace("-", "_")
-        cmd.append(f"+hydra.launcher.additional_parameters.{key}={m.group(2) if m.group(2) is not None else 'true'}")
+        cmd.append(
+            f"+hydra.launcher.additional_parameters.{key}={m.group(2) if m.group(2) is not None else 'true'}"
+        )
     return cmd
 
 
@@ -141,8 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="litvision.submit", description=__doc__.split("\n\n")[0])
     ap.add_argument("--nodes", type=int, default=1)
     ap.add_argument("--gpus", type=int, default=1, help="GPUs per node (0: a CPU job)")
-    ap.add_argument("--tasks", type=lambda s: int(s) if s else None, default=None,
-                    help="tasks per node; defaults to GPUS (one per GPU), or 1 for a CPU job")
+    ap.add_argument(
+        "--tasks",
+        type=lambda s: int(s) if s else None,
+        default=None,
+        help="tasks per node; defaults to GPUS (one per GPU), or 1 for a CPU job",
+    )
     ap.add_argument("--partition", default=None)
     ap.add_argument("--time", default="01:00:00")
     ap.add_argument("--account", default=None)
@@ -153,14 +168,19 @@ def main(argv: list[str] | None = None) -> int:
     a, overrides = ap.parse_known_args(sys.argv[1:] if argv is None else argv)
     overrides = [o for o in overrides if o != "--"]
     try:
-        from litvision.cli import prepare
+        from litvision.cli import _value
+        from litvision.config import check_experiment, check_overrides, project_root
 
         tasks = a.tasks or a.gpus or 1
         parse_time(a.time)
         partition = check_request(a.nodes, a.gpus, tasks, _blank(a.partition))
         cmd = build_command(a, overrides, partition)
-        # Typos in the experiment's overrides fail here, before anything reaches the queue.
-        prepare("train", [o for o in cmd[4:] if not o.startswith(("hydra", "+hydra"))])
+        # Typos fail here, before anything reaches the queue. GPUs are checked in the job, not on
+        # the login node, which often has none.
+        os.environ.setdefault("LITVISION_ROOT", str(project_root()))
+        if _value(overrides, "experiment"):
+            check_experiment(_value(overrides, "experiment"))
+        check_overrides([o for o in cmd[4:] if not o.startswith(("hydra", "+hydra"))])
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -16,7 +16,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
 pytestmark = pytest.mark.slurm
-JOB = ["experiment=digits_cnn", "logger=csv", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null"]
+JOB = [
+    "experiment=digits_cnn",
+    "logger=csv",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.model_summary=null",
+]
 
 
 def _env(cluster: dict[str, str]) -> dict[str, str]:
@@ -28,7 +33,9 @@ def _submit(cluster: dict[str, str], *args: str, wait: bool = True):
     cmd = [sys.executable, "-m", "litvision.submit", *args]
     if wait:
         return subprocess.run(cmd, env=_env(cluster), capture_output=True, text=True, timeout=900, cwd=ROOT)
-    return subprocess.Popen(cmd, env=_env(cluster), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    return subprocess.Popen(
+        cmd, env=_env(cluster), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
+    )
 
 
 def _job_folder(runs: Path) -> Path:
@@ -36,10 +43,38 @@ def _job_folder(runs: Path) -> Path:
     return folder
 
 
+def _release_when_requeued(cluster: dict[str, str], job_id: str, timeout: float = 300) -> None:
+    """SLURM makes a requeued job eligible only 2 minutes later; start it at once so the test does not idle."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        show = subprocess.run(
+            ["scontrol", "show", "job", job_id], env=_env(cluster), capture_output=True, text=True
+        )
+        if "Restarts=1" in show.stdout and "JobState=PENDING" in show.stdout:
+            subprocess.run(
+                ["scontrol", "update", f"JobId={job_id}", "StartTime=now"], env=_env(cluster), check=True
+            )
+            return
+        time.sleep(1)
+    raise AssertionError(f"job {job_id} was not requeued:\n{show.stdout}")
+
+
 def test_two_task_ddp_job_completes_with_one_summary(slurm_cluster, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    proc = _submit(slurm_cluster, "--gpus", "0", "--tasks", "2", "--time", "00:10:00", "--",
-                   *JOB, "debug=limit", "trainer.max_epochs=1", f"paths.runs_dir={runs}")
+    proc = _submit(
+        slurm_cluster,
+        "--gpus",
+        "0",
+        "--tasks",
+        "2",
+        "--time",
+        "00:10:00",
+        "--",
+        *JOB,
+        "debug=limit",
+        "trainer.max_epochs=1",
+        f"paths.runs_dir={runs}",
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = _job_folder(runs)
     summary = json.loads((run / "summary.json").read_text())
@@ -52,10 +87,25 @@ def test_two_task_ddp_job_completes_with_one_summary(slurm_cluster, tmp_path: Pa
 def test_preempted_job_is_requeued_and_finishes_in_the_same_folder(slurm_cluster, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     marker = tmp_path / "starts.txt"
-    proc = _submit(slurm_cluster, "--gpus", "0", "--tasks", "2", "--time", "00:10:00", "--", *JOB,
-                   "trainer.max_epochs=3", "trainer.limit_train_batches=12", "trainer.limit_val_batches=2", "test=false",
-                   "+callbacks.slow._target_=scale_helpers.SlowTraining", f"+callbacks.slow.marker={marker}",
-                   f"paths.runs_dir={runs}", wait=False)
+    proc = _submit(
+        slurm_cluster,
+        "--gpus",
+        "0",
+        "--tasks",
+        "2",
+        "--time",
+        "00:10:00",
+        "--",
+        *JOB,
+        "trainer.max_epochs=3",
+        "++trainer.limit_train_batches=12",
+        "++trainer.limit_val_batches=2",
+        "test=false",
+        "+callbacks.slow._target_=scale_helpers.SlowTraining",
+        f"+callbacks.slow.marker={marker}",
+        f"paths.runs_dir={runs}",
+        wait=False,
+    )
     try:
         deadline = time.time() + 600
         while not marker.exists() and time.time() < deadline and proc.poll() is None:
@@ -63,6 +113,7 @@ def test_preempted_job_is_requeued_and_finishes_in_the_same_folder(slurm_cluster
         assert marker.exists(), proc.stdout.read() if proc.poll() is not None else "training never started"
         (job_id,) = [p.name for p in runs.glob("digits_cnn/multirun/*/.submitit/*") if p.is_dir()]
         subprocess.run(["scancel", "--signal=USR1", job_id], env=_env(slurm_cluster), check=True)
+        _release_when_requeued(slurm_cluster, job_id)
         out, _ = proc.communicate(timeout=900)
     finally:
         if proc.poll() is None:
@@ -72,8 +123,12 @@ def test_preempted_job_is_requeued_and_finishes_in_the_same_folder(slurm_cluster
     starts = marker.read_text().split()
     assert starts == [str(run), str(run)]  # trained twice, both times in this folder
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["global_step"] == 36 and summary["epochs"] == 3
-    show = subprocess.run(["scontrol", "show", "job", job_id], env=_env(slurm_cluster), capture_output=True, text=True)
+    assert (
+        summary["global_step"] == 3 * 10 and summary["epochs"] == 3
+    )  # 1169 train images, 585 per rank, batch 64
+    show = subprocess.run(
+        ["scontrol", "show", "job", job_id], env=_env(slurm_cluster), capture_output=True, text=True
+    )
     assert "Restarts=1" in show.stdout, show.stdout
     logs = "".join(p.read_text() for p in run.parent.glob(".submitit/*/*_0_log.*"))
     assert "saved" in logs and "Requeued job" in logs and "skipping" in logs

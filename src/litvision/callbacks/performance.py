@@ -17,11 +17,16 @@ from torch import nn
 
 
 def _to_channels_last(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(a.contiguous(memory_format=torch.channels_last) if torch.is_tensor(a) and a.dim() == 4 else a for a in args)
+    return tuple(
+        a.contiguous(memory_format=torch.channels_last) if torch.is_tensor(a) and a.dim() == 4 else a
+        for a in args
+    )
 
 
 class PerformanceSwitches(Callback):
-    def __init__(self, compile: bool = False, channels_last: bool = False, compile_mode: str | None = None) -> None:
+    def __init__(
+        self, compile: bool = False, channels_last: bool = False, compile_mode: str | None = None
+    ) -> None:
         self.compile = compile
         self.channels_last = channels_last
         self.compile_mode = compile_mode

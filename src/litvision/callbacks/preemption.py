@@ -143,7 +143,9 @@ class PreemptionCheckpoint(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore()
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         self._received = None
         self._restore()
 
@@ -158,7 +160,9 @@ class PreemptionCheckpoint(Callback):
         signum = self._received or signal.SIGUSR1
         name = signal.Signals(signum).name
         trainer.save_checkpoint(str(self.path))
-        rank_zero_info(f"{name}: saved {self.path} at epoch {trainer.current_epoch}, step {trainer.global_step}.")
+        rank_zero_info(
+            f"{name}: saved {self.path} at epoch {trainer.current_epoch}, step {trainer.global_step}."
+        )
         if self.requeue and signum != signal.SIGTERM and os.environ.get("SLURM_JOB_ID"):
             self._requeue(trainer, signum)
         raise Preempted(128 + int(signum))
@@ -191,7 +195,7 @@ class PreemptionCheckpoint(Callback):
         progress = trainer.fit_loop.epoch_loop.batch_progress.current
         done = int(progress.processed)
         total = trainer.num_training_batches
-        mid_epoch = trainer.training and 0 < done and (total == float("inf") or done < total)
+        mid_epoch = trainer.training and done > 0 and (total == float("inf") or done < total)
         checkpoint[STATE_KEY] = {
             "rng": gathered,
             "epoch": trainer.current_epoch,
@@ -231,4 +235,6 @@ class PreemptionCheckpoint(Callback):
             )
             return
         batch_sampler.sampler = _SkipFirst(batch_sampler.sampler, done * batch_sampler.batch_size)
-        rank_zero_info(f"Resuming mid-epoch: skipping the {done} batch(es) of epoch {trainer.current_epoch} already trained on.")
+        rank_zero_info(
+            f"Resuming mid-epoch: skipping the {done} batch(es) of epoch {trainer.current_epoch} already trained on."
+        )

@@ -1,0 +1,1 @@
+"""LightningDataModules, dataset readers, transforms, samplers and fixture makers."""
