@@ -11,6 +11,7 @@ Global batch = data.batch_size (per device) x devices x num_nodes x accumulate_g
 from __future__ import annotations
 
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -164,3 +165,21 @@ def prepare_ddp_workers() -> None:
     with read_write(hc), open_dict(hc):
         hc.run.dir = output_dir
     sys.argv = [sys.argv[0], *[o for o in hc.overrides.task if not o.startswith("hydra/launcher")]]
+
+
+def release_ddp_launch(trainer: Any) -> None:
+    """After a run whose Trainer started the DDP workers itself, drop its process group and the
+    variables Lightning's launcher set (LOCAL_RANK, MASTER_PORT, ...). Otherwise the next job of a
+    multirun in this process would think its workers were started externally and wait for them."""
+    launcher = getattr(trainer.strategy, "launcher", None)
+    procs = getattr(launcher, "procs", None)
+    if not procs:
+        return
+    for p in procs:
+        p.wait()
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    for key in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        os.environ.pop(key, None)

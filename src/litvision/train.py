@@ -35,7 +35,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
 
     from litvision.build import build_datamodule, build_task, build_trainer
-    from litvision.scale import check_hardware, prepare_ddp_workers, resume_checkpoint, scale_learning_rate
+    from litvision.scale import (
+        check_hardware,
+        prepare_ddp_workers,
+        release_ddp_launch,
+        resume_checkpoint,
+        scale_learning_rate,
+    )
     from litvision.utils import console
     from litvision.utils.run import git_info, save_config, to_floats, write_summary
 
@@ -93,6 +99,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if trainer.is_global_zero:
         write_summary(run_dir, summary)
         console.print_summary(summary)
+    release_ddp_launch(trainer)
     return summary
 
 
