@@ -1,1 +1,0 @@
-"""LightningDataModules, dataset readers, transforms, samplers and fixture makers."""
