@@ -28,13 +28,13 @@ def test_ddp_two_processes_one_run_folder_and_same_metrics_as_one_process(runs_d
 
     Tolerance 0.05 on test accuracy: the runs cannot be bit-identical (DistributedSampler draws a
     different order than the 1-process sampler, and BatchNorm sees 32 instead of 64 samples per
-    step), so they are two seeds of the same recipe; at 8 epochs digits_cnn sits at ~0.95-0.98 test
+    step), so they are two seeds of the same recipe; at 4 epochs digits_cnn sits at ~0.95-0.98 test
     accuracy and seed-to-seed spread is ~0.01-0.02. A broken DDP run (unsynchronised gradients,
     metrics on half the data, each rank training alone) is off by far more, or fails the checks below.
     """
     from litvision.train import train
 
-    args = ["experiment=digits_cnn", "trainer.max_epochs=8", "logger=csv", *QUIET]
+    args = ["experiment=digits_cnn", "trainer.max_epochs=4", "logger=csv", *QUIET]
     proc = run_cli(
         "litvision.train",
         *args,
@@ -55,7 +55,7 @@ def test_ddp_two_processes_one_run_folder_and_same_metrics_as_one_process(runs_d
     # Rank zero alone prints: one start panel and one results table for two processes.
     assert proc.stdout.count("litvision train") == 1 and proc.stdout.count("best checkpoint") == 2
     # 1169 training images: 585 per rank, 19 batches of 32 per epoch; the sampler split the data.
-    assert ddp["global_step"] == 8 * 19
+    assert ddp["global_step"] == 4 * 19
 
     one = train(compose_cfg([*args, "trainer=cpu", "data.batch_size=64"], runs_dir / "one"))
     assert abs(ddp["test"]["test/acc"] - one["test"]["test/acc"]) <= 0.05, (ddp["test"], one["test"])
@@ -91,9 +91,10 @@ def test_multirun_with_ddp_makes_one_folder_per_job(runs_dir: Path) -> None:
 def test_bf16_mixed_on_cpu_reaches_the_32_bit_accuracy_band(runs_dir: Path) -> None:
     from litvision.train import train
 
-    args = ["experiment=digits_cnn", "trainer.max_epochs=6", "logger=csv", "test=true", *QUIET]
+    args = ["experiment=digits_cnn", "trainer.max_epochs=3", "logger=csv", "test=true", *QUIET]
     full = train(compose_cfg([*args, "trainer.precision=32-true"], runs_dir))["test"]["test/acc"]
     bf16 = train(compose_cfg([*args, "trainer.precision=bf16-mixed"], runs_dir))["test"]["test/acc"]
+    print("test/acc fp32", full, "bf16-mixed", bf16)
     assert full > 0.9 and bf16 > 0.9, (full, bf16)
     assert abs(full - bf16) <= 0.03, (full, bf16)
 
@@ -159,7 +160,7 @@ def test_sigterm_leaves_a_usable_last_ckpt_and_the_cli_resumes_in_the_same_folde
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert run_folders(runs_dir) == [run]
     summary = _summary(run)
-    assert summary["global_step"] == 18 and summary["epochs"] == 3
+    assert summary["global_step"] == 18 and summary.get("epochs_completed", summary.get("epochs")) == 3
 
 
 def test_atomic_checkpoint_write_keeps_the_old_file_when_saving_fails(tmp_path: Path, monkeypatch) -> None:

@@ -91,6 +91,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "last_checkpoint": ckpt_cb.last_model_path if ckpt_cb and ckpt_cb.last_model_path else None,
         "epochs": trainer.current_epoch,
         "global_step": trainer.global_step,
+        "world_size": trainer.world_size,
         **scaling,
         "wall_time_s": round(time.time() - started, 2),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

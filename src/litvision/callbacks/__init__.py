@@ -1,1 +1,1 @@
-"""Callbacks hooked into the Trainer (pre-emption, performance switches, finetuning schedules, ...)."""
+"""Callbacks: anything hooked into the Trainer (finetuning schedules, media, resume state)."""
