@@ -125,7 +125,23 @@ stop_daemons() {
     [ "${1:-}" = quiet ] || true
 }
 
+cancel_jobs() {
+    # Jobs still running when slurmd stops leave their slurmstepd/srun behind: cancel them first.
+    [ -s "$DIR/slurmctld.pid" ] && kill -0 "$(cat "$DIR/slurmctld.pid")" 2>/dev/null || return 0
+    export SLURM_CONF="$CONF"
+    local jobs
+    jobs="$(timeout 5 squeue -h -o %i 2>/dev/null || true)"
+    [ -n "$jobs" ] || return 0
+    # shellcheck disable=SC2086
+    timeout 10 scancel --full $jobs 2>/dev/null || true
+    for _ in $(seq 1 30); do
+        [ -z "$(timeout 5 squeue -h -o %i 2>/dev/null)" ] && break
+        sleep 0.5
+    done
+}
+
 stop() {
+    cancel_jobs
     stop_daemons
     if [ -f "$DIR/munged.started-here" ]; then
         pid="$(cat /run/munge/munged.pid 2>/dev/null || true)"
