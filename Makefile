@@ -9,6 +9,16 @@ RUNS  ?=
 SWEEP ?=
 VENV  ?= .venv
 PYTEST_ARGS ?=
+# make submit: SLURM request (GPUS per node; GPUS=0 TASKS=n for a CPU job). See README, Scaling out.
+NODES ?= 1
+GPUS  ?= 1
+TASKS ?=
+TIME  ?= 01:00:00
+PARTITION ?=
+ACCOUNT ?=
+QOS ?=
+CONSTRAINT ?=
+SBATCH ?=
 
 ifeq ($(strip $(PYTHON)),)
 PY    := $(VENV)/bin/python
@@ -19,7 +29,11 @@ SETUP :=
 endif
 
 .DEFAULT_GOAL := help
+<<<<<<< HEAD
 .PHONY: help install train eval list test test-fast lint format bench clean sweep wandb-sweep compare notebooks
+=======
+.PHONY: help install train eval list test test-fast lint format bench clean submit
+>>>>>>> scale
 
 help:  ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,6 +51,11 @@ train: $(SETUP)  ## train an experiment: make train EXP=digits_cnn ARGS="trainer
 
 eval: $(SETUP)  ## test a checkpoint: make eval EXP=digits_cnn CKPT=runs/.../best.ckpt
 	$(PY) -m litvision.eval experiment=$(EXP) ckpt_path=$(CKPT) $(ARGS)
+
+submit: $(SETUP)  ## SLURM via submitit: make submit EXP=X NODES=2 GPUS=8 PARTITION=gpu TIME=12:00:00
+	$(PY) -m litvision.submit --nodes=$(NODES) --gpus=$(GPUS) --tasks=$(TASKS) --time=$(TIME) \
+		--partition=$(PARTITION) --account=$(ACCOUNT) --qos=$(QOS) --constraint=$(CONSTRAINT) \
+		--sbatch="$(SBATCH)" -- experiment=$(EXP) $(ARGS)
 
 list: $(SETUP)  ## list every experiment with its description
 	@$(PY) -m litvision list

@@ -69,7 +69,7 @@ def time_handwritten(runs: Path) -> tuple[float, int]:
     from omegaconf import OmegaConf
 
     from litvision.build import build_datamodule
-    from litvision.models.cnn import SmallCNN
+    from litvision.models.weights import build_net
     from litvision.tasks.optim import build_scheduler
 
     cfg = _cfg(runs)
@@ -77,8 +77,7 @@ def time_handwritten(runs: Path) -> tuple[float, int]:
     L.seed_everything(cfg.seed, verbose=False)
     dm = build_datamodule(cfg)
     dm.setup("fit")
-    net_kw = {k: v for k, v in cfg.model.net.items() if k != "_target_"}
-    model = SmallCNN(**net_kw)
+    model = build_net(OmegaConf.to_container(cfg.model.net))
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.model.optimizer.lr, weight_decay=cfg.model.optimizer.weight_decay
     )

@@ -108,6 +108,11 @@ def test_resume_from_last_ckpt_is_bit_exact(runs_dir: Path) -> None:
     assert not (runs_dir / "resumed").exists()
     resumed = json.loads((Path(interrupted["run_dir"]) / "summary.json").read_text())
     assert resumed["global_step"] == full["global_step"]
+    # The resumed run appends to the interrupted run's metrics instead of replacing them.
+    import csv
+
+    rows = list(csv.DictReader(open(Path(interrupted["run_dir"]) / "csv" / "metrics.csv")))
+    assert {r["epoch"] for r in rows if r.get("val/acc")} == {"0", "1", "2"}
 
     a, b = _state(Path(full["last_checkpoint"])), _state(last)
     assert a["global_step"] == b["global_step"] and a["epoch"] == b["epoch"]

@@ -46,10 +46,15 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
 
 
 def build_callbacks(cfg: DictConfig) -> list[Any]:
-    from litvision.callbacks.rng_state import RNGStateCallback
+    callbacks = _instantiate_group(cfg.get("callbacks"))
+    if cfg.get("compile") or cfg.get("channels_last"):
+        from litvision.callbacks.performance import PerformanceSwitches
 
-    # RNG state travels with every checkpoint, whatever the callbacks config: exact resume is not optional.
-    return [*_instantiate_group(cfg.get("callbacks")), RNGStateCallback()]
+        switches = PerformanceSwitches(
+            compile=bool(cfg.get("compile")), channels_last=bool(cfg.get("channels_last"))
+        )
+        callbacks.append(switches)
+    return callbacks
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:
@@ -69,4 +74,7 @@ def build_trainer(
 
     callbacks = build_callbacks(cfg) if callbacks is None else callbacks
     loggers = build_loggers(cfg) if loggers is None else loggers
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    from litvision.scale import trainer_plugins
+
+    plugins = trainer_plugins(cfg)
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)

@@ -66,6 +66,9 @@ def prepare(kind: str, args: list[str]) -> list[str]:
             args.append(f"hydra.run.dir={run}")
     if not multirun:
         check_overrides([a for a in args if not a.startswith("-")], config_name=kind)
+        from litvision.scale import check_hardware_overrides
+
+        check_hardware_overrides([a for a in args if not a.startswith("-")], config_name=kind)
     return args
 
 

@@ -43,10 +43,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
 
     from litvision.build import build_datamodule, build_task, build_trainer
+    from litvision.scale import (
+        check_hardware,
+        prepare_ddp_workers,
+        release_ddp_launch,
+        resume_checkpoint,
+        scale_learning_rate,
+    )
     from litvision.utils import console
     from litvision.utils.run import git_info, save_config, to_floats, write_summary
 
     started = time.time()
+    check_hardware(cfg)
     OmegaConf.resolve(cfg)
     run_dir = Path(cfg.paths.output_dir)
     console.print_config_tree(cfg)
@@ -54,13 +62,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     L.seed_everything(cfg.seed, workers=True)
     datamodule = build_datamodule(cfg)
-    task = build_task(cfg)
     trainer = build_trainer(cfg)
+    # The lr may scale with the global batch, known once the Trainer has counted devices and nodes.
+    scaling = scale_learning_rate(cfg, trainer.num_devices * trainer.num_nodes)
+    task = build_task(cfg)
+    prepare_ddp_workers()
+    ckpt_path = resume_checkpoint(cfg, run_dir)
     if trainer.is_global_zero:
         save_config(cfg, run_dir)
 
     if cfg.get("train", True):
-        trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(task, datamodule=datamodule, ckpt_path=ckpt_path)
         if trainer.interrupted:
             raise SystemExit(1)
 
@@ -95,6 +107,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "test": test,
         **fit_facts,
         "world_size": trainer.world_size,
+        **scaling,
         "wall_time_s": round(time.time() - started, 2),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         **git_info(project_root()),
@@ -105,6 +118,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from litvision.tracking.wandb_logger import finish
 
     finish(trainer.loggers, summary)
+    release_ddp_launch(trainer)
     return summary
 
 

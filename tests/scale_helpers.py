@@ -1,0 +1,43 @@
+"""Test-only helpers for the scale-out tests (importable by subprocesses: tests/ is put on PYTHONPATH)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from lightning.pytorch.callbacks import Callback
+
+
+class SignalAtStep(Callback):
+    """Sends a real signal to this process after a given optimizer step (pre-emption, mid-epoch)."""
+
+    def __init__(self, step: int, signame: str = "SIGUSR1", rank: int = 0) -> None:
+        self.step, self.signum, self.rank = step, getattr(signal, signame), rank
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step and trainer.global_rank == self.rank:
+            os.kill(os.getpid(), self.signum)
+
+
+def final_weights(ckpt_path: str) -> dict:
+    import torch
+
+    return torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+class SlowTraining(Callback):
+    """Marks the start of training (run folder appended to `marker`) and slows each step a little,
+    so that a test can signal the job while it trains."""
+
+    def __init__(self, marker: str, seconds: float = 0.3) -> None:
+        self.marker, self.seconds = marker, seconds
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if trainer.is_global_zero:
+            with open(self.marker, "a") as f:
+                f.write(f"{trainer.default_root_dir}\n")
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        import time
+
+        time.sleep(self.seconds)
