@@ -29,11 +29,7 @@ SETUP :=
 endif
 
 .DEFAULT_GOAL := help
-<<<<<<< HEAD
-.PHONY: help install train eval list test test-fast lint format bench clean sweep wandb-sweep compare notebooks
-=======
-.PHONY: help install train eval list test test-fast lint format bench clean submit
->>>>>>> scale
+.PHONY: help install train eval list test test-fast lint format bench clean sweep wandb-sweep compare notebooks submit
 
 help:  ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
