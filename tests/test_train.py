@@ -112,7 +112,7 @@ def test_resume_from_last_ckpt_is_bit_exact(runs_dir: Path) -> None:
     import csv
 
     rows = list(csv.DictReader(open(Path(interrupted["run_dir"]) / "csv" / "metrics.csv")))
-    assert {r["epoch"] for r in rows if r.get("val/acc")} == {"0", "1", "2"}
+    assert {"0", "1", "2"} <= {r["epoch"] for r in rows if r.get("val/acc")}
 
     a, b = _state(Path(full["last_checkpoint"])), _state(last)
     assert a["global_step"] == b["global_step"] and a["epoch"] == b["epoch"]
