@@ -10,7 +10,8 @@ VOCdevkit layout and as COCO instances files, so the real VOC and COCO readers l
 
 Boxes are the tight boxes of each shape's drawn pixels (before later shapes occlude it);
 a placement that would hide more than `max_cover` of an earlier shape is redrawn, so every
-object stays recognisable. Generation is seeded and cheap (about 1-2 ms an image at 128 px):
+object stays recognisable. Generation is seeded and cheap (about 10 ms an image at 128 px, so
+the default 768 images take ~10 s once):
 
     python -m litvision.data.shapes --out data/shapes --num-train 512 --num-val 128 --num-test 128
     make train EXP=fasterrcnn_shapes      # the shapes DataModules generate data/shapes on first use
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -103,9 +105,10 @@ def make_image(
             side = int(rng.integers(int(min_side * size), int(max_side * size) + 1))
             x0, y0 = (int(v) for v in rng.integers(0, size - side + 1, size=2))
             mask = _shape_mask(SHAPES_CLASSES[label], size, x0, y0, side, rng)
-            covered = np.bincount(owner[mask][owner[mask] >= 0], minlength=len(objects))
-            visible = [(np.sum(owner == j) - covered[j]) / areas[j] for j in range(len(objects))]
-            if all(v >= 1 - max_cover for v in visible):
+            under = owner[mask]
+            covered = np.bincount(under[under >= 0], minlength=len(objects))
+            shown = np.bincount(owner[owner >= 0], minlength=len(objects))
+            if all(shown[j] - covered[j] >= (1 - max_cover) * areas[j] for j in range(len(objects))):
                 break
         else:
             continue  # no room left for another object in this image
@@ -202,7 +205,13 @@ def generate(
     if out.exists():
         _remove_previous(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, out)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        # Another process (e.g. a second node's rank 0) finished first: keep its identical copy.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (out / "meta.json").is_file() or json.loads((out / "meta.json").read_text()) != params:
+            raise
     return out
 
 
@@ -281,7 +290,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.max_objects,
         )
     except UserError as err:
-        raise SystemExit(f"error: {err}") from None
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     total = args.num_train + args.num_val + args.num_test
     print(f"Wrote {total} shapes images ({args.image_size} px) as VOC XML and COCO JSON to {out}")
 
