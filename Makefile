@@ -5,6 +5,7 @@
 EXP   ?= digits_cnn
 ARGS  ?=
 CKPT  ?=
+INPUT ?=
 VENV  ?= .venv
 PYTEST_ARGS ?=
 
@@ -17,7 +18,7 @@ SETUP :=
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval list test test-fast lint format bench clean
+.PHONY: help install train eval predict list test test-fast lint format bench clean
 
 help:  ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +36,9 @@ train: $(SETUP)  ## train an experiment: make train EXP=digits_cnn ARGS="trainer
 
 eval: $(SETUP)  ## test a checkpoint: make eval EXP=digits_cnn CKPT=runs/.../best.ckpt
 	$(PY) -m litvision.eval experiment=$(EXP) ckpt_path=$(CKPT) $(ARGS)
+
+predict: $(SETUP)  ## detect objects in a folder: make predict EXP=yolov1_shapes CKPT=runs/.../last.ckpt INPUT=photos/
+	$(PY) -m litvision.predict experiment=$(EXP) ckpt_path=$(CKPT) input=$(INPUT) $(ARGS)
 
 list: $(SETUP)  ## list every experiment with its description
 	@$(PY) -m litvision list

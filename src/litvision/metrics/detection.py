@@ -23,10 +23,19 @@ def map_backend() -> str:
 
 
 def make_map_metric(class_metrics: bool = True, backend: str | None = None) -> Any:
+    import numpy as np
     from torchmetrics.detection import MeanAveragePrecision
 
+    # COCOeval's own float64 thresholds. torchmetrics' defaults come from float32 linspaces
+    # (0.07 -> 0.0700000003), which moves recall points that sit exactly on a threshold and
+    # shifts mAP by ~1e-4 from pycocotools' value.
     return MeanAveragePrecision(
-        box_format="xyxy", iou_type="bbox", class_metrics=class_metrics, backend=backend or map_backend()
+        box_format="xyxy",
+        iou_type="bbox",
+        class_metrics=class_metrics,
+        backend=backend or map_backend(),
+        iou_thresholds=np.linspace(0.5, 0.95, 10).tolist(),
+        rec_thresholds=np.linspace(0.0, 1.0, 101).tolist(),
     )
 
 
