@@ -28,7 +28,7 @@ def trained(tmp_path_factory) -> tuple[Path, Path, list[str]]:
         tmp / "runs",
     )
     summary = train(cfg)
-    ckpt = Path(summary["last_checkpoint"])
+    ckpt = Path(summary["best_checkpoint"])
     assert ckpt.is_file()
     images = tmp / "data" / "shapes" / "coco" / "test"
     assert any(images.glob("*.jpg"))
@@ -40,7 +40,7 @@ def test_predict_writes_images_and_coco_json(trained, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     proc = run_cli("litvision.predict", f"experiment={EXP}", f"ckpt_path={ckpt}", f"input={images}",
                    f"paths.runs_dir={runs}", "score_thresh=0.0", check=True)
-    (run,) = run_folders(runs)
+    (run,) = [f for f in run_folders(runs) if f.name != ".hydra"]  # .hydra/config.yaml is not a run
     assert run.parent.name == "predict" and str(run) in proc.stdout
     names = sorted(p.stem for p in images.glob("*.jpg"))
     assert sorted(p.stem for p in (run / "images").glob("*.png")) == names

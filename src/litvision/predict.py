@@ -145,6 +145,10 @@ def cli(argv: list[str] | None = None) -> None:
         if inp in (None, "", "null"):
             raise UserError("predict needs a folder of images: input=<folder> (make predict ... INPUT=<folder>).")
         list_images(inp)
+        if _value(args, "hydra.run.dir") is None:
+            # The hydra group in the defaults list comes after this config's own keys, so the
+            # predict folder is set here, where it wins.
+            args.append("hydra.run.dir=${paths.runs_dir}/${name}/predict/${now:%Y-%m-%d_%H-%M-%S-%f}")
         args = prepare("predict", args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
