@@ -35,12 +35,14 @@ def synthetic(num_images: int = NUM_IMAGES, seed: int = 0) -> tuple[list[dict], 
         wh = rng.uniform(10, 250, size=(n, 2))
         boxes = np.concatenate([xy, xy + wh], 1)
         labels = rng.integers(0, NUM_CLASSES, size=n)
-        targets.append({
-            "boxes": torch.tensor(boxes, dtype=torch.float32),
-            "labels": torch.tensor(labels),
-            "iscrowd": torch.tensor((rng.random(n) < 0.05).astype(np.int64)),
-            "area": torch.tensor(wh.prod(1), dtype=torch.float32),
-        })
+        targets.append(
+            {
+                "boxes": torch.tensor(boxes, dtype=torch.float32),
+                "labels": torch.tensor(labels),
+                "iscrowd": torch.tensor((rng.random(n) < 0.05).astype(np.int64)),
+                "area": torch.tensor(wh.prod(1), dtype=torch.float32),
+            }
+        )
         keep = rng.random(n) > 0.1
         noisy = (boxes + rng.normal(0, 0.1, size=(n, 4)) * np.concatenate([wh, wh], 1))[keep]
         k = int(rng.integers(0, 5))
@@ -49,11 +51,13 @@ def synthetic(num_images: int = NUM_IMAGES, seed: int = 0) -> tuple[list[dict], 
         pb = np.concatenate([noisy, fp])
         pb[:, 2:] = np.maximum(pb[:, 2:], pb[:, :2] + 1)
         pl = np.concatenate([labels[keep], rng.integers(0, NUM_CLASSES, size=k)])
-        preds.append({
-            "boxes": torch.tensor(pb, dtype=torch.float32),
-            "scores": torch.tensor(rng.uniform(0.05, 1, size=len(pl)), dtype=torch.float32),
-            "labels": torch.tensor(pl),
-        })
+        preds.append(
+            {
+                "boxes": torch.tensor(pb, dtype=torch.float32),
+                "scores": torch.tensor(rng.uniform(0.05, 1, size=len(pl)), dtype=torch.float32),
+                "labels": torch.tensor(pl),
+            }
+        )
     return targets, preds
 
 
@@ -80,14 +84,25 @@ def time_pycocotools(targets: list[dict], preds: list[dict]) -> tuple[float, dic
     for img_id, t in enumerate(targets):
         images.append({"id": img_id})
         for (x1, y1, x2, y2), c, crowd, area in zip(
-            t["boxes"].tolist(), t["labels"].tolist(), t["iscrowd"].tolist(), t["area"].tolist()
+            t["boxes"].tolist(), t["labels"].tolist(), t["iscrowd"].tolist(), t["area"].tolist(), strict=False
         ):
-            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": c + 1, "iscrowd": crowd,
-                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": area})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img_id,
+                    "category_id": c + 1,
+                    "iscrowd": crowd,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": area,
+                }
+            )
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO()
-        gt.dataset = {"images": images, "annotations": anns,
-                      "categories": [{"id": c + 1, "name": str(c)} for c in range(NUM_CLASSES)]}
+        gt.dataset = {
+            "images": images,
+            "annotations": anns,
+            "categories": [{"id": c + 1, "name": str(c)} for c in range(NUM_CLASSES)],
+        }
         gt.createIndex()
         dt = gt.loadRes(coco_results(preds, range(len(preds)), list(range(1, NUM_CLASSES + 1))))
         ev = COCOeval(gt, dt, "bbox")
@@ -130,8 +145,15 @@ def bench_shapes(experiment: str = "yolov1_shapes") -> dict[str, Any]:
 
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_cfg([f"experiment={experiment}", f"paths.data_dir={tmp}/data", "logger=csv",
-                           "callbacks.rich_progress_bar=null"], Path(tmp) / "runs")
+        cfg = compose_cfg(
+            [
+                f"experiment={experiment}",
+                f"paths.data_dir={tmp}/data",
+                "logger=csv",
+                "callbacks.rich_progress_bar=null",
+            ],
+            Path(tmp) / "runs",
+        )
         started = time.perf_counter()
         summary = train(cfg)
         wall = time.perf_counter() - started

@@ -39,7 +39,7 @@ def test_losses_zero_for_identical_and_grow_with_distance(kind: str) -> None:
     box = torch.tensor([[10.0, 10, 30, 30]])
     assert box_loss(box, box.clone(), kind).item() == pytest.approx(0.0, abs=1e-5)
     values = [box_loss(box, box + torch.tensor([s, s, s, s]), kind).item() for s in (2.0, 5.0, 10.0, 15.0)]
-    assert all(b > a for a, b in zip(values, values[1:])), values
+    assert all(b > a for a, b in zip(values, values[1:], strict=False)), values
 
 
 @pytest.mark.parametrize("kind", ["giou", "diou"])
@@ -75,7 +75,7 @@ def test_decoding_keeps_and_drops_the_right_boxes() -> None:
         ]
     )
     out = decode_detections(boxes, scores, score_thresh=0.05, nms_thresh=0.5, topk=10)
-    got = {(tuple(b.tolist()), int(c)) for b, c in zip(out["boxes"], out["labels"])}
+    got = {(tuple(b.tolist()), int(c)) for b, c in zip(out["boxes"], out["labels"], strict=False)}
     assert got == {((0.0, 0.0, 10.0, 10.0), 0), ((20.0, 20.0, 30.0, 30.0), 0), ((1.0, 1.0, 11.0, 11.0), 1)}
     assert out["scores"].tolist() == sorted(out["scores"].tolist(), reverse=True)
     # At a higher NMS threshold the overlapping same-class boxes survive (IoU 0.68 < 0.7).

@@ -55,11 +55,20 @@ def coco_ground_truth(targets, num_classes: int) -> dict:
     images, anns = [], []
     for img_id, t in enumerate(targets):
         images.append({"id": img_id, "width": 640, "height": 640})
-        for box, label, crowd, area in zip(t["boxes"].tolist(), t["labels"].tolist(), t["iscrowd"].tolist(),
-                                           t["area"].tolist()):
+        for box, label, crowd, area in zip(
+            t["boxes"].tolist(), t["labels"].tolist(), t["iscrowd"].tolist(), t["area"].tolist(), strict=False
+        ):
             x1, y1, x2, y2 = box
-            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": label + 1,
-                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": area, "iscrowd": crowd})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img_id,
+                    "category_id": label + 1,
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": area,
+                    "iscrowd": crowd,
+                }
+            )
     cats = [{"id": c + 1, "name": str(c)} for c in range(num_classes)]
     return {"images": images, "annotations": anns, "categories": cats}
 
@@ -94,18 +103,43 @@ def test_map_equals_pycocotools_cocoeval(backend: str) -> None:
     ref = pycocotools_stats(targets, preds, num_classes)
 
     assert 0.2 < ref[0] < 0.9, "a meaningful, non-trivial mAP"
-    for key, idx in [("map", 0), ("map_50", 1), ("map_75", 2), ("map_small", 3), ("map_medium", 4),
-                     ("map_large", 5), ("mar_1", 6), ("mar_10", 7), ("mar_100", 8)]:
+    for key, idx in [
+        ("map", 0),
+        ("map_50", 1),
+        ("map_75", 2),
+        ("map_small", 3),
+        ("map_medium", 4),
+        ("map_large", 5),
+        ("mar_1", 6),
+        ("mar_10", 7),
+        ("mar_100", 8),
+    ]:
         assert float(ours[key]) == pytest.approx(ref[idx], abs=1e-4), key
 
 
 def test_crowd_boxes_are_ignored_not_missed() -> None:
     """A crowd box nobody detects costs nothing; a detection on it is neither TP nor FP."""
-    gt = [{"boxes": torch.tensor([[0.0, 0, 50, 50], [100.0, 100, 200, 200]]), "labels": torch.tensor([0, 0]),
-           "iscrowd": torch.tensor([0, 1])}]
-    exact = [{"boxes": torch.tensor([[0.0, 0, 50, 50]]), "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}]
-    on_crowd = [{"boxes": torch.tensor([[0.0, 0, 50, 50], [110.0, 110, 190, 190]]),
-                 "scores": torch.tensor([0.5, 0.9]), "labels": torch.tensor([0, 0])}]
+    gt = [
+        {
+            "boxes": torch.tensor([[0.0, 0, 50, 50], [100.0, 100, 200, 200]]),
+            "labels": torch.tensor([0, 0]),
+            "iscrowd": torch.tensor([0, 1]),
+        }
+    ]
+    exact = [
+        {
+            "boxes": torch.tensor([[0.0, 0, 50, 50]]),
+            "scores": torch.tensor([0.9]),
+            "labels": torch.tensor([0]),
+        }
+    ]
+    on_crowd = [
+        {
+            "boxes": torch.tensor([[0.0, 0, 50, 50], [110.0, 110, 190, 190]]),
+            "scores": torch.tensor([0.5, 0.9]),
+            "labels": torch.tensor([0, 0]),
+        }
+    ]
     for pred in (exact, on_crowd):
         metric = make_map_metric(class_metrics=False)
         metric.update(pred, metric_targets(gt))

@@ -12,8 +12,9 @@ ARCH = "fasterrcnn_mobilenet_v3_large_fpn"  # the cheapest to build
 
 
 def _build(**kw):
-    return torchvision_detector(ARCH, num_classes=kw.pop("num_classes", 3), weights_backbone=None,
-                                min_size=64, max_size=64, **kw)
+    return torchvision_detector(
+        ARCH, num_classes=kw.pop("num_classes", 3), weights_backbone=None, min_size=64, max_size=64, **kw
+    )
 
 
 def test_head_sized_for_classes_plus_background_and_labels_shifted() -> None:

@@ -21,10 +21,19 @@ def trained(tmp_path_factory) -> tuple[Path, Path, list[str]]:
     tmp = tmp_path_factory.mktemp("predict")
     overrides = fixture_maker("shapes_coco")(tmp / "data")
     cfg = compose_cfg(
-        [f"experiment={EXP}", "debug=limit", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-         "trainer.limit_val_batches=1", "test=false", "model.net.min_size=64", "model.net.max_size=64",
-         # An untrained model scores low: keep every box so the JSON has detections to check.
-         "model.net.score_thresh=0.0", *overrides],
+        [
+            f"experiment={EXP}",
+            "debug=limit",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=1",
+            "trainer.limit_val_batches=1",
+            "test=false",
+            "model.net.min_size=64",
+            "model.net.max_size=64",
+            # An untrained model scores low: keep every box so the JSON has detections to check.
+            "model.net.score_thresh=0.0",
+            *overrides,
+        ],
         tmp / "runs",
     )
     summary = train(cfg)
@@ -38,8 +47,15 @@ def trained(tmp_path_factory) -> tuple[Path, Path, list[str]]:
 def test_predict_writes_images_and_coco_json(trained, tmp_path: Path) -> None:
     ckpt, images, _ = trained
     runs = tmp_path / "runs"
-    proc = run_cli("litvision.predict", f"experiment={EXP}", f"ckpt_path={ckpt}", f"input={images}",
-                   f"paths.runs_dir={runs}", "score_thresh=0.0", check=True)
+    proc = run_cli(
+        "litvision.predict",
+        f"experiment={EXP}",
+        f"ckpt_path={ckpt}",
+        f"input={images}",
+        f"paths.runs_dir={runs}",
+        "score_thresh=0.0",
+        check=True,
+    )
     (run,) = [f for f in run_folders(runs) if f.name != ".hydra"]  # .hydra/config.yaml is not a run
     assert run.parent.name == "predict" and str(run) in proc.stdout
     names = sorted(p.stem for p in images.glob("*.jpg"))

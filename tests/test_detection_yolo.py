@@ -20,7 +20,9 @@ def _batch():
 
 
 def _tiny(**kw) -> YOLOv1:
-    args = dict(num_classes=3, backbone="resnet18", backbone_stages=3, image_size=64, grid_size=4, head_channels=32)
+    args = dict(
+        num_classes=3, backbone="resnet18", backbone_stages=3, image_size=64, grid_size=4, head_channels=32
+    )
     return YOLOv1(**{**args, **kw})
 
 
@@ -74,7 +76,7 @@ def test_eval_output_in_input_pixels() -> None:
     with torch.no_grad():
         out = model(images)
     assert len(out) == 2
-    for img, det in zip(images, out):
+    for img, det in zip(images, out, strict=False):
         h, w = img.shape[-2:]
         assert set(det) == {"boxes", "scores", "labels"}
         assert det["boxes"].shape[1] == 4 and len(det["boxes"]) <= 100

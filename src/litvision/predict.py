@@ -32,7 +32,9 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder).expanduser()
     if not folder.is_dir():
-        raise UserError(f"input={folder} is not a folder; pass a folder of images, e.g. input=data/my_photos.")
+        raise UserError(
+            f"input={folder} is not a folder; pass a folder of images, e.g. input=data/my_photos."
+        )
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise UserError(
@@ -60,7 +62,9 @@ def load_task(ckpt_path: str | Path) -> Any:
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
     hp = ckpt.get("hyper_parameters") or {}
     if "net" not in hp or "num_classes" not in hp:
-        raise UserError(f"ckpt_path={ckpt_path} is not a litvision detection checkpoint (no net/num_classes).")
+        raise UserError(
+            f"ckpt_path={ckpt_path} is not a litvision detection checkpoint (no net/num_classes)."
+        )
     net = {k: (None if k in _WEIGHT_KEYS else v) for k, v in hp["net"].items()}
     task = DetectionTask(**{**hp, "net": net})
     task.load_state_dict(ckpt["state_dict"])
@@ -99,14 +103,14 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
             chunk = files[i : i + int(cfg.batch_size)]
             images = [read_image(p).as_subclass(torch.Tensor).float() / 255.0 for p in chunk]
             preds = task(images)
-            for path, img, pred in zip(chunk, images, preds):
+            for path, img, pred in zip(chunk, images, preds, strict=False):
                 pred = {k: v[pred["scores"] >= thresh] for k, v in pred.items()}
                 predictions.append(pred)
                 write_png(draw_detections(img, pred, task.class_names), str(out_images / f"{path.stem}.png"))
     results = coco_results(predictions, ids, task.category_ids)
     (run_dir / "detections.json").write_text(json.dumps(results))
     (run_dir / "images.json").write_text(
-        json.dumps([{"id": i, "file_name": p.name} for i, p in zip(ids, files)], indent=1)
+        json.dumps([{"id": i, "file_name": p.name} for i, p in zip(ids, files, strict=False)], indent=1)
     )
     summary = {
         "experiment": cfg.name,
@@ -140,10 +144,14 @@ def cli(argv: list[str] | None = None) -> None:
     try:
         ckpt = _value(args, "ckpt_path")
         if ckpt in (None, "", "null"):
-            raise UserError("predict needs a checkpoint: `make predict EXP=<name> CKPT=<path/to.ckpt> INPUT=<folder>`.")
+            raise UserError(
+                "predict needs a checkpoint: `make predict EXP=<name> CKPT=<path/to.ckpt> INPUT=<folder>`."
+            )
         inp = _value(args, "input")
         if inp in (None, "", "null"):
-            raise UserError("predict needs a folder of images: input=<folder> (make predict ... INPUT=<folder>).")
+            raise UserError(
+                "predict needs a folder of images: input=<folder> (make predict ... INPUT=<folder>)."
+            )
         list_images(inp)
         if _value(args, "hydra.run.dir") is None:
             # The hydra group in the defaults list comes after this config's own keys, so the

@@ -36,7 +36,7 @@ def _split_batch(batch: Any) -> tuple[list[Tensor], list[dict[str, Any]]]:
         images, mask, targets = batch
         # Unpad: each image's extent is where its mask is False.
         out = []
-        for img, m in zip(images, mask):
+        for img, m in zip(images, mask, strict=False):
             h = int((~m).any(dim=1).sum())
             w = int((~m).any(dim=0).sum())
             out.append(img[:, :h, :w])
@@ -127,13 +127,20 @@ class DetectionTask(L.LightningModule):
         thresh = self.hparams.draw_score_thresh
         confident = [{k: v[p["scores"] >= thresh] for k, v in p.items()} for p in preds]
         # IoU only where a box is truly a box of that object (crowd/difficult ones are ignored).
-        kept = [{"boxes": t["boxes"][t.get("iscrowd", torch.zeros_like(t["labels"])) == 0],
-                 "labels": t["labels"][t.get("iscrowd", torch.zeros_like(t["labels"])) == 0]} for t in gts]
+        kept = [
+            {
+                "boxes": t["boxes"][t.get("iscrowd", torch.zeros_like(t["labels"])) == 0],
+                "labels": t["labels"][t.get("iscrowd", torch.zeros_like(t["labels"])) == 0],
+            }
+            for t in gts
+        ]
         (self.val_iou if stage == "val" else self.test_iou).update(confident, kept)
         if stage == "val" and batch_idx == 0 and self.hparams.num_log_images:
             k = self.hparams.num_log_images
-            self._shown = [(i.detach().cpu(), {kk: v.cpu() for kk, v in g.items()},
-                            {kk: v.cpu() for kk, v in p.items()}) for i, g, p in zip(images[:k], gts, confident)]
+            self._shown = [
+                (i.detach().cpu(), {kk: v.cpu() for kk, v in g.items()}, {kk: v.cpu() for kk, v in p.items()})
+                for i, g, p in zip(images[:k], gts, confident, strict=False)
+            ]
         return preds
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
@@ -152,11 +159,23 @@ class DetectionTask(L.LightningModule):
         iou = self.val_iou if stage == "val" else self.test_iou
         res = metric.compute()
         metric.reset()
-        out = {f"{stage}/{k}": res[k] for k in ("map", "map_50", "map_75", "map_small", "map_medium", "map_large",
-                                               "mar_1", "mar_10", "mar_100")}
+        out = {
+            f"{stage}/{k}": res[k]
+            for k in (
+                "map",
+                "map_50",
+                "map_75",
+                "map_small",
+                "map_medium",
+                "map_large",
+                "mar_1",
+                "mar_10",
+                "mar_100",
+            )
+        }
         if self.hparams.class_metrics and "map_per_class" in res:
             classes = res["classes"].reshape(-1).tolist()
-            for cls, ap in zip(classes, res["map_per_class"].reshape(-1).tolist()):
+            for cls, ap in zip(classes, res["map_per_class"].reshape(-1).tolist(), strict=False):
                 if 0 <= cls < self.num_classes:
                     out[f"{stage}/ap/{self.class_names[cls]}"] = torch.tensor(ap)
         out[f"{stage}/iou"] = iou.compute()["iou"]
@@ -198,7 +217,10 @@ class DetectionTask(L.LightningModule):
 
 
 def draw_detections(
-    image: Tensor, pred: Mapping[str, Tensor], class_names: Sequence[str], gt: Mapping[str, Tensor] | None = None
+    image: Tensor,
+    pred: Mapping[str, Tensor],
+    class_names: Sequence[str],
+    gt: Mapping[str, Tensor] | None = None,
 ) -> Tensor:
     """uint8 [3,H,W] image with ground truth (green) and predictions (red, "name score") drawn on it."""
     from torchvision.utils import draw_bounding_boxes
@@ -209,7 +231,7 @@ def draw_detections(
     if len(pred["boxes"]):
         labels = [
             f"{class_names[int(c)] if int(c) < len(class_names) else int(c)} {float(s):.2f}"
-            for c, s in zip(pred["labels"], pred["scores"])
+            for c, s in zip(pred["labels"], pred["scores"], strict=False)
         ]
         img = draw_bounding_boxes(img, pred["boxes"].float(), labels=labels, colors="red", width=1)
     return img
@@ -223,7 +245,7 @@ def detections_figure(shown: Sequence[tuple[Tensor, dict, dict]], class_names: S
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4), squeeze=False)
-    for ax, (img, gt, pred) in zip(axes[0], shown):
+    for ax, (img, gt, pred) in zip(axes[0], shown, strict=False):
         ax.imshow(draw_detections(img, pred, class_names, gt).permute(1, 2, 0).numpy())
         ax.set_axis_off()
     fig.suptitle("green: ground truth, red: predictions")

@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
 # builder name -> (weights enum, backbone weights enum). Names are torchvision's own.
 ARCHS: dict[str, tuple[Any, Any]] = {
     "fasterrcnn_resnet50_fpn": (tvd.FasterRCNN_ResNet50_FPN_Weights, torchvision.models.ResNet50_Weights),
-    "fasterrcnn_resnet50_fpn_v2": (tvd.FasterRCNN_ResNet50_FPN_V2_Weights, torchvision.models.ResNet50_Weights),
+    "fasterrcnn_resnet50_fpn_v2": (
+        tvd.FasterRCNN_ResNet50_FPN_V2_Weights,
+        torchvision.models.ResNet50_Weights,
+    ),
     "fasterrcnn_mobilenet_v3_large_fpn": (
         tvd.FasterRCNN_MobileNet_V3_Large_FPN_Weights,
         torchvision.models.MobileNet_V3_Large_Weights,
@@ -85,7 +88,9 @@ def _replace_head(model: nn.Module, arch: str, num_outputs: int) -> None:
         in_channels = det_utils.retrieve_out_channels(model.backbone, (320, 320))
         num_anchors = model.anchor_generator.num_anchors_per_location()
         norm = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)
-        model.head.classification_head = SSDLiteClassificationHead(in_channels, num_anchors, num_outputs, norm)
+        model.head.classification_head = SSDLiteClassificationHead(
+            in_channels, num_anchors, num_outputs, norm
+        )
     else:  # pragma: no cover - ARCHS and this function are kept in step
         raise ValueError(arch)
 
@@ -105,7 +110,8 @@ class TorchvisionDetector(nn.Module):
             if targets is None:
                 raise ValueError("training needs targets")
             shifted = [
-                {"boxes": t["boxes"].as_subclass(Tensor).float(), "labels": t["labels"].long() + 1} for t in targets
+                {"boxes": t["boxes"].as_subclass(Tensor).float(), "labels": t["labels"].long() + 1}
+                for t in targets
             ]
             losses = self.model(list(images), shifted)
             return {LOSS_NAMES.get(k, k): v for k, v in losses.items()}
@@ -151,13 +157,26 @@ def torchvision_detector(
     if trainable_backbone_layers is not None:
         extra["trainable_backbone_layers"] = trainable_backbone_layers
     thresholds = {
-        "fasterrcnn": {"box_score_thresh": score_thresh, "box_nms_thresh": nms_thresh,
-                       "box_detections_per_img": detections_per_img},
-        "retinanet": {"score_thresh": score_thresh, "nms_thresh": nms_thresh,
-                      "detections_per_img": detections_per_img},
-        "fcos": {"score_thresh": score_thresh, "nms_thresh": nms_thresh, "detections_per_img": detections_per_img},
-        "ssdlite": {"score_thresh": score_thresh, "nms_thresh": nms_thresh,
-                    "detections_per_img": detections_per_img},
+        "fasterrcnn": {
+            "box_score_thresh": score_thresh,
+            "box_nms_thresh": nms_thresh,
+            "box_detections_per_img": detections_per_img,
+        },
+        "retinanet": {
+            "score_thresh": score_thresh,
+            "nms_thresh": nms_thresh,
+            "detections_per_img": detections_per_img,
+        },
+        "fcos": {
+            "score_thresh": score_thresh,
+            "nms_thresh": nms_thresh,
+            "detections_per_img": detections_per_img,
+        },
+        "ssdlite": {
+            "score_thresh": score_thresh,
+            "nms_thresh": nms_thresh,
+            "detections_per_img": detections_per_img,
+        },
     }[arch.split("_")[0].rstrip("0123456789")]
     extra.update({k: v for k, v in thresholds.items() if v is not None})
 
@@ -168,7 +187,9 @@ def torchvision_detector(
     else:
         model = builder(weights=None, weights_backbone=named_backbone, num_classes=num_classes + 1, **extra)
     if local_file:
-        load_matching(model, read_state_dict(local_file, "model.net.weights"), what=f"{arch} from {local_file}")
+        load_matching(
+            model, read_state_dict(local_file, "model.net.weights"), what=f"{arch} from {local_file}"
+        )
     if ssd and min_size is not None:
         # SSDlite's size is fixed by its builder; a smaller square is much faster on CPU.
         model.transform.fixed_size = (int(min_size), int(min_size))

@@ -38,8 +38,10 @@ def resolve_weights(enum_cls: Any, name: str | None, key: str) -> Any:
         member = enum_cls.verify(name)
     except (ValueError, KeyError, AttributeError):
         choices = ", ".join(["DEFAULT", *enum_cls.__members__])
-        raise UserError(f"{key}={name!r} is not a known {enum_cls.__name__} name; use one of {choices}, "
-                        "a local .pth file, or null.") from None
+        raise UserError(
+            f"{key}={name!r} is not a known {enum_cls.__name__} name; use one of {choices}, "
+            "a local .pth file, or null."
+        ) from None
     path = cached_path(member)
     if not path.is_file():
         if os.environ.get("LITVISION_OFFLINE"):
@@ -47,7 +49,9 @@ def resolve_weights(enum_cls: Any, name: str | None, key: str) -> Any:
         try:
             torch.hub.load_state_dict_from_url(member.url, progress=False, check_hash=True)
         except Exception as e:  # noqa: BLE001 - any network/hash failure means the same fix for the user
-            raise UserError(f"{missing_weights_message(member, key)} (download failed: {type(e).__name__})") from None
+            raise UserError(
+                f"{missing_weights_message(member, key)} (download failed: {type(e).__name__})"
+            ) from None
     return member
 
 
@@ -68,7 +72,9 @@ def read_state_dict(path: str | os.PathLike, key: str = "weights") -> dict[str, 
     """A state dict from a .pth/.pt file or a litvision Lightning checkpoint (`net.` prefix removed)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserError(f"{key}: weights file {path} does not exist; pass an existing .pth/.ckpt file or null.")
+        raise UserError(
+            f"{key}: weights file {path} does not exist; pass an existing .pth/.ckpt file or null."
+        )
     obj = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(obj, Mapping) and "state_dict" in obj:
         obj = obj["state_dict"]
@@ -103,8 +109,14 @@ def load_matching(
     }
     log.info(
         "loaded %s: %d tensors; missing %d %s, unexpected %d %s, shape mismatch %d %s, skipped %d",
-        what or type(module).__name__, len(usable) - len(report["unexpected"]),
-        len(report["missing"]), report["missing"][:5], len(report["unexpected"]), report["unexpected"][:5],
-        len(mismatched), mismatched[:5], len(skipped),
+        what or type(module).__name__,
+        len(usable) - len(report["unexpected"]),
+        len(report["missing"]),
+        report["missing"][:5],
+        len(report["unexpected"]),
+        report["unexpected"][:5],
+        len(mismatched),
+        mismatched[:5],
+        len(skipped),
     )
     return report

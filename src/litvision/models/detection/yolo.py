@@ -100,11 +100,17 @@ class YOLOv1(nn.Module):
         self.box_loss_kind = box_loss
         self.lambda_coord, self.lambda_noobj = lambda_coord, lambda_noobj
         self.conf_target = conf_target
-        self.score_thresh, self.nms_thresh, self.detections_per_img = score_thresh, nms_thresh, detections_per_img
+        self.score_thresh, self.nms_thresh, self.detections_per_img = (
+            score_thresh,
+            nms_thresh,
+            detections_per_img,
+        )
         self.freeze_backbone = freeze_backbone
 
         if backbone_stages not in (3, 4):
-            raise UserError(f"model.net.backbone_stages={backbone_stages} must be 3 (stride 16) or 4 (stride 32).")
+            raise UserError(
+                f"model.net.backbone_stages={backbone_stages} must be 3 (stride 16) or 4 (stride 32)."
+            )
         builder, weights_enum, feat_channels = BACKBONES[backbone]
         self.backbone = builder(weights=None)
         # Classifier layers are not part of a detector; removing them keeps the state dict honest.
@@ -146,9 +152,11 @@ class YOLOv1(nn.Module):
         skip = ("fc.",) if self.backbone_stages == 4 else ("fc.", "layer4.")
         report = load_matching(self.backbone, state, skip_prefixes=skip, what="YOLOv1 backbone")
         if report["missing"] or report["shape_mismatch"]:
-            log.warning("backbone weights left %d tensors at random init: %s",
-                        len(report["missing"]) + len(report["shape_mismatch"]),
-                        (report["missing"] + report["shape_mismatch"])[:8])
+            log.warning(
+                "backbone weights left %d tensors at random init: %s",
+                len(report["missing"]) + len(report["shape_mismatch"]),
+                (report["missing"] + report["shape_mismatch"])[:8],
+            )
         return report
 
     def train(self, mode: bool = True) -> YOLOv1:
@@ -166,7 +174,9 @@ class YOLOv1(nn.Module):
         for img in images:
             h, w = img.shape[-2:]
             sizes.append((w, h))
-            batch.append(F.interpolate(img[None].float(), size=(size, size), mode="bilinear", align_corners=False))
+            batch.append(
+                F.interpolate(img[None].float(), size=(size, size), mode="bilinear", align_corners=False)
+            )
         x = (torch.cat(batch) - self.mean) / self.std
         return x, torch.tensor(sizes, dtype=torch.float32, device=x.device)
 
@@ -186,10 +196,14 @@ class YOLOv1(nn.Module):
         xy = box[..., :2].sigmoid()
         wh = box[..., 2:4].sigmoid()
         conf = box[..., 4].sigmoid()
-        gy, gx = torch.meshgrid(torch.arange(S, device=out.device), torch.arange(S, device=out.device), indexing="ij")
+        gy, gx = torch.meshgrid(
+            torch.arange(S, device=out.device), torch.arange(S, device=out.device), indexing="ij"
+        )
         cx = (gx[None, :, :, None] + xy[..., 0]) / S
         cy = (gy[None, :, :, None] + xy[..., 1]) / S
-        boxes = torch.stack([cx - wh[..., 0] / 2, cy - wh[..., 1] / 2, cx + wh[..., 0] / 2, cy + wh[..., 1] / 2], -1)
+        boxes = torch.stack(
+            [cx - wh[..., 0] / 2, cy - wh[..., 1] / 2, cx + wh[..., 0] / 2, cy + wh[..., 1] / 2], -1
+        )
         return boxes, conf, out[..., B * 5 :]
 
     def forward(
@@ -248,10 +262,16 @@ class YOLOv1(nn.Module):
         chosen = pred_obj[torch.arange(len(gt), device=out.device), best]
         scale = float(self.S) if self.box_loss_kind == "smooth_l1" else 1.0  # L1 in grid-cell units
         l_box = box_loss(chosen * scale, gt * scale, self.box_loss_kind).sum() / n
-        conf_t = ious.gather(1, best[:, None]).squeeze(1) if self.conf_target == "iou" else torch.ones_like(gt[:, 0])
+        conf_t = (
+            ious.gather(1, best[:, None]).squeeze(1)
+            if self.conf_target == "iou"
+            else torch.ones_like(gt[:, 0])
+        )
         l_obj = ((conf[responsible] - conf_t) ** 2).sum() / n
         l_noobj = (conf[~responsible] ** 2).sum() / n
-        l_cls = F.cross_entropy(logits[obj], tlabels[obj], reduction="sum") / n if len(gt) else logits.sum() * 0
+        l_cls = (
+            F.cross_entropy(logits[obj], tlabels[obj], reduction="sum") / n if len(gt) else logits.sum() * 0
+        )
         return {
             "loss_box": self.lambda_coord * l_box,
             "loss_obj": l_obj,
@@ -274,7 +294,9 @@ class YOLOv1(nn.Module):
             b[:, 0::2] = b[:, 0::2].clamp(0, float(w))
             b[:, 1::2] = b[:, 1::2].clamp(0, float(h))
             s = scores[i].reshape(-1, self.num_classes)
-            results.append(decode_detections(b, s, self.score_thresh, self.nms_thresh, self.detections_per_img))
+            results.append(
+                decode_detections(b, s, self.score_thresh, self.nms_thresh, self.detections_per_img)
+            )
         return results
 
 
