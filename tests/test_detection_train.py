@@ -1,4 +1,4 @@
-"""The offline shapes experiment learns: mAP@0.5 >= 0.5 on the shapes test split (2 CPU cores, ~2 min)."""
+"""The offline shapes experiment learns: mAP@0.5 >= 0.5 on the shapes test split (2 CPU cores, ~2-4 min)."""
 
 from __future__ import annotations
 
