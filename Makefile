@@ -7,6 +7,7 @@ ARGS  ?=
 CKPT  ?=
 RUNS  ?=
 SWEEP ?=
+INPUT ?=
 VENV  ?= .venv
 PYTEST_ARGS ?=
 # make submit: SLURM request (GPUS per node; GPUS=0 TASKS=n for a CPU job). See README, Scaling out.
@@ -29,7 +30,7 @@ SETUP :=
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval list test test-fast lint format bench clean sweep wandb-sweep compare notebooks submit
+.PHONY: help install train eval predict list test test-fast lint format bench clean sweep wandb-sweep compare notebooks submit
 
 help:  ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -48,10 +49,15 @@ train: $(SETUP)  ## train an experiment: make train EXP=digits_cnn ARGS="trainer
 eval: $(SETUP)  ## test a checkpoint: make eval EXP=digits_cnn CKPT=runs/.../best.ckpt
 	$(PY) -m litvision.eval experiment=$(EXP) ckpt_path=$(CKPT) $(ARGS)
 
+<<<<<<< HEAD
 submit: $(SETUP)  ## SLURM via submitit: make submit EXP=X NODES=2 GPUS=8 PARTITION=gpu TIME=12:00:00
 	$(PY) -m litvision.submit --nodes=$(NODES) --gpus=$(GPUS) --tasks=$(TASKS) --time=$(TIME) \
 		--partition=$(PARTITION) --account=$(ACCOUNT) --qos=$(QOS) --constraint=$(CONSTRAINT) \
 		--sbatch="$(SBATCH)" -- experiment=$(EXP) $(ARGS)
+=======
+predict: $(SETUP)  ## detect objects in a folder: make predict EXP=yolov1_shapes CKPT=runs/.../last.ckpt INPUT=photos/
+	$(PY) -m litvision.predict experiment=$(EXP) ckpt_path=$(CKPT) input=$(INPUT) $(ARGS)
+>>>>>>> det-models
 
 list: $(SETUP)  ## list every experiment with its description
 	@$(PY) -m litvision list

@@ -48,6 +48,20 @@ def run_cli(
     return proc
 
 
+# Test-only overrides for an experiment: no pretrained downloads (this machine has no network)
+# and small model inputs, so that every experiment's fast_dev_run stays offline and quick.
+_OFFLINE_NULL_KEYS = ("weights", "weights_backbone")
+_SMALL_INPUT = {"min_size": 64, "max_size": 96, "image_size": 64}
+
+
+def offline_overrides(cfg) -> list[str]:
+    """`model.net.<weights key>=null` for each pretrained-weights key set, and small model input sizes."""
+    net = cfg.get("model", {}).get("net", {}) or {}
+    out = [f"model.net.{k}=null" for k in _OFFLINE_NULL_KEYS if net.get(k) is not None]
+    out += [f"model.net.{k}={v}" for k, v in _SMALL_INPUT.items() if net.get(k) is not None]
+    return out
+
+
 @pytest.fixture
 def runs_dir(tmp_path: Path) -> Path:
     d = tmp_path / "runs"

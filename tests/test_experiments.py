@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import compose_cfg
+from conftest import compose_cfg, offline_overrides
 
 from litvision.config import experiment_names
 
@@ -28,6 +28,7 @@ def test_experiment_composes_and_instantiates(name: str, runs_dir: Path, tmp_pat
     assert cfg.description, f"experiments/{name}.yaml needs a one-line description"
     maker = fixture_maker(_data_choice(name, runs_dir))
     overrides = maker(tmp_path / "data") if maker else []
+    overrides += offline_overrides(cfg)
     cfg = compose_cfg([f"experiment={name}", *overrides], runs_dir)
     # Pretrained weights cannot be downloaded here: the same architecture from scratch is built instead.
     cfg = compose_cfg([f"experiment={name}", *overrides, *pretrained_overrides(cfg)], runs_dir)
@@ -46,6 +47,7 @@ def test_experiment_fast_dev_run(name: str, runs_dir: Path, tmp_path: Path) -> N
     if maker is None:
         pytest.skip(f"no offline fixture for the data of {name}")
     overrides = maker(tmp_path / "data")
+    overrides += offline_overrides(compose_cfg([f"experiment={name}"], runs_dir))
     cfg = compose_cfg([f"experiment={name}", "debug=fast_dev_run", *overrides], runs_dir)
     # Pretrained weights cannot be downloaded here: the same architecture from scratch runs instead.
     cfg = compose_cfg([f"experiment={name}", "debug=fast_dev_run", *overrides, *pretrained_overrides(cfg)], runs_dir)

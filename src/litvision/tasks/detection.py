@@ -1,0 +1,253 @@
+"""Object detection: the model's named losses, COCO mAP (torchmetrics) and IoU per stage,
+optimizer/scheduler from config, and a few images with predicted and true boxes each validation.
+
+The network (`net`, a Hydra config) follows the interface of `litvision.models.detection`:
+losses by name in train mode, per-image predictions in eval mode. Batches are
+`(list[image], list[target])` from `litvision.data.detection.detection_collate`.
+
+    python -m litvision.train experiment=yolov1_shapes
+    DetectionTask.load_from_checkpoint(path)     # rebuilds the net from the checkpoint alone
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from litvision.errors import UserError
+from litvision.metrics.detection import make_iou_metric, make_map_metric, metric_targets
+from litvision.tasks.optim import build_param_groups, build_scheduler
+
+
+def _plain(x: Any) -> Any:
+    # Checkpoints hold plain containers, so they load with weights_only-style unpicklers.
+    return OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x
+
+
+def _split_batch(batch: Any) -> tuple[list[Tensor], list[dict[str, Any]]]:
+    """(images, targets) or the padded (images, mask, targets) -> a list of images and the targets."""
+    if len(batch) == 3:
+        images, mask, targets = batch
+        # Unpad: each image's extent is where its mask is False.
+        out = []
+        for img, m in zip(images, mask, strict=False):
+            h = int((~m).any(dim=1).sum())
+            w = int((~m).any(dim=0).sum())
+            out.append(img[:, :h, :w])
+        return out, list(targets)
+    images, targets = batch
+    return list(images), list(targets)
+
+
+class DetectionTask(L.LightningModule):
+    def __init__(
+        self,
+        net: Mapping[str, Any],
+        num_classes: int,
+        optimizer: Mapping[str, Any],
+        scheduler: Mapping[str, Any] | None = None,
+        param_groups: Mapping[str, Any] | None = None,
+        class_names: Sequence[str] | None = None,
+        category_ids: Sequence[int] | None = None,
+        class_metrics: bool = True,
+        num_log_images: int = 4,
+        draw_score_thresh: float = 0.3,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(
+            {
+                "net": _plain(net),
+                "num_classes": num_classes,
+                "optimizer": _plain(optimizer),
+                "scheduler": _plain(scheduler),
+                "param_groups": _plain(param_groups),
+                "class_names": _plain(class_names),
+                "category_ids": _plain(category_ids),
+                "class_metrics": class_metrics,
+                "num_log_images": num_log_images,
+                "draw_score_thresh": draw_score_thresh,
+            }
+        )
+        self.net: nn.Module = instantiate(self.hparams.net)
+        self.num_classes = num_classes
+        self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        self.category_ids = list(category_ids) if category_ids else None
+        self.val_map = make_map_metric(class_metrics)
+        self.test_map = make_map_metric(class_metrics)
+        self.val_iou = make_iou_metric()
+        self.test_iou = make_iou_metric()
+        self._shown: list[tuple[Tensor, dict, dict]] = []
+
+    # -- data contract ------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        data_classes = getattr(dm, "num_classes", None)
+        if data_classes is not None and data_classes != self.num_classes:
+            raise UserError(
+                f"model.num_classes={self.num_classes} but the data has {data_classes} classes; "
+                "set model.num_classes=${data.num_classes} (the default) or fix data.num_classes."
+            )
+        names = getattr(dm, "class_names", None)
+        if names and len(names) == self.num_classes:
+            self.class_names = list(names)
+        ids = getattr(dm, "category_ids", None)
+        if ids and len(ids) == self.num_classes:
+            self.category_ids = [int(i) for i in ids]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # predict maps labels back to names and dataset ids without the dataset at hand.
+        checkpoint["hyper_parameters"]["class_names"] = list(self.class_names)
+        checkpoint["hyper_parameters"]["category_ids"] = self.category_ids
+
+    def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
+        return self.net(images)
+
+    # -- steps ------------------------------------------------------------------------
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        images, targets = _split_batch(batch)
+        losses = self.net(images, targets)
+        loss = torch.stack(list(losses.values())).sum()
+        n = len(images)
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=n)
+        return loss
+
+    def _eval_step(self, batch: Any, batch_idx: int, stage: str) -> list[dict[str, Tensor]]:
+        images, targets = _split_batch(batch)
+        preds = self.net(images)
+        gts = metric_targets(targets)
+        gts = [{k: v.to(self.device) for k, v in t.items()} for t in gts]
+        (self.val_map if stage == "val" else self.test_map).update(preds, gts)
+        thresh = self.hparams.draw_score_thresh
+        confident = [{k: v[p["scores"] >= thresh] for k, v in p.items()} for p in preds]
+        # IoU only where a box is truly a box of that object (crowd/difficult ones are ignored).
+        kept = [
+            {
+                "boxes": t["boxes"][t.get("iscrowd", torch.zeros_like(t["labels"])) == 0],
+                "labels": t["labels"][t.get("iscrowd", torch.zeros_like(t["labels"])) == 0],
+            }
+            for t in gts
+        ]
+        (self.val_iou if stage == "val" else self.test_iou).update(confident, kept)
+        if stage == "val" and batch_idx == 0 and self.hparams.num_log_images:
+            k = self.hparams.num_log_images
+            self._shown = [
+                (i.detach().cpu(), {kk: v.cpu() for kk, v in g.items()}, {kk: v.cpu() for kk, v in p.items()})
+                for i, g, p in zip(images[:k], gts, confident, strict=False)
+            ]
+        return preds
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> list[dict[str, Tensor]]:
+        images = batch[0] if isinstance(batch, (tuple, list)) and len(batch) in (2, 3) else batch
+        return self.net(list(images))
+
+    # -- epoch ends ---------------------------------------------------------------------
+    def _log_metrics(self, stage: str) -> None:
+        metric = self.val_map if stage == "val" else self.test_map
+        iou = self.val_iou if stage == "val" else self.test_iou
+        res = metric.compute()
+        metric.reset()
+        out = {
+            f"{stage}/{k}": res[k]
+            for k in (
+                "map",
+                "map_50",
+                "map_75",
+                "map_small",
+                "map_medium",
+                "map_large",
+                "mar_1",
+                "mar_10",
+                "mar_100",
+            )
+        }
+        if self.hparams.class_metrics and "map_per_class" in res:
+            classes = res["classes"].reshape(-1).tolist()
+            for cls, ap in zip(classes, res["map_per_class"].reshape(-1).tolist(), strict=False):
+                if 0 <= cls < self.num_classes:
+                    out[f"{stage}/ap/{self.class_names[cls]}"] = torch.tensor(ap)
+        out[f"{stage}/iou"] = iou.compute()["iou"]
+        iou.reset()
+        main = f"{stage}/map_50"
+        self.log(main, out.pop(main).float(), prog_bar=True)
+        self.log_dict({k: v.float() for k, v in out.items()})
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+        if self._shown and not self.trainer.sanity_checking:
+            from litvision.utils.media import log_figure
+
+            log_figure(self.trainer, "val/detections", detections_figure(self._shown, self.class_names))
+        self._shown = []
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    # -- optimization -------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        factory = instantiate(self.hparams.optimizer)
+        kw = getattr(factory, "keywords", {})
+        groups = build_param_groups(
+            self.net,
+            lr=kw.get("lr", 1e-3),
+            weight_decay=kw.get("weight_decay", 0.0),
+            groups=self.hparams.param_groups,
+        )
+        optimizer = factory(groups)
+        sched_cfg = dict(self.hparams.scheduler or {"name": "constant"})
+        scheduler = build_scheduler(
+            optimizer,
+            total_steps=int(self.trainer.estimated_stepping_batches),
+            max_epochs=max(1, self.trainer.max_epochs or 1),
+            **sched_cfg,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def draw_detections(
+    image: Tensor,
+    pred: Mapping[str, Tensor],
+    class_names: Sequence[str],
+    gt: Mapping[str, Tensor] | None = None,
+) -> Tensor:
+    """uint8 [3,H,W] image with ground truth (green) and predictions (red, "name score") drawn on it."""
+    from torchvision.utils import draw_bounding_boxes
+
+    img = (image.clamp(0, 1) * 255).to(torch.uint8)
+    if gt is not None and len(gt["boxes"]):
+        img = draw_bounding_boxes(img, gt["boxes"].float(), colors="lime", width=1)
+    if len(pred["boxes"]):
+        labels = [
+            f"{class_names[int(c)] if int(c) < len(class_names) else int(c)} {float(s):.2f}"
+            for c, s in zip(pred["labels"], pred["scores"], strict=False)
+        ]
+        img = draw_bounding_boxes(img, pred["boxes"].float(), labels=labels, colors="red", width=1)
+    return img
+
+
+def detections_figure(shown: Sequence[tuple[Tensor, dict, dict]], class_names: Sequence[str]) -> Any:
+    """A matplotlib figure: one panel per image, true boxes green, predicted red."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4), squeeze=False)
+    for ax, (img, gt, pred) in zip(axes[0], shown, strict=False):
+        ax.imshow(draw_detections(img, pred, class_names, gt).permute(1, 2, 0).numpy())
+        ax.set_axis_off()
+    fig.suptitle("green: ground truth, red: predictions")
+    fig.tight_layout()
+    return fig
