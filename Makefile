@@ -49,15 +49,13 @@ train: $(SETUP)  ## train an experiment: make train EXP=digits_cnn ARGS="trainer
 eval: $(SETUP)  ## test a checkpoint: make eval EXP=digits_cnn CKPT=runs/.../best.ckpt
 	$(PY) -m litvision.eval experiment=$(EXP) ckpt_path=$(CKPT) $(ARGS)
 
-<<<<<<< HEAD
+predict: $(SETUP)  ## detect objects in a folder: make predict EXP=yolov1_shapes CKPT=runs/.../last.ckpt INPUT=photos/
+	$(PY) -m litvision.predict experiment=$(EXP) ckpt_path=$(CKPT) input=$(INPUT) $(ARGS)
+
 submit: $(SETUP)  ## SLURM via submitit: make submit EXP=X NODES=2 GPUS=8 PARTITION=gpu TIME=12:00:00
 	$(PY) -m litvision.submit --nodes=$(NODES) --gpus=$(GPUS) --tasks=$(TASKS) --time=$(TIME) \
 		--partition=$(PARTITION) --account=$(ACCOUNT) --qos=$(QOS) --constraint=$(CONSTRAINT) \
 		--sbatch="$(SBATCH)" -- experiment=$(EXP) $(ARGS)
-=======
-predict: $(SETUP)  ## detect objects in a folder: make predict EXP=yolov1_shapes CKPT=runs/.../last.ckpt INPUT=photos/
-	$(PY) -m litvision.predict experiment=$(EXP) ckpt_path=$(CKPT) input=$(INPUT) $(ARGS)
->>>>>>> det-models
 
 list: $(SETUP)  ## list every experiment with its description
 	@$(PY) -m litvision list
