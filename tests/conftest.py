@@ -50,16 +50,18 @@ def run_cli(
 
 # Test-only overrides for an experiment: no pretrained downloads (this machine has no network)
 # and small model inputs, so that every experiment's fast_dev_run stays offline and quick.
-_OFFLINE_NULL_KEYS = ("weights", "weights_backbone")
 _SMALL_INPUT = {"min_size": 64, "max_size": 96, "image_size": 64}
 
 
 def offline_overrides(cfg) -> list[str]:
-    """`model.net.<weights key>=null` for each pretrained-weights key set, and small model input sizes."""
+    """Pretrained weights off (they cannot be downloaded here; the same architecture is built from
+    scratch) and small detector input sizes, for experiments run on fixtures."""
+    from litvision.models.weights import pretrained_overrides
+
     net = cfg.get("model", {}).get("net", {}) or {}
-    out = [f"model.net.{k}=null" for k in _OFFLINE_NULL_KEYS if net.get(k) is not None]
-    out += [f"model.net.{k}={v}" for k, v in _SMALL_INPUT.items() if net.get(k) is not None]
-    return out
+    return pretrained_overrides(cfg) + [
+        f"model.net.{k}={v}" for k, v in _SMALL_INPUT.items() if net.get(k) is not None
+    ]
 
 
 @pytest.fixture

@@ -21,17 +21,13 @@ def _data_choice(name: str, runs_dir: Path) -> str:
 def test_experiment_composes_and_instantiates(name: str, runs_dir: Path, tmp_path: Path) -> None:
     from litvision.build import build_callbacks, build_datamodule, build_loggers, build_task, build_trainer
     from litvision.data.fixtures import fixture_maker
-    from litvision.models.weights import pretrained_overrides
 
     cfg = compose_cfg([f"experiment={name}"], runs_dir)
     assert cfg.name == name, f"experiments/{name}.yaml must set name: {name}"
     assert cfg.description, f"experiments/{name}.yaml needs a one-line description"
     maker = fixture_maker(_data_choice(name, runs_dir))
     overrides = maker(tmp_path / "data") if maker else []
-    overrides += offline_overrides(cfg)
-    cfg = compose_cfg([f"experiment={name}", *overrides], runs_dir)
-    # Pretrained weights cannot be downloaded here: the same architecture from scratch is built instead.
-    cfg = compose_cfg([f"experiment={name}", *overrides, *pretrained_overrides(cfg)], runs_dir)
+    cfg = compose_cfg([f"experiment={name}", *overrides, *offline_overrides(cfg)], runs_dir)
     build_datamodule(cfg)
     build_task(cfg)
     build_trainer(cfg, callbacks=build_callbacks(cfg), loggers=build_loggers(cfg))
@@ -40,7 +36,6 @@ def test_experiment_composes_and_instantiates(name: str, runs_dir: Path, tmp_pat
 @pytest.mark.parametrize("name", experiment_names())
 def test_experiment_fast_dev_run(name: str, runs_dir: Path, tmp_path: Path) -> None:
     from litvision.data.fixtures import fixture_maker
-    from litvision.models.weights import pretrained_overrides
     from litvision.train import train
 
     maker = fixture_maker(_data_choice(name, runs_dir))
@@ -49,8 +44,6 @@ def test_experiment_fast_dev_run(name: str, runs_dir: Path, tmp_path: Path) -> N
     overrides = maker(tmp_path / "data")
     overrides += offline_overrides(compose_cfg([f"experiment={name}"], runs_dir))
     cfg = compose_cfg([f"experiment={name}", "debug=fast_dev_run", *overrides], runs_dir)
-    # Pretrained weights cannot be downloaded here: the same architecture from scratch runs instead.
-    cfg = compose_cfg([f"experiment={name}", "debug=fast_dev_run", *overrides, *pretrained_overrides(cfg)], runs_dir)
     summary = train(cfg)
     assert summary["global_step"] == 1
     assert summary["test"], "fast_dev_run must run the test loop"

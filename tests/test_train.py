@@ -111,7 +111,8 @@ def test_resume_from_last_ckpt_is_bit_exact(runs_dir: Path) -> None:
     # The resumed run appends to the interrupted run's metrics instead of replacing them.
     import csv
 
-    rows = list(csv.DictReader(open(Path(interrupted["run_dir"]) / "csv" / "metrics.csv")))
+    text = (Path(interrupted["run_dir"]) / "csv" / "metrics.csv").read_text()
+    rows = list(csv.DictReader(text.splitlines()))
     assert {"0", "1", "2"} <= {r["epoch"] for r in rows if r.get("val/acc")}
 
     a, b = _state(Path(full["last_checkpoint"])), _state(last)

@@ -50,10 +50,6 @@ def image_ids(files: list[Path]) -> list[int]:
     return list(range(len(files)))
 
 
-# Pretrained-weight keys are not needed to rebuild a trained model: the checkpoint has every tensor.
-_WEIGHT_KEYS = ("weights", "weights_backbone")
-
-
 def load_task(ckpt_path: str | Path) -> Any:
     import torch
 
@@ -65,8 +61,10 @@ def load_task(ckpt_path: str | Path) -> Any:
         raise UserError(
             f"ckpt_path={ckpt_path} is not a litvision detection checkpoint (no net/num_classes)."
         )
-    net = {k: (None if k in _WEIGHT_KEYS else v) for k, v in hp["net"].items()}
-    task = DetectionTask(**{**hp, "net": net})
+    from litvision.models.weights import without_pretrained
+
+    # The checkpoint has every tensor: rebuilding the model must not fetch pretrained weights.
+    task = DetectionTask(**{**hp, "net": without_pretrained(hp["net"])})
     task.load_state_dict(ckpt["state_dict"])
     return task.eval()
 

@@ -283,7 +283,13 @@ def build_net(cfg: Mapping[str, Any]) -> nn.Module:
 
 
 # Keys of a network config that fetch weights from outside; a checkpoint makes them moot.
-PRETRAINED_KEYS: dict[str, Any] = {"weights": None, "pretrained": False, "pretrained_file": None}
+# Every key, across classification and detection nets, that asks for pretrained weights, and its "off" value.
+PRETRAINED_KEYS: dict[str, Any] = {
+    "weights": None,
+    "weights_backbone": None,
+    "pretrained": False,
+    "pretrained_file": None,
+}
 
 
 def without_pretrained(net_cfg: Mapping[str, Any]) -> dict[str, Any]:
