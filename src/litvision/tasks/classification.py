@@ -28,6 +28,7 @@ from torchmetrics.classification import (
 
 from litvision.errors import UserError
 from litvision.models.weights import build_net, without_pretrained
+from litvision.tasks.data_contract import adopt_data_contract
 from litvision.tasks.finetune import freeze as apply_freeze
 from litvision.tasks.finetune import layer_decay_param_groups, sync_batchnorm_modes
 from litvision.tasks.optim import build_param_groups, build_scheduler
@@ -73,7 +74,8 @@ class ClassificationTask(L.LightningModule):
                 "scheduler": _plain(scheduler),
                 "param_groups": _plain(param_groups),
                 "label_smoothing": label_smoothing,
-                "class_names": _plain(class_names),
+                # class_names are written by on_save_checkpoint: taken from the data at setup, and
+                # kept out of the initial hparams that Lightning compares with the DataModule's.
                 "freeze": _plain(freeze),
                 "layer_decay": layer_decay,
             }
@@ -95,16 +97,10 @@ class ClassificationTask(L.LightningModule):
 
     # -- data contract ------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None)
-        data_classes = getattr(dm, "num_classes", None)
-        if data_classes is not None and data_classes != self.num_classes:
-            raise UserError(
-                f"model.num_classes={self.num_classes} but the data has {data_classes} classes; "
-                "set model.num_classes=${data.num_classes} (the default) or fix data.num_classes."
-            )
-        names = getattr(dm, "class_names", None)
-        if names and len(names) == self.num_classes:
-            self.class_names = list(names)
+        adopt_data_contract(self)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["hyper_parameters"]["class_names"] = list(self.class_names)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

@@ -20,8 +20,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from litvision.errors import UserError
 from litvision.metrics.detection import make_iou_metric, make_map_metric, metric_targets
+from litvision.tasks.data_contract import adopt_data_contract
 from litvision.tasks.optim import build_param_groups, build_scheduler
 
 
@@ -67,7 +67,8 @@ class DetectionTask(L.LightningModule):
                 "optimizer": _plain(optimizer),
                 "scheduler": _plain(scheduler),
                 "param_groups": _plain(param_groups),
-                "class_names": _plain(class_names),
+                # class_names are written by on_save_checkpoint: taken from the data at setup, and
+                # kept out of the initial hparams that Lightning compares with the DataModule's.
                 "category_ids": _plain(category_ids),
                 "class_metrics": class_metrics,
                 "num_log_images": num_log_images,
@@ -86,16 +87,7 @@ class DetectionTask(L.LightningModule):
 
     # -- data contract ------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None)
-        data_classes = getattr(dm, "num_classes", None)
-        if data_classes is not None and data_classes != self.num_classes:
-            raise UserError(
-                f"model.num_classes={self.num_classes} but the data has {data_classes} classes; "
-                "set model.num_classes=${data.num_classes} (the default) or fix data.num_classes."
-            )
-        names = getattr(dm, "class_names", None)
-        if names and len(names) == self.num_classes:
-            self.class_names = list(names)
+        dm = adopt_data_contract(self)
         ids = getattr(dm, "category_ids", None)
         if ids and len(ids) == self.num_classes:
             self.category_ids = [int(i) for i in ids]
