@@ -14,7 +14,6 @@ from typing import Any
 
 import lightning as L
 import torch.nn.functional as F
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
@@ -31,7 +30,7 @@ from litvision.models.weights import build_net, without_pretrained
 from litvision.tasks.data_contract import adopt_data_contract
 from litvision.tasks.finetune import freeze as apply_freeze
 from litvision.tasks.finetune import layer_decay_param_groups, sync_batchnorm_modes
-from litvision.tasks.optim import build_param_groups, build_scheduler
+from litvision.tasks.optim import build_param_groups, configure_optimization
 
 
 def _plain(x: Any) -> Any:
@@ -168,19 +167,9 @@ class ClassificationTask(L.LightningModule):
 
     # -- optimization -------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
-        factory = instantiate(self.hparams.optimizer)
-        kw = getattr(factory, "keywords", {})
-        lr, wd = kw.get("lr", 1e-3), kw.get("weight_decay", 0.0)
-        if self.hparams.layer_decay is not None:
-            groups = layer_decay_param_groups(self.net, lr, wd, self.hparams.layer_decay)
-        else:
-            groups = build_param_groups(self.net, lr=lr, weight_decay=wd, groups=self.hparams.param_groups)
-        optimizer = factory(groups)
-        sched_cfg = dict(self.hparams.scheduler or {"name": "constant"})
-        scheduler = build_scheduler(
-            optimizer,
-            total_steps=int(self.trainer.estimated_stepping_batches),
-            max_epochs=max(1, self.trainer.max_epochs or 1),
-            **sched_cfg,
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        def groups(lr: float, wd: float) -> list[dict[str, Any]]:
+            if self.hparams.layer_decay is not None:
+                return layer_decay_param_groups(self.net, lr, wd, self.hparams.layer_decay)
+            return build_param_groups(self.net, lr=lr, weight_decay=wd, groups=self.hparams.param_groups)
+
+        return configure_optimization(self, groups)

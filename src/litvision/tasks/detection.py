@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from litvision.metrics.detection import make_iou_metric, make_map_metric, metric_targets
 from litvision.tasks.data_contract import adopt_data_contract
-from litvision.tasks.optim import build_param_groups, build_scheduler
+from litvision.tasks.optim import build_param_groups, configure_optimization
 
 
 def _plain(x: Any) -> Any:
@@ -189,23 +189,12 @@ class DetectionTask(L.LightningModule):
 
     # -- optimization -------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
-        factory = instantiate(self.hparams.optimizer)
-        kw = getattr(factory, "keywords", {})
-        groups = build_param_groups(
-            self.net,
-            lr=kw.get("lr", 1e-3),
-            weight_decay=kw.get("weight_decay", 0.0),
-            groups=self.hparams.param_groups,
+        return configure_optimization(
+            self,
+            lambda lr, wd: build_param_groups(
+                self.net, lr=lr, weight_decay=wd, groups=self.hparams.param_groups
+            ),
         )
-        optimizer = factory(groups)
-        sched_cfg = dict(self.hparams.scheduler or {"name": "constant"})
-        scheduler = build_scheduler(
-            optimizer,
-            total_steps=int(self.trainer.estimated_stepping_batches),
-            max_epochs=max(1, self.trainer.max_epochs or 1),
-            **sched_cfg,
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def draw_detections(

@@ -7,7 +7,7 @@ shows each one under its name.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,3 +134,25 @@ def build_scheduler(
 
 def trainable(params: Iterable[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
     return [p for p in params if p.requires_grad]
+
+
+def configure_optimization(
+    task: Any, make_groups: Callable[[float, float], list[dict[str, Any]]]
+) -> dict[str, Any]:
+    """Lightning's `configure_optimizers` result for a task with `optimizer`/`scheduler` hparams.
+
+    `make_groups(lr, weight_decay)` builds the named parameter groups from the optimizer
+    config's defaults; the scheduler (warm-up, then decay) is stepped per optimizer step.
+    """
+    from hydra.utils import instantiate
+
+    factory = instantiate(task.hparams.optimizer)
+    kw = getattr(factory, "keywords", {})
+    optimizer = factory(make_groups(kw.get("lr", 1e-3), kw.get("weight_decay", 0.0)))
+    scheduler = build_scheduler(
+        optimizer,
+        total_steps=int(task.trainer.estimated_stepping_batches),
+        max_epochs=max(1, task.trainer.max_epochs or 1),
+        **dict(task.hparams.scheduler or {"name": "constant"}),
+    )
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
