@@ -162,7 +162,7 @@ def bench_shapes(experiment: str = "yolov1_shapes") -> dict[str, Any]:
         "test_map_50": round(summary["test"].get("test/map_50", float("nan")), 4),
         "test_map": round(summary["test"].get("test/map", float("nan")), 4),
         "best_val_map_50": summary["best_score"],
-        "epochs": summary["epochs"],
+        "epochs": summary["epochs_completed"],
         "train_wall_s": round(wall, 1),
         "threads": torch.get_num_threads(),
     }

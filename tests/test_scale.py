@@ -160,7 +160,7 @@ def test_sigterm_leaves_a_usable_last_ckpt_and_the_cli_resumes_in_the_same_folde
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert run_folders(runs_dir) == [run]
     summary = _summary(run)
-    assert summary["global_step"] == 18 and summary.get("epochs_completed", summary.get("epochs")) == 3
+    assert summary["global_step"] == 18 and summary["epochs_completed"] == 3
 
 
 def test_atomic_checkpoint_write_keeps_the_old_file_when_saving_fails(tmp_path: Path, monkeypatch) -> None:

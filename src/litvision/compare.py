@@ -63,7 +63,7 @@ class Run:
     def epochs(self) -> int | None:
         """Epochs the run completed (`epochs_completed`; older summaries say `epochs`)."""
         s = self.summary or {}
-        value = s.get("epochs_completed", s.get("epochs"))
+        value = s.get("epochs_completed")
         return int(value) if value is not None else None
 
     @property
