@@ -9,7 +9,22 @@ import torch
 from torch.utils.data import RandomSampler, WeightedRandomSampler
 
 
-class EpochShuffleSampler(RandomSampler):
+class _EpochSeeded:
+    """Seed + epoch -> a fresh generator per epoch; Lightning calls `set_epoch` before each one."""
+
+    seed: int
+    epoch: int
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _epoch_generator(self) -> torch.Generator:
+        g = torch.Generator()
+        g.manual_seed(self.seed * 100_003 + self.epoch)
+        return g
+
+
+class EpochShuffleSampler(_EpochSeeded, RandomSampler):
     """A RandomSampler re-seeded from (seed, epoch).
 
     torch's RandomSampler draws from the global RNG, whose state a checkpoint does
@@ -23,13 +38,8 @@ class EpochShuffleSampler(RandomSampler):
         self.seed = seed
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __iter__(self) -> Iterator[int]:
-        g = torch.Generator()
-        g.manual_seed(self.seed * 100_003 + self.epoch)
-        yield from torch.randperm(len(self.data_source), generator=g).tolist()
+        yield from torch.randperm(len(self.data_source), generator=self._epoch_generator()).tolist()
 
 
 def seeded_generator(seed: int) -> torch.Generator:
@@ -41,7 +51,7 @@ def seeded_generator(seed: int) -> torch.Generator:
     return g
 
 
-class EpochWeightedSampler(WeightedRandomSampler):
+class EpochWeightedSampler(_EpochSeeded, WeightedRandomSampler):
     """`WeightedRandomSampler` (with replacement) re-seeded from (seed, epoch), like EpochShuffleSampler."""
 
     def __init__(self, weights: Sequence[float], num_samples: int | None = None, seed: int = 0) -> None:
@@ -50,13 +60,10 @@ class EpochWeightedSampler(WeightedRandomSampler):
         self.seed = seed
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
     def __iter__(self) -> Iterator[int]:
-        g = torch.Generator()
-        g.manual_seed(self.seed * 100_003 + self.epoch)
-        yield from torch.multinomial(self.weights, self.num_samples, True, generator=g).tolist()
+        yield from torch.multinomial(
+            self.weights, self.num_samples, True, generator=self._epoch_generator()
+        ).tolist()
 
 
 def class_balanced_weights(labels: Sequence[int] | np.ndarray) -> np.ndarray:
