@@ -62,6 +62,10 @@ def _env(cluster: dict[str, str]) -> dict[str, str]:
     return {**os.environ, **cluster, "PYTHONPATH": path, "LITVISION_ROOT": str(ROOT), "PYTHONUNBUFFERED": "1"}
 
 
+# Two CPU tasks over gloo (the cluster has 2 CPUs and no GPU), then the experiment's overrides.
+CPU_JOB = ("--gpus", "0", "--tasks", "2", "--time", "00:10:00", "--", *JOB)
+
+
 def _submit(cluster: dict[str, str], *args: str, wait: bool = True):
     cmd = [sys.executable, "-m", "litvision.submit", *args]
     if wait:
@@ -96,14 +100,7 @@ def test_two_task_ddp_job_completes_with_one_summary(slurm_cluster, tmp_path: Pa
     runs = tmp_path / "runs"
     proc = _submit(
         slurm_cluster,
-        "--gpus",
-        "0",
-        "--tasks",
-        "2",
-        "--time",
-        "00:10:00",
-        "--",
-        *JOB,
+        *CPU_JOB,
         "debug=limit",
         "trainer.max_epochs=1",
         f"paths.runs_dir={runs}",
@@ -122,14 +119,7 @@ def test_preempted_job_is_requeued_and_finishes_in_the_same_folder(slurm_cluster
     marker = tmp_path / "starts.txt"
     proc = _submit(
         slurm_cluster,
-        "--gpus",
-        "0",
-        "--tasks",
-        "2",
-        "--time",
-        "00:10:00",
-        "--",
-        *JOB,
+        *CPU_JOB,
         "trainer.max_epochs=3",
         "++trainer.limit_train_batches=12",
         "++trainer.limit_val_batches=2",
