@@ -2,7 +2,8 @@
 # The first target that needs Python creates .venv (pip install -e ".[dev]").
 # Use an interpreter you already have instead with PYTHON=/path/to/python.
 
-EXP   ?= digits_cnn
+# EXP empty: the default experiment (digits_cnn), or the run's own one with resume=/CKPT=.
+EXP   ?=
 ARGS  ?=
 CKPT  ?=
 RUNS  ?=
@@ -43,31 +44,31 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(SETUP)  ## create .venv and install litvision with its dev tools
 
-train: $(SETUP)  ## train an experiment: make train EXP=digits_cnn ARGS="trainer.max_epochs=5"
-	$(PY) -m litvision.train experiment=$(EXP) $(ARGS)
+train: $(SETUP)  ## train an experiment: make train EXP=digits_cnn ARGS="trainer.max_epochs=5" (= litvision fit)
+	$(PY) -m litvision fit $(if $(EXP),experiment=$(EXP)) $(ARGS)
 
-eval: $(SETUP)  ## test a checkpoint: make eval EXP=digits_cnn CKPT=runs/.../best.ckpt
-	$(PY) -m litvision.eval experiment=$(EXP) ckpt_path=$(CKPT) $(ARGS)
+eval: $(SETUP)  ## test a checkpoint: make eval CKPT=runs/.../best.ckpt [EXP=...] (= litvision test)
+	$(PY) -m litvision test $(if $(EXP),experiment=$(EXP)) ckpt_path=$(CKPT) $(ARGS)
 
-predict: $(SETUP)  ## detect objects in a folder: make predict EXP=yolov1_shapes CKPT=runs/.../last.ckpt INPUT=photos/
-	$(PY) -m litvision.predict experiment=$(EXP) ckpt_path=$(CKPT) input=$(INPUT) $(ARGS)
+predict: $(SETUP)  ## classify/detect a folder: make predict CKPT=runs/.../last.ckpt INPUT=photos/ (= litvision predict)
+	$(PY) -m litvision predict $(if $(EXP),experiment=$(EXP)) ckpt_path=$(CKPT) input=$(INPUT) $(ARGS)
 
 submit: $(SETUP)  ## SLURM via submitit: make submit EXP=X NODES=2 GPUS=8 PARTITION=gpu TIME=12:00:00
-	$(PY) -m litvision.submit --nodes=$(NODES) --gpus=$(GPUS) --tasks=$(TASKS) --time=$(TIME) \
+	$(PY) -m litvision submit --nodes=$(NODES) --gpus=$(GPUS) --tasks=$(TASKS) --time=$(TIME) \
 		--partition=$(PARTITION) --account=$(ACCOUNT) --qos=$(QOS) --constraint=$(CONSTRAINT) \
-		--sbatch="$(SBATCH)" -- experiment=$(EXP) $(ARGS)
+		--sbatch="$(SBATCH)" -- experiment=$(or $(EXP),digits_cnn) $(ARGS)
 
 list: $(SETUP)  ## list every experiment with its description
 	@$(PY) -m litvision list
 
 sweep: $(SETUP)  ## Hydra multirun: make sweep EXP=digits_cnn ARGS="model.optimizer.lr=1e-3,1e-2 seed=1,2,3"
-	$(PY) -m litvision.train --multirun experiment=$(EXP) $(ARGS)
+	$(PY) -m litvision sweep experiment=$(or $(EXP),digits_cnn) $(ARGS)
 
 wandb-sweep: $(SETUP)  ## write/validate a W&B sweep for `wandb agent`: make wandb-sweep EXP=digits_cnn [SWEEP=file.yaml]
-	$(PY) -m litvision.tracking.sweep --exp $(EXP) $(if $(SWEEP),--sweep $(SWEEP)) $(ARGS)
+	$(PY) -m litvision.tracking.sweep --exp $(or $(EXP),digits_cnn) $(if $(SWEEP),--sweep $(SWEEP)) $(ARGS)
 
 compare: $(SETUP)  ## table + learning curves of runs: make compare EXP=digits_cnn | RUNS=<sweep folder or 'glob'>
-	$(PY) -m litvision.compare $(if $(RUNS),--runs '$(RUNS)',--exp $(EXP))
+	$(PY) -m litvision compare $(if $(RUNS),--runs '$(RUNS)',--exp $(or $(EXP),digits_cnn))
 
 notebooks: $(SETUP)  ## execute the notebooks into runs/notebooks/ (the committed ones stay output-free)
 	$(PY) -m litvision.tracking.notebooks --execute notebooks/*.ipynb
@@ -78,7 +79,7 @@ test: $(SETUP)  ## run the whole test suite (slow tests included)
 test-fast: $(SETUP)  ## skip the tests that train to a target metric
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: $(SETUP)  ## ruff
+lint: $(SETUP)  ## ruff (CI runs it before the tests)
 	$(PY) -m ruff check src tests bench
 	$(PY) -m ruff format --check src tests bench
 

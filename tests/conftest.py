@@ -90,3 +90,18 @@ class StopAfterEpoch:
                     trainer.should_stop = True
 
         return _Stop()
+
+
+class CrashAtEpochStart:
+    """Raises at the start of epoch `epoch` (0-based), after the previous epoch's checkpoints are
+    written: the run is left interrupted (no summary.json), as a crash or an OOM kill would leave it."""
+
+    def __new__(cls, epoch: int = 1):
+        from lightning.pytorch import Callback
+
+        class _Crash(Callback):
+            def on_train_epoch_start(self, trainer, pl_module) -> None:
+                if trainer.current_epoch >= epoch and trainer.ckpt_path is None:
+                    raise RuntimeError(f"simulated crash at the start of epoch {epoch}")
+
+        return _Crash()

@@ -15,7 +15,9 @@ class SignalAtStep(Callback):
         self.step, self.signum, self.rank = step, getattr(signal, signame), rank
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if trainer.global_step == self.step and trainer.global_rank == self.rank:
+        # Once: a resumed run (which replays the run's own callbacks) is not pre-empted again.
+        resumed = trainer.ckpt_path is not None
+        if trainer.global_step == self.step and trainer.global_rank == self.rank and not resumed:
             os.kill(os.getpid(), self.signum)
 
 

@@ -13,15 +13,14 @@ from omegaconf import DictConfig
 
 def _user_errors_unwrapped(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Hydra wraps constructor errors in InstantiationException; a UserError must reach the CLI as itself."""
-    from hydra.errors import InstantiationException
-
-    from litvision.errors import UserError
+    from litvision.errors import find_user_error
 
     try:
         return fn(*args, **kwargs)
-    except InstantiationException as e:
-        if isinstance(e.__cause__, UserError):
-            raise e.__cause__ from None
+    except Exception as e:
+        user_error = find_user_error(e)
+        if user_error is not None and user_error is not e:
+            raise user_error from None
         raise
 
 
@@ -34,7 +33,14 @@ def build_datamodule(cfg: DictConfig) -> Any:
 def build_task(cfg: DictConfig) -> Any:
     from hydra.utils import instantiate
 
-    return _user_errors_unwrapped(instantiate, cfg.model)
+    task = _user_errors_unwrapped(instantiate, cfg.model)
+    # Read by the task's optimizer set-up, which knows the world size (tasks/optim.py: lr_scale).
+    task.lr_scaling = {
+        "rule": cfg.get("scale_lr"),
+        "base_batch_size": cfg.get("base_batch_size"),
+        "batch_size": (cfg.get("data") or {}).get("batch_size"),
+    }
+    return task
 
 
 def _instantiate_group(group: DictConfig | None) -> list[Any]:

@@ -1,12 +1,14 @@
-"""Command-line entry points: `litvision train|eval|list` (also `litvision-train`, ...).
+"""`litvision <command>`: one CLI, one run lifecycle, one error boundary.
 
-    python -m litvision.train experiment=digits_cnn trainer.max_epochs=5   # = litvision train ...
-    litvision train ckpt_path=runs/digits_cnn/<stamp>/checkpoints/last.ckpt   # resume in place
-    litvision eval experiment=digits_cnn ckpt_path=runs/digits_cnn/<stamp>/checkpoints/last.ckpt
-    litvision list
+    litvision fit experiment=digits_cnn trainer.max_epochs=5       # = make train / python -m litvision.train
+    litvision fit resume=runs/digits_cnn/<stamp>                   # continue an interrupted run
+    litvision test ckpt_path=runs/digits_cnn/<stamp>/checkpoints/last.ckpt
+    litvision predict ckpt_path=<ckpt> input=<folder of images>
+    litvision list | compare | sweep | submit                      # `litvision <command> --help`
 
-Bad input (unknown experiment, misspelled key, missing checkpoint) is rejected here,
-before Hydra creates a run folder and before torch is imported.
+Every user error, raised anywhere (also deep inside Hydra's `instantiate`), ends here as one line
+on stderr and exit code 2; bugs keep their stack trace. Nothing heavy is imported before a
+command is chosen, so `litvision --help` and refusals are quick.
 """
 
 from __future__ import annotations
@@ -14,98 +16,82 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
 
-from litvision.errors import UserError
-
-_HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc")
-
-
-def _value(args: list[str], key: str) -> str | None:
-    for a in reversed(args):
-        for prefix in (f"{key}=", f"+{key}=", f"++{key}="):
-            if a.startswith(prefix):
-                return a[len(prefix) :]
-    return None
+from litvision.errors import UserError, find_user_error
 
 
-def resume_dir(ckpt_path: str) -> Path | None:
-    """The run folder a checkpoint belongs to (`<run>/checkpoints/x.ckpt`), if it is one."""
-    run = Path(ckpt_path).resolve().parent.parent
-    return run if (run / ".hydra").is_dir() or (run / "config.yaml").is_file() else None
+def guarded(fn: Callable[..., Any], *args: Any) -> Any:
+    """The error boundary: a UserError at any depth -> `error: <one line>` and exit code 2."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        user_error = find_user_error(e)
+        if user_error is None:
+            raise
+        print(f"error: {' '.join(str(user_error).split())}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
-def prepare(kind: str, args: list[str]) -> list[str]:
-    """Validate a train/eval command line and return the Hydra overrides to run with."""
-    from litvision.config import check_experiment, check_overrides, project_root
+# -- run commands (fit, test, predict) ---------------------------------------------------------------
+_RUN_HELP = {
+    "fit": """usage: litvision fit [key=value ...] [resume=<run folder>] [--cfg]
+
+Train an experiment, then test its best checkpoint. Writes runs/<experiment>/<stamp>/ with
+config.yaml, checkpoints/ (best and last), logs and summary.json.
+
+  litvision fit experiment=resnet50_flowers data.root=/data/flower_photos trainer=gpu
+  litvision fit resume=runs/digits_cnn/<stamp>                    interrupted run, its own config
+  litvision fit resume=runs/digits_cnn/<stamp> trainer.max_epochs=60   allowed change on resume
+  litvision fit resume=<finished run> trainer.max_epochs=60      new run from its last.ckpt
+
+On resume only trainer.max_epochs/max_steps/devices/num_nodes/accelerator/strategy, data.num_workers,
+logger.* and paths.* may change. Experiments: `litvision list`. --cfg prints the composed config.""",
+    "test": """usage: litvision test ckpt_path=<file.ckpt> [experiment=<name>] [key=value ...] [--cfg]
+
+Test a checkpoint on its experiment's test split, in a run folder of its own
+(runs/<experiment>/eval/<stamp>/). A checkpoint inside a run folder brings that run's config.""",
+    "predict": """usage: litvision predict ckpt_path=<file.ckpt> input=<folder> [key=value ...]
+
+Classify or detect every image in a folder with a trained checkpoint; writes
+runs/<experiment>/predict/<stamp>/ (see configs/predict.yaml for the keys).""",
+}
+
+
+def run_command(name: str, args: list[str]) -> None:
+    if any(a in ("-h", "--help") for a in args):
+        print(_RUN_HELP[name])
+        return
+    from litvision.config import project_root
+    from litvision.lifecycle.runner import COMMANDS, execute, plan_run
 
     os.environ.setdefault("LITVISION_ROOT", str(project_root()))
-    if any(a in _HYDRA_FLAGS for a in args):
-        return args
-    multirun = "-m" in args or "--multirun" in args
-    exp = _value(args, "experiment")
-    if exp is not None:
-        check_experiment(exp)
-    ckpt = _value(args, "ckpt_path")
-    if ckpt in (None, "", "null"):
-        if kind == "eval":
-            raise UserError(
-                "eval needs a checkpoint: `make eval EXP=<name> CKPT=<path/to.ckpt>` (ckpt_path=...)."
-            )
-        ckpt = None
-    elif not Path(ckpt).is_file():
-        raise UserError(
-            f"Checkpoint not found: {ckpt}. Pass an existing .ckpt file, "
-            "e.g. runs/<experiment>/<timestamp>/checkpoints/last.ckpt."
-        )
-    args = list(args)
-    if kind == "train" and ckpt and not multirun and _value(args, "hydra.run.dir") is None:
-        run = resume_dir(ckpt)
-        if run is not None:
-            # Resuming continues the interrupted run's folder (and logs) instead of starting a new one.
-            args.append(f"hydra.run.dir={run}")
-    if not multirun:
-        check_overrides([a for a in args if not a.startswith("-")], config_name=kind)
-        from litvision.scale import check_hardware_overrides
+    show_cfg = "--cfg" in args
+    unknown = [a for a in args if a.startswith("-") and a != "--cfg"]
+    if unknown:
+        raise UserError(f"Unknown option {unknown[0]} for `litvision {name}`: see `litvision {name} --help`.")
+    plan = plan_run(COMMANDS[name], [a for a in args if a != "--cfg"])
+    if show_cfg:
+        from omegaconf import OmegaConf
 
-        check_hardware_overrides([a for a in args if not a.startswith("-")], config_name=kind)
-    return args
+        print(OmegaConf.to_yaml(plan.cfg))
+        return
+    execute(plan)
 
 
-def _run_hydra(kind: str, argv: list[str] | None) -> None:
-    args = list(sys.argv[1:] if argv is None else argv)
-    try:
-        args = prepare(kind, args)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    # Hydra (and Lightning's DDP launcher, which re-runs this command) read sys.argv.
-    sys.argv = [sys.argv[0], *args]
-    if kind == "train":
-        from litvision.train import main
-    else:
-        from litvision.eval import main
-    main()
-
-
-def train(argv: list[str] | None = None) -> None:
-    """Train (and test) an experiment."""
-    _run_hydra("train", argv)
-
-
-def evaluate(argv: list[str] | None = None) -> None:
-    """Test a checkpoint with an experiment's data."""
-    _run_hydra("eval", argv)
-
-
-def list_experiments(argv: list[str] | None = None) -> None:
+# -- tools ------------------------------------------------------------------------------------------
+def list_experiments(args: list[str]) -> None:
     """Print every experiment with its one-line description."""
+    if args:
+        print("usage: litvision list\n\nEvery experiment with its one-line description.")
+        return
     from rich.console import Console
     from rich.table import Table
 
     from litvision.config import experiment_descriptions
 
-    table = Table(title="litvision experiments  (make train EXP=<name>)", title_justify="left")
+    table = Table(title="litvision experiments  (litvision fit experiment=<name>)", title_justify="left")
     table.add_column("experiment", style="bold cyan", no_wrap=True)
     table.add_column("description")
     for name, desc in experiment_descriptions().items():
@@ -113,29 +99,76 @@ def list_experiments(argv: list[str] | None = None) -> None:
     Console().print(table)
 
 
-_HYDRA_APPS = {"train": "litvision.train", "eval": "litvision.eval"}
+def compare(args: list[str]) -> None:
+    from litvision.compare import main as compare_main
 
-COMMANDS: dict[str, Callable[[list[str] | None], None]] = {
-    "train": train,
-    "eval": evaluate,
-    "list": list_experiments,
+    compare_main(args)
+
+
+def sweep(args: list[str]) -> None:
+    """Hydra multirun in its own process: Lightning's DDP launcher re-runs `python -m litvision.train`."""
+    if any(a in ("-h", "--help") for a in args):
+        print(
+            "usage: litvision sweep experiment=<name> key=a,b,c [hparams_search=<name>] [hydra/launcher=...]\n\n"
+            "A Hydra multirun: one run folder per job under runs/<experiment>/multirun/<stamp>/; finished\n"
+            "jobs of a rerun are skipped. `hparams_search=digits_cnn_optuna` runs an Optuna search."
+        )
+        return
+    os.execv(sys.executable, [sys.executable, "-m", "litvision.train", "--multirun", *args])
+
+
+def submit(args: list[str]) -> None:
+    from litvision.submit import main as submit_main
+
+    code = submit_main(args)
+    if code:
+        raise SystemExit(code)
+
+
+@dataclass(frozen=True)
+class CliCommand:
+    run: Callable[[list[str]], None]
+    summary: str
+
+
+COMMANDS: dict[str, CliCommand] = {
+    "fit": CliCommand(lambda a: run_command("fit", a), "train an experiment, then test its best checkpoint"),
+    "test": CliCommand(lambda a: run_command("test", a), "test a checkpoint on its experiment's test split"),
+    "predict": CliCommand(lambda a: run_command("predict", a), "classify/detect a folder of images"),
+    "list": CliCommand(list_experiments, "every experiment with its description"),
+    "compare": CliCommand(compare, "table and curves of runs (make compare)"),
+    "sweep": CliCommand(sweep, "a Hydra grid or Optuna sweep (make sweep)"),
+    "submit": CliCommand(submit, "send an experiment to SLURM via submitit (make submit)"),
 }
+ALIASES = {"train": "fit", "eval": "test"}
+
+
+def usage() -> str:
+    lines = ["usage: litvision <command> [args]   (litvision <command> --help)", ""]
+    lines += [f"  {name:<9} {c.summary}" for name, c in COMMANDS.items()]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] not in COMMANDS:
-        names = " | ".join(COMMANDS)
-        print(f"usage: litvision {{{names}}} [hydra overrides]", file=sys.stderr)
-        sys.exit(0 if args and args[0] in ("-h", "--help") else 2)
-    cmd, rest = args[0], args[1:]
-    if cmd in _HYDRA_APPS:
-        # Hydra apps run as their own module: Lightning's DDP launcher re-runs
-        # `python -m <module> <overrides>` in each worker, which must not see a subcommand.
-        os.execv(sys.executable, [sys.executable, "-m", _HYDRA_APPS[cmd], *rest])
-    sys.argv = [f"{sys.argv[0]} {cmd}", *rest]
-    try:
-        COMMANDS[cmd](rest)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+    if not args or args[0] in ("-h", "--help"):
+        print(usage(), file=sys.stdout if args else sys.stderr)
+        sys.exit(0 if args else 2)
+    name = ALIASES.get(args[0], args[0])
+    if name not in COMMANDS:
+        print(f"error: unknown command '{args[0]}'.\n{usage()}", file=sys.stderr)
         sys.exit(2)
+    guarded(COMMANDS[name].run, args[1:])
+
+
+# Console scripts kept from the first release (litvision-train, litvision-eval, litvision-list).
+def train(argv: list[str] | None = None) -> None:
+    main(["fit", *(sys.argv[1:] if argv is None else argv)])
+
+
+def evaluate(argv: list[str] | None = None) -> None:
+    main(["test", *(sys.argv[1:] if argv is None else argv)])
+
+
+def list_main(argv: list[str] | None = None) -> None:
+    main(["list", *(sys.argv[1:] if argv is None else argv)])

@@ -60,30 +60,34 @@ def check_experiment(name: str) -> None:
         raise UserError(f"Unknown experiment '{name}'. Available: {', '.join(names)} (see `make list`).")
 
 
-def compose(overrides: list[str] | None = None, config_name: str = "train"):
-    """Compose the config the CLI would run, with Hydra's runtime config set.
+def compose(overrides: list[str] | None = None, config_name: str = "train", job_name: str | None = None):
+    """Compose the config a command would run, with Hydra's runtime config set.
 
-    For tests, notebooks and tools: `${hydra:...}` interpolations (the run folder)
-    resolve as in a real run.
+    The run folder (`hydra.run.dir`, with its `${now:...}` stamp) is resolved here, once: every
+    later read of `paths.output_dir` and Lightning's DDP workers (which receive `hydra.run.dir`)
+    see the same folder. `${hydra:...}` interpolations resolve as in a Hydra app.
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf, open_dict, read_write
+    from omegaconf import open_dict, read_write
 
     from litvision.data.folders import register_resolvers
 
     register_resolvers()
     os.environ.setdefault("LITVISION_ROOT", str(project_root()))
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+    with initialize_config_dir(
+        config_dir=str(config_dir()), version_base="1.3", job_name=job_name or config_name
+    ):
         cfg = hydra_compose(
             config_name=config_name, overrides=list(overrides or []), return_hydra_config=True
         )
     with read_write(cfg.hydra):
-        if OmegaConf.is_missing(cfg.hydra.runtime, "output_dir") or cfg.hydra.runtime.output_dir is None:
-            cfg.hydra.runtime.output_dir = cfg.hydra.run.dir
+        run_dir = str(cfg.hydra.run.dir)
+        cfg.hydra.run.dir = run_dir
+        cfg.hydra.runtime.output_dir = run_dir
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
@@ -101,10 +105,12 @@ def check_overrides(overrides: list[str], config_name: str = "train") -> None:
         raise UserError(_one_line(e)) from None
 
 
-def _one_line(e: Exception) -> str:
+def _one_line(e: BaseException) -> str:
     msg = str(e)
     key = None
-    for line in msg.splitlines():
+    # Hydra keeps the offending key in the wrapped OmegaConf error's text.
+    details = "\n".join(str(c) for c in (e.__cause__, e.__context__) if c is not None)
+    for line in (msg + "\n" + details).splitlines():
         line = line.strip()
         if line.startswith("full_key:"):
             key = line.split(":", 1)[1].strip()

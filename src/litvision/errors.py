@@ -1,5 +1,23 @@
 """Errors meant for users: one sentence that names the file or key and the fix."""
 
+from __future__ import annotations
+
 
 class UserError(Exception):
     """Bad input from the user (config, data, paths). Printed without a stack trace."""
+
+
+def find_user_error(exc: BaseException) -> UserError | None:
+    """The UserError behind `exc`, however deep: Hydra's `instantiate` wraps constructor errors in
+    InstantiationException (once per nesting level), Lightning re-raises hook errors, and so on."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, UserError):
+            return e
+        todo += [e.__cause__, e.__context__]
+    return None

@@ -1,5 +1,6 @@
-"""Scale-out glue between the config, the hardware and Lightning: hardware checks, learning-rate
-scaling with the global batch, SLURM plugins, auto-resume and DDP workers under Hydra multirun.
+"""Scale-out glue between the config, the hardware and Lightning: hardware checks, SLURM plugins
+and DDP workers under Hydra multirun. Learning-rate scaling with the global batch happens in the
+task's optimizer set-up (`litvision.tasks.optim.lr_scale`), where the Trainer's world size is known.
 
     litvision train experiment=digits_cnn trainer=ddp_cpu                  # 2 CPU processes (gloo)
     litvision train experiment=X trainer=ddp trainer.devices=4 scale_lr=linear base_batch_size=256
@@ -21,7 +22,6 @@ from omegaconf import DictConfig, open_dict
 from litvision.errors import UserError
 
 GPU_ACCELERATORS = ("gpu", "cuda")
-RESUME_CHECKPOINT = "checkpoints/last.ckpt"
 
 
 # -- bad input --------------------------------------------------------------------------------------
@@ -64,58 +64,7 @@ def check_hardware(cfg: DictConfig) -> None:
         )
 
 
-def check_hardware_overrides(overrides: list[str], config_name: str = "train") -> None:
-    """`check_hardware` on the config a command line composes (the CLI, before Hydra makes a folder)."""
-    from litvision.config import compose
-
-    check_hardware(compose(overrides, config_name))
-
-
-# -- learning rate and global batch -----------------------------------------------------------------
-def global_batch_size(cfg: DictConfig, world_size: int) -> int | None:
-    per_device = (cfg.get("data") or {}).get("batch_size")
-    if per_device is None:
-        return None
-    accumulate = int((cfg.get("trainer") or {}).get("accumulate_grad_batches", 1) or 1)
-    return int(per_device) * int(world_size) * accumulate
-
-
-def scale_learning_rate(cfg: DictConfig, world_size: int) -> dict[str, Any]:
-    """Apply `scale_lr: linear | sqrt` to model.optimizer.lr (and absolute per-group lrs) in place.
-
-    The configured lr is the one tuned for `base_batch_size` (global); with `scale_lr: linear` a run
-    on more devices or nodes multiplies it by global_batch / base_batch_size (Goyal et al., 2017);
-    `sqrt` uses the square root of that ratio (common for Adam-type optimizers).
-    """
-    gbs = global_batch_size(cfg, world_size)
-    info: dict[str, Any] = {"world_size": int(world_size), "global_batch_size": gbs, "lr_scale": 1.0}
-    rule = cfg.get("scale_lr")
-    if not rule:
-        return info
-    if rule not in ("linear", "sqrt"):
-        raise UserError(
-            f"scale_lr={rule} is not a scaling rule: use scale_lr=linear, scale_lr=sqrt or scale_lr=null."
-        )
-    base = cfg.get("base_batch_size")
-    if not base or gbs is None:
-        raise UserError(
-            "scale_lr needs base_batch_size (the global batch the configured lr was tuned for) and data.batch_size: "
-            "e.g. scale_lr=linear base_batch_size=256."
-        )
-    ratio = gbs / float(base)
-    factor = ratio if rule == "linear" else math.sqrt(ratio)
-    model = cfg.model
-    with open_dict(model):
-        if model.get("optimizer") is not None and model.optimizer.get("lr") is not None:
-            model.optimizer.lr = float(model.optimizer.lr) * factor
-        for group in (model.get("param_groups") or {}).values():
-            if group is not None and group.get("lr") is not None:
-                group.lr = float(group.lr) * factor
-    info.update(lr_scale=factor, scale_lr=rule, base_batch_size=int(base))
-    return info
-
-
-# -- plugins, resume, DDP workers -------------------------------------------------------------------
+# -- plugins, DDP workers -------------------------------------------------------------------
 def trainer_plugins(cfg: DictConfig) -> list[Any]:
     """Atomic checkpoint writes always; under SLURM, Lightning's auto-requeue off (see callbacks.preemption)."""
     from lightning.pytorch.plugins.environments import SLURMEnvironment
@@ -128,20 +77,6 @@ def trainer_plugins(cfg: DictConfig) -> list[Any]:
         # submitit; Lightning's own handler would save inside the signal handler and requeue a second time.
         plugins.append(SLURMEnvironment(auto_requeue=False))
     return plugins
-
-
-def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> str | None:
-    """The checkpoint to start from: `ckpt_path` if given, else the run folder's own last.ckpt.
-
-    A fresh run folder has none; one exists when SLURM requeued a pre-empted job (or a job is
-    re-run in its folder), which then continues where it stopped.
-    """
-    if cfg.get("ckpt_path"):
-        return str(cfg.ckpt_path)
-    if not cfg.get("train", True):
-        return None
-    last = run_dir / RESUME_CHECKPOINT
-    return str(last) if last.is_file() else None
 
 
 def prepare_ddp_workers() -> None:

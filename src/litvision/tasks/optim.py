@@ -136,6 +136,29 @@ def trainable(params: Iterable[torch.nn.Parameter]) -> list[torch.nn.Parameter]:
     return [p for p in params if p.requires_grad]
 
 
+def lr_scale(spec: Mapping[str, Any] | None, trainer: Any) -> dict[str, Any]:
+    """The factor `scale_lr: linear | sqrt` puts on every group's lr, from the Trainer's world size.
+
+    The configured lr is the one tuned for `base_batch_size` (global); on more devices or nodes
+    `linear` multiplies it by global_batch / base_batch_size (Goyal et al., 2017, "Accurate, Large
+    Minibatch SGD"), `sqrt` by the square root of that ratio (common for Adam-type optimizers).
+    Global batch = per-device batch x world size x accumulate_grad_batches.
+    """
+    spec = dict(spec or {})
+    world = int(getattr(trainer, "world_size", 1) or 1)
+    accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+    per_device = spec.get("batch_size")
+    gbs = int(per_device) * world * accumulate if per_device else None
+    info: dict[str, Any] = {"world_size": world, "global_batch_size": gbs, "lr_scale": 1.0}
+    rule, base = spec.get("rule"), spec.get("base_batch_size")
+    if rule and base and gbs:
+        ratio = gbs / float(base)
+        info.update(
+            lr_scale=ratio if rule == "linear" else math.sqrt(ratio), scale_lr=rule, base_batch_size=int(base)
+        )
+    return info
+
+
 def configure_optimization(
     task: Any, make_groups: Callable[[float, float], list[dict[str, Any]]]
 ) -> dict[str, Any]:
@@ -148,7 +171,13 @@ def configure_optimization(
 
     factory = instantiate(task.hparams.optimizer)
     kw = getattr(factory, "keywords", {})
-    optimizer = factory(make_groups(kw.get("lr", 1e-3), kw.get("weight_decay", 0.0)))
+    groups = make_groups(kw.get("lr", 1e-3), kw.get("weight_decay", 0.0))
+    # Scaling with the global batch is known only now, from the Trainer's world size.
+    scaling = lr_scale(getattr(task, "lr_scaling", None), task.trainer)
+    task.lr_scaling_info = scaling
+    for g in groups:
+        g["lr"] = g["lr"] * scaling["lr_scale"]
+    optimizer = factory(groups)
     scheduler = build_scheduler(
         optimizer,
         total_steps=int(task.trainer.estimated_stepping_batches),

@@ -36,17 +36,38 @@ def git_info(root: str | Path) -> dict[str, Any]:
         return {"git_commit": None, "git_dirty": None}
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    # Write-then-rename: a crash never leaves a half-written file that tools would parse.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def atomic_write(path: Path, text: str) -> None:
+    """Write-then-rename: a crash never leaves a half-written file that tools would parse.
+
+    The temporary file is unique (two processes writing the same target never share it) and sits
+    beside the target, so the rename is atomic. A failed write (full disk, read-only folder) is one
+    line naming the path, and whatever was there before is left intact.
+    """
+    import tempfile
+
+    from litvision.errors import UserError
+
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise UserError(
+            f"Cannot write {path}: {e.strerror or e}. Free space or fix the folder's permissions; "
+            "the file's previous version (if any) is intact."
+        ) from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def save_config(cfg: DictConfig, run_dir: str | Path) -> Path:
     path = Path(run_dir) / CONFIG_FILE
-    _atomic_write(path, OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write(path, OmegaConf.to_yaml(cfg, resolve=True))
     return path
 
 
@@ -73,7 +94,7 @@ def _json_safe(obj: Any) -> Any:
 
 def write_summary(run_dir: str | Path, summary: dict[str, Any]) -> Path:
     path = Path(run_dir) / SUMMARY_FILE
-    _atomic_write(path, json.dumps(_json_safe(summary), indent=2) + "\n")
+    atomic_write(path, json.dumps(_json_safe(summary), indent=2) + "\n")
     return path
 
 

@@ -1,0 +1,65 @@
+"""`litvision fit`: train, validate the best checkpoint again, test it.
+
+    litvision fit experiment=digits_cnn trainer.max_epochs=5
+    litvision fit resume=runs/digits_cnn/<stamp>          # an interrupted run, with its own config
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litvision.lifecycle.session import Session
+
+
+def _checkpoint_callback(trainer: Any) -> Any:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    return next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+
+
+def run(session: Session) -> dict[str, Any]:
+    from litvision.scale import prepare_ddp_workers, release_ddp_launch
+    from litvision.utils.run import to_floats
+
+    cfg = session.cfg
+    datamodule = session.datamodule()
+    trainer = session.trainer()
+    task = session.task()
+    prepare_ddp_workers()
+    if cfg.get("train", True):
+        trainer.fit(task, datamodule=datamodule, ckpt_path=session.ckpt_path)
+        if trainer.interrupted:
+            raise SystemExit(1)
+
+    # Read the checkpoint callback now: validate/test below restore callback state from the
+    # best checkpoint, which holds stale paths and scores.
+    ckpt_cb = _checkpoint_callback(trainer)
+    best = (ckpt_cb.best_model_path if ckpt_cb else "") or None
+    fields: dict[str, Any] = {
+        "monitor": cfg.monitor,
+        "best_score": float(ckpt_cb.best_model_score)
+        if ckpt_cb and ckpt_cb.best_model_score is not None
+        else None,
+        "best_checkpoint": best,
+        "last_checkpoint": (ckpt_cb.last_model_path or None) if ckpt_cb else None,
+        "epochs_completed": trainer.current_epoch,
+        "global_step": trainer.global_step,
+    }
+    best_val: dict[str, float] = {}
+    if best:
+        # Validate the best checkpoint again so that "best val" and "test" describe the same weights.
+        best_val = to_floats(trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)[0])
+    test: dict[str, float] = {}
+    if cfg.get("test", True):
+        test = to_floats(trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)[0])
+    fields.update(best_val=best_val, test=test, world_size=trainer.world_size)
+    fields.update(getattr(task, "lr_scaling_info", None) or {})
+    session.after_run(lambda summary: _finish_loggers(trainer, summary))
+    session.after_run(lambda summary: release_ddp_launch(trainer))
+    return fields
+
+
+def _finish_loggers(trainer: Any, summary: dict[str, Any]) -> None:
+    from litvision.tracking.wandb_logger import finish
+
+    finish(trainer.loggers, summary)

@@ -1,0 +1,389 @@
+"""One run lifecycle for every command: plan (compose + validate, no folder yet) -> execute (folder,
+lock, build, command, summary).
+
+    plan = plan_run(COMMANDS["fit"], ["experiment=digits_cnn", "trainer.max_epochs=5"])
+    summary = execute(plan)
+
+`plan_run` composes the config once, resolves what a `resume=` / `ckpt_path=` means for this
+command, and refuses bad input (unknown keys, bad values, missing GPUs, an unwritable runs folder,
+a resume that would change the run's settings) before anything is written. `execute` then owns
+the run folder: it creates it (a new run never reuses a folder), takes its lock, records how the
+run was started or resumed, runs the command, writes `summary.json` and releases the lock. A
+refusal raised later (a missing dataset, a wrong class count, at any depth of Hydra's
+`instantiate`) removes a new folder that holds no checkpoint yet, so no orphan folder is left.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from litvision.errors import UserError, find_user_error
+from litvision.lifecycle import run_folder as folders
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    #: Entry config in configs/ (train.yaml, eval.yaml, predict.yaml); also the run's log file name.
+    config_name: str
+    #: `python -m <module>`: Lightning's DDP launcher re-runs this module in each extra process.
+    module: str
+    #: "module:function" taking a Session and returning the command's summary fields.
+    runner: str
+    needs_checkpoint: bool = False
+    #: hydra.run.dir when the entry config's hydra group does not set it.
+    run_dir: str | None = None
+
+
+COMMANDS: dict[str, Command] = {
+    "fit": Command("fit", "train", "litvision.train", "litvision.commands.fit:run"),
+    "test": Command("test", "eval", "litvision.eval", "litvision.commands.test:run", needs_checkpoint=True),
+    "predict": Command(
+        "predict",
+        "predict",
+        "litvision.predict",
+        "litvision.commands.predict:run",
+        needs_checkpoint=True,
+        run_dir="${paths.runs_dir}/${name}/predict/${now:%Y-%m-%d_%H-%M-%S-%f}",
+    ),
+}
+
+
+@dataclass
+class Plan:
+    command: Command
+    cfg: DictConfig
+    run_dir: Path
+    #: new: a fresh folder; resume: continue an interrupted run in its folder; fork: a new run that
+    #: starts from a finished run's checkpoint; job: a folder Hydra's multirun made for this job.
+    mode: str
+    ckpt_path: str | None
+    overrides: list[str]
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    source_run: Path | None = None
+    #: From the command line: the folder must not exist yet (a new run never reuses a folder).
+    fresh_folder: bool = True
+    configure_logging: bool = True
+
+
+def process_rank() -> int:
+    """This process's global rank from the launcher's environment (0 when launched by hand)."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "JSM_NAMESPACE_RANK"):
+        value = os.environ.get(key)
+        if value not in (None, ""):
+            try:
+                return int(value)
+            except ValueError:
+                continue
+    return 0
+
+
+def value_of(args: list[str], key: str) -> str | None:
+    """The last `key=value` (or `+key=`, `++key=`) on a command line; "" and "null" read as None."""
+    for a in reversed(args):
+        for prefix in (f"{key}=", f"+{key}=", f"++{key}="):
+            if a.startswith(prefix):
+                v = a[len(prefix) :].strip().strip("'\"")
+                return None if v in ("", "null", "None") else v
+    return None
+
+
+def compose_checked(overrides: list[str], config_name: str) -> DictConfig:
+    """Compose once; Hydra's and OmegaConf's errors become one line naming the key."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from litvision.config import _one_line, compose
+
+    try:
+        return compose(overrides, config_name)
+    except (HydraException, OmegaConfBaseException) as e:
+        user_error = find_user_error(e)
+        raise (user_error or UserError(_one_line(e))) from None
+
+
+def _checkpoint_file(path: str, what: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(
+            f"Checkpoint not found: {path} ({what}). Pass an existing .ckpt file, "
+            "e.g. runs/<experiment>/<timestamp>/checkpoints/last.ckpt."
+        )
+    return p.resolve()
+
+
+def plan_run(command: Command, args: list[str]) -> Plan:
+    """Everything up to (not including) the run folder: compose, resolve resume, validate."""
+    from litvision.config import check_experiment
+    from litvision.lifecycle.checks import preflight
+    from litvision.lifecycle.resume import check_resume_changes, replayable
+
+    args = [a for a in args if a not in ("-m", "--multirun")]
+    worker = process_rank() != 0
+    exp = value_of(args, "experiment")
+    if exp is not None:
+        check_experiment(exp)
+    resume, ckpt = value_of(args, "resume"), value_of(args, "ckpt_path")
+    if command.name != "fit" and resume:
+        raise UserError(f"resume= is for `litvision fit`; `litvision {command.name}` takes ckpt_path=<file>.")
+    if resume and ckpt:
+        raise UserError(
+            "Give resume=<run folder> or ckpt_path=<file>, not both: resume= continues a run from its "
+            "last.ckpt, ckpt_path= from the file you name."
+        )
+    if command.needs_checkpoint and not ckpt:
+        raise UserError(
+            f"{command.name} needs a checkpoint: ckpt_path=<path/to.ckpt> "
+            f"(make {'eval' if command.name == 'test' else command.name} ... CKPT=<path>)."
+        )
+
+    mode, base, source_run, start_ckpt = "new", [], None, None
+    if resume:
+        source_run = folders.owning_run(resume)
+        if source_run is None:
+            raise UserError(
+                f"resume={resume} is not a run folder (no config.yaml or .hydra/ in it or its parents); "
+                "pass runs/<experiment>/<timestamp> or its checkpoints/last.ckpt."
+            )
+        given = Path(resume).expanduser()
+        last = source_run / folders.CHECKPOINTS / "last.ckpt"
+        start_ckpt = str(given.resolve()) if given.is_file() else (str(last) if last.is_file() else None)
+    elif ckpt:
+        start_ckpt = str(_checkpoint_file(ckpt, "ckpt_path"))
+        source_run = folders.owning_run(Path(start_ckpt).parent)
+    explicit_dir = value_of(args, "hydra.run.dir")
+    if command.name == "fit" and not worker and source_run is None and explicit_dir:
+        # Re-running a command with the same hydra.run.dir (torchrun, a requeued script) continues it.
+        d = Path(explicit_dir).expanduser()
+        if d.is_dir() and folders.is_run_folder(d):
+            source_run = d.resolve()
+            last = source_run / folders.CHECKPOINTS / "last.ckpt"
+            start_ckpt = str(last) if last.is_file() else None
+            if folders.is_finished(source_run):
+                raise UserError(
+                    f"{source_run} is a finished run (it has summary.json) and is never written again; "
+                    f"start a new run from it with resume={source_run}."
+                )
+
+    notes: list[str] = []
+    if source_run is not None:
+        run_overrides = replayable(folders.original_overrides(source_run))
+        if command.name != "fit":
+            base = run_overrides  # the run's own data and model
+        elif folders.is_finished(source_run):
+            mode = "fork"
+            base = run_overrides if resume else []
+            if start_ckpt is None:
+                raise UserError(f"{source_run} is finished but has no checkpoints/last.ckpt to start from.")
+        else:
+            mode, base = "resume", run_overrides
+    overrides = [*base, *args]
+    if mode == "resume" and not worker:
+        overrides.append(f"hydra.run.dir={source_run}")
+    if command.run_dir and value_of(overrides, "hydra.run.dir") is None:
+        overrides.append(f"hydra.run.dir={command.run_dir}")
+
+    cfg = compose_checked(overrides, command.config_name)
+    _resolve(cfg)
+    preflight(cfg)
+    run_dir = Path(cfg.paths.output_dir).resolve()
+    changes = {}
+    if mode == "resume" and not worker:
+        changes = check_resume_changes(run_dir, cfg)
+    if start_ckpt is not None:
+        _check_checkpoint(start_ckpt, cfg, command)
+    if mode == "fork":
+        notes.append(
+            f"{source_run} is finished and read-only: this is a new run in {run_dir}, "
+            f"starting from {Path(start_ckpt).name} of that run."
+        )
+    plan = Plan(
+        command=command,
+        cfg=cfg,
+        run_dir=run_dir,
+        mode=mode,
+        ckpt_path=start_ckpt,
+        overrides=[o for o in overrides if not o.startswith("hydra.")],
+        changes=changes,
+        source_run=source_run,
+    )
+    for note in notes:
+        print(note, file=sys.stderr)
+    return plan
+
+
+def _resolve(cfg: DictConfig) -> None:
+    """Resolve every interpolation once: the run reads fixed values, whatever a resolver would say later."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from litvision.config import _one_line
+
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:
+        raise (find_user_error(e) or UserError(_one_line(e))) from None
+
+
+def _check_checkpoint(path: str, cfg: DictConfig, command: Command) -> None:
+    """The checkpoint loads safely and belongs to this experiment's task (one line if not)."""
+    try:
+        from litvision.utils.safe_load import check_compatible, load_checkpoint
+    except ImportError:  # pragma: no cover - until the safe loader lands
+        return
+    check_compatible(load_checkpoint(path), cfg, path)
+
+
+def plan_for_config(command: Command, cfg: DictConfig, job: bool = False) -> Plan:
+    """A plan for a config composed elsewhere (tests, notebooks, a Hydra multirun job).
+
+    The run folder is `cfg.paths.output_dir`: a finished run there is refused (or, for a sweep job,
+    skipped by the caller), an interrupted one continues from its last.ckpt (a requeued SLURM job).
+    """
+    from litvision.lifecycle.checks import preflight
+
+    _resolve(cfg)
+    preflight(cfg)
+    run_dir = Path(cfg.paths.output_dir).resolve()
+    if folders.is_finished(run_dir):
+        raise UserError(
+            f"{run_dir} is a finished run (it has summary.json) and is never written again; "
+            "choose another folder or resume=<run> to start a new run from it."
+        )
+    started = (run_dir / "config.yaml").is_file()
+    last = run_dir / folders.CHECKPOINTS / "last.ckpt"
+    ckpt = cfg.get("ckpt_path") or (str(last) if started and last.is_file() else None)
+    return Plan(
+        command=command,
+        cfg=cfg,
+        run_dir=run_dir,
+        mode="resume" if started else ("job" if job else "new"),
+        ckpt_path=str(ckpt) if ckpt else None,
+        overrides=_task_overrides(),
+        fresh_folder=False,
+        configure_logging=False,
+    )
+
+
+def _task_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return []
+    return [str(o) for o in HydraConfig.get().overrides.task]
+
+
+def _configure_logging() -> None:
+    """What Hydra's app would do: the run's log file (train.log) from configs/hydra/job_logging."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import configure_log
+
+    from omegaconf import OmegaConf
+
+    # A root of its own: the composed config no longer carries `hydra`, which job_logging refers to.
+    root = OmegaConf.create({"hydra": OmegaConf.to_container(HydraConfig.get(), resolve=False)})
+    configure_log(root.hydra.job_logging, root.hydra.verbose)
+
+
+def execute(plan: Plan) -> dict[str, Any]:
+    """Own the run folder for the plan's command; returns the summary (written on rank zero)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from litvision.utils.run import write_summary
+
+    started = time.time()
+    rank_zero = process_rank() == 0
+    run, cfg = plan.run_dir, plan.cfg
+    created, lock = False, None
+    try:
+        if rank_zero:
+            if plan.mode in ("new", "fork") and plan.fresh_folder:
+                folders.create(run)
+                created = True
+            elif not run.is_dir():
+                run.mkdir(parents=True)
+                created = True
+            lock = folders.RunLock(run)
+            lock.acquire()
+            if plan.mode == "resume":
+                folders.record_resume(
+                    run,
+                    {
+                        "overrides": plan.overrides,
+                        "checkpoint": plan.ckpt_path,
+                        "changed": {k: {"from": a, "to": b} for k, (a, b) in plan.changes.items()},
+                    },
+                )
+            elif not (run / "config.yaml").is_file():
+                hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
+                folders.write_start(run, cfg, hydra_cfg, plan.overrides)
+        if plan.configure_logging:
+            _configure_logging()
+        from litvision.lifecycle.session import Session
+        from litvision.utils import console
+
+        session = Session(cfg, run, plan.ckpt_path, rank_zero)
+        if plan.command.name == "fit":
+            console.print_config_tree(cfg)
+        console.print_start(cfg, str(run))
+        import lightning as L
+
+        L.seed_everything(cfg.seed, workers=True)
+        module, fn = plan.command.runner.split(":")
+        fields = getattr(importlib.import_module(module), fn)(session)
+        summary = {
+            "experiment": cfg.name,
+            "task": plan.command.config_name,
+            "command": plan.command.name,
+            "seed": cfg.seed,
+            "run_dir": str(run),
+            **fields,
+            **_provenance(plan),
+            "wall_time_s": round(time.time() - started, 2),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        if session.is_global_zero:
+            write_summary(run, summary)
+            if plan.command.name != "predict":
+                console.print_summary(summary)
+        session.finish(summary)
+        return summary
+    except Exception as e:
+        user_error = find_user_error(e)
+        if user_error is None:
+            raise
+        if created and folders.remove_unstarted(run):
+            log.info("removed %s: the run was refused before it started", run)
+        raise user_error from None
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _provenance(plan: Plan) -> dict[str, Any]:
+    from litvision.config import project_root
+    from litvision.utils.run import git_info
+
+    out: dict[str, Any] = {}
+    if plan.mode == "fork" and plan.source_run is not None:
+        out["started_from"] = {"run": str(plan.source_run), "checkpoint": plan.ckpt_path}
+    resumes = sorted(plan.run_dir.glob("resume-*.yaml"))
+    if resumes:
+        out["resumes"] = len(resumes)
+    return {**out, **git_info(project_root())}
+
+
+def run_command(name: str, args: list[str]) -> dict[str, Any]:
+    return execute(plan_run(COMMANDS[name], args))

@@ -1,0 +1,64 @@
+"""What a command works with: the validated config, its run folder, the checkpoint to start from,
+and the objects built from the config, each built once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+
+class Session:
+    def __init__(self, cfg: DictConfig, run_dir: Path, ckpt_path: str | None, rank_zero: bool) -> None:
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.ckpt_path = ckpt_path
+        self.rank_zero = rank_zero
+        self._built: dict[str, Any] = {}
+        self._after: list[Callable[[dict[str, Any]], None]] = []
+
+    def _once(self, key: str, make: Callable[[], Any]) -> Any:
+        if key not in self._built:
+            self._built[key] = make()
+        return self._built[key]
+
+    def datamodule(self) -> Any:
+        from litvision.build import build_datamodule
+
+        return self._once("datamodule", lambda: build_datamodule(self.cfg))
+
+    def trainer(self, callbacks: list[Any] | None = None) -> Any:
+        from litvision.build import build_trainer
+
+        return self._once("trainer", lambda: build_trainer(self.cfg, callbacks=callbacks))
+
+    def task(self, pretrained: bool = True) -> Any:
+        """The task; `pretrained=False` when a checkpoint will supply every weight (nothing is fetched)."""
+        from litvision.build import build_task
+
+        def make() -> Any:
+            cfg = self.cfg
+            if not pretrained and cfg.model.get("net") is not None:
+                from litvision.models.weights import without_pretrained
+
+                cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+                with open_dict(cfg):
+                    cfg.model.net = without_pretrained(cfg.model.net)
+            return build_task(cfg)
+
+        return self._once("task", make)
+
+    @property
+    def is_global_zero(self) -> bool:
+        trainer = self._built.get("trainer")
+        return bool(trainer.is_global_zero) if trainer is not None else self.rank_zero
+
+    def after_run(self, fn: Callable[[dict[str, Any]], None]) -> None:
+        """Run `fn(summary)` once the summary is written (finish loggers, release DDP workers)."""
+        self._after.append(fn)
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        for fn in self._after:
+            fn(summary)
