@@ -340,7 +340,7 @@ def execute(plan: Plan) -> dict[str, Any]:
         console.print_start(cfg, str(run))
         import lightning as L
 
-        L.seed_everything(cfg.seed, workers=True)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)  # the start panel shows the seed
         module, fn = plan.command.runner.split(":")
         fields = getattr(importlib.import_module(module), fn)(session)
         summary = {
