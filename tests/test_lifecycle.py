@@ -54,7 +54,12 @@ def interrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     runs = tmp_path_factory.mktemp("interrupted")
     cfg = compose_cfg(
-        [*FAST, "data.batch_size=16", "+callbacks.crash._target_=conftest.CrashAtEpochStart", "+callbacks.crash.epoch=1"],
+        [
+            *FAST,
+            "data.batch_size=16",
+            "+callbacks.crash._target_=conftest.CrashAtEpochStart",
+            "+callbacks.crash.epoch=1",
+        ],
         runs,
     )
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -215,7 +220,8 @@ def test_two_resumes_of_one_run_at_once_one_is_refused(tmp_path: Path) -> None:
         "+callbacks.slow.seconds=0.3",
     ]
     cfg = compose_cfg(
-        [*FAST, *slow, "+callbacks.crash._target_=conftest.CrashAtEpochStart", "+callbacks.crash.epoch=1"], runs
+        [*FAST, *slow, "+callbacks.crash._target_=conftest.CrashAtEpochStart", "+callbacks.crash.epoch=1"],
+        runs,
     )
     with pytest.raises(RuntimeError):
         train(cfg)

@@ -17,22 +17,8 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from litvision.errors import UserError, find_user_error
-
-
-def guarded(fn: Callable[..., Any], *args: Any) -> Any:
-    """The error boundary: a UserError at any depth -> `error: <one line>` and exit code 2."""
-    try:
-        return fn(*args)
-    except Exception as e:
-        user_error = find_user_error(e)
-        if user_error is None:
-            raise
-        print(f"error: {' '.join(str(user_error).split())}", file=sys.stderr)
-        raise SystemExit(2) from None
-
+from litvision.errors import UserError, guarded
 
 # -- run commands (fit, test, predict) ---------------------------------------------------------------
 _RUN_HELP = {

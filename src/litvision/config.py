@@ -94,15 +94,22 @@ def compose(overrides: list[str] | None = None, config_name: str = "train", job_
     return cfg
 
 
-def check_overrides(overrides: list[str], config_name: str = "train") -> None:
-    """Compose once so that a typo fails here, in one line, before any run folder exists."""
+def compose_checked(overrides: list[str], config_name: str = "train"):
+    """Compose once; Hydra's and OmegaConf's errors become one line naming the key."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from litvision.errors import find_user_error
+
     try:
-        compose(overrides, config_name)
+        return compose(overrides, config_name)
     except (HydraException, OmegaConfBaseException) as e:
-        raise UserError(_one_line(e)) from None
+        raise (find_user_error(e) or UserError(_one_line(e))) from None
+
+
+def check_overrides(overrides: list[str], config_name: str = "train") -> None:
+    """A typo fails here, in one line, before any run folder exists (tools that only check)."""
+    compose_checked(overrides, config_name)
 
 
 def _one_line(e: BaseException) -> str:

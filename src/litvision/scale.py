@@ -11,10 +11,8 @@ Global batch = data.batch_size (per device) x devices x num_nodes x accumulate_g
 
 from __future__ import annotations
 
-import math
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, open_dict

@@ -168,19 +168,20 @@ def main(argv: list[str] | None = None) -> int:
     a, overrides = ap.parse_known_args(sys.argv[1:] if argv is None else argv)
     overrides = [o for o in overrides if o != "--"]
     try:
-        from litvision.cli import _value
-        from litvision.config import check_experiment, check_overrides, project_root
+        from litvision.config import check_experiment, project_root
+        from litvision.lifecycle.runner import value_of
 
         tasks = a.tasks or a.gpus or 1
         parse_time(a.time)
         partition = check_request(a.nodes, a.gpus, tasks, _blank(a.partition))
         cmd = build_command(a, overrides, partition)
-        # Typos fail here, before anything reaches the queue. GPUs are checked in the job, not on
-        # the login node, which often has none.
+        # Typos fail before anything reaches the queue: here for the experiment, and in the sweep
+        # process (litvision.commands.sweep.check_sweep) for every key. GPUs are checked in the
+        # job, not on the login node, which often has none.
         os.environ.setdefault("LITVISION_ROOT", str(project_root()))
-        if _value(overrides, "experiment"):
-            check_experiment(_value(overrides, "experiment"))
-        check_overrides([o for o in cmd[4:] if not o.startswith(("hydra", "+hydra"))])
+        experiment = value_of(overrides, "experiment")
+        if experiment:
+            check_experiment(experiment)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
 """`litvision fit`: train, validate the best checkpoint again, test it.
 
-    litvision fit experiment=digits_cnn trainer.max_epochs=5
-    litvision fit resume=runs/digits_cnn/<stamp>          # an interrupted run, with its own config
+litvision fit experiment=digits_cnn trainer.max_epochs=5
+litvision fit resume=runs/digits_cnn/<stamp>          # an interrupted run, with its own config
 """
 
 from __future__ import annotations

@@ -29,9 +29,9 @@ _SWEEP_SYNTAX = re.compile(r"[\[\](){}]|^\w+\(")
 
 def check_sweep(args: list[str]) -> None:
     """Compose the first job's config, so a typo fails in one line before any folder exists."""
-    from litvision.config import check_experiment
+    from litvision.config import check_experiment, compose_checked
     from litvision.lifecycle.checks import preflight
-    from litvision.lifecycle.runner import compose_checked, value_of
+    from litvision.lifecycle.runner import value_of
 
     exp = value_of(args, "experiment")
     if exp is not None:
@@ -58,7 +58,7 @@ def check_sweep(args: list[str]) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def _job(cfg: DictConfig) -> float | None:
-    from litvision.cli import guarded
+    from litvision.errors import guarded
 
     summary = guarded(_run_job, cfg)
     # Hydra sweepers (Optuna) optimise the value the app returns.
@@ -83,7 +83,7 @@ def _run_job(cfg: DictConfig) -> dict[str, Any]:
 
 
 def main() -> None:
-    from litvision.cli import guarded
+    from litvision.errors import guarded
 
     guarded(check_sweep, sys.argv[1:])
     _job()

@@ -1,6 +1,6 @@
 """`litvision test`: test a checkpoint on the experiment's test split, in a run folder of its own.
 
-    litvision test ckpt_path=runs/digits_cnn/<stamp>/checkpoints/best-epoch012.ckpt
+litvision test ckpt_path=runs/digits_cnn/<stamp>/checkpoints/best-epoch012.ckpt
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ def run(session: Session) -> dict[str, Any]:
 
     trainer = session.trainer(callbacks=[])
     metrics = trainer.test(
-        session.task(pretrained=False), datamodule=session.datamodule(), ckpt_path=session.ckpt_path, verbose=False
+        session.task(pretrained=False),
+        datamodule=session.datamodule(),
+        ckpt_path=session.ckpt_path,
+        verbose=False,
     )
     return {"checkpoint": str(Path(session.ckpt_path).resolve()), "test": to_floats(metrics[0])}

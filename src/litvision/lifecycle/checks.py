@@ -66,50 +66,132 @@ def _limit_ok(v: Any) -> bool:
 
 RULES: tuple[Rule, ...] = (
     Rule("seed", _is_int, "a whole number", "seed=42"),
-    Rule("trainer.max_epochs", lambda v: _is_int(v) and v >= -1, "a whole number >= 1 (-1: no limit)",
-         "trainer.max_epochs=20", nullable=True),
-    Rule("trainer.min_epochs", lambda v: _is_int(v) and v >= 0, "a whole number >= 0",
-         "trainer.min_epochs=1", nullable=True),
-    Rule("trainer.max_steps", lambda v: _is_int(v) and v >= -1, "a whole number (-1: no limit)",
-         "trainer.max_steps=1000"),
-    Rule("trainer.devices", _devices_ok, "a device count >= 1, -1, 'auto' or a list of device ids",
-         "trainer.devices=2"),
+    Rule(
+        "trainer.max_epochs",
+        lambda v: _is_int(v) and v >= -1,
+        "a whole number >= 1 (-1: no limit)",
+        "trainer.max_epochs=20",
+        nullable=True,
+    ),
+    Rule(
+        "trainer.min_epochs",
+        lambda v: _is_int(v) and v >= 0,
+        "a whole number >= 0",
+        "trainer.min_epochs=1",
+        nullable=True,
+    ),
+    Rule(
+        "trainer.max_steps",
+        lambda v: _is_int(v) and v >= -1,
+        "a whole number (-1: no limit)",
+        "trainer.max_steps=1000",
+    ),
+    Rule(
+        "trainer.devices",
+        _devices_ok,
+        "a device count >= 1, -1, 'auto' or a list of device ids",
+        "trainer.devices=2",
+    ),
     Rule("trainer.num_nodes", lambda v: _is_int(v) and v >= 1, "a whole number >= 1", "trainer.num_nodes=2"),
-    Rule("trainer.precision", lambda v: str(v) in PRECISIONS, f"one of {', '.join(PRECISIONS[:10])}",
-         "trainer.precision=bf16-mixed"),
-    Rule("trainer.accumulate_grad_batches", lambda v: _is_int(v) and v >= 1, "a whole number >= 1",
-         "trainer.accumulate_grad_batches=4"),
-    Rule("trainer.gradient_clip_val", lambda v: _is_number(v) and v >= 0, "a number >= 0 or null",
-         "trainer.gradient_clip_val=1.0", nullable=True),
-    Rule("trainer.check_val_every_n_epoch", lambda v: _is_int(v) and v >= 1, "a whole number >= 1",
-         "trainer.check_val_every_n_epoch=1", nullable=True),
-    Rule("trainer.log_every_n_steps", lambda v: _is_int(v) and v >= 1, "a whole number >= 1",
-         "trainer.log_every_n_steps=10"),
+    Rule(
+        "trainer.precision",
+        lambda v: str(v) in PRECISIONS,
+        f"one of {', '.join(PRECISIONS[:10])}",
+        "trainer.precision=bf16-mixed",
+    ),
+    Rule(
+        "trainer.accumulate_grad_batches",
+        lambda v: _is_int(v) and v >= 1,
+        "a whole number >= 1",
+        "trainer.accumulate_grad_batches=4",
+    ),
+    Rule(
+        "trainer.gradient_clip_val",
+        lambda v: _is_number(v) and v >= 0,
+        "a number >= 0 or null",
+        "trainer.gradient_clip_val=1.0",
+        nullable=True,
+    ),
+    Rule(
+        "trainer.check_val_every_n_epoch",
+        lambda v: _is_int(v) and v >= 1,
+        "a whole number >= 1",
+        "trainer.check_val_every_n_epoch=1",
+        nullable=True,
+    ),
+    Rule(
+        "trainer.log_every_n_steps",
+        lambda v: _is_int(v) and v >= 1,
+        "a whole number >= 1",
+        "trainer.log_every_n_steps=10",
+    ),
     *(
-        Rule(f"trainer.limit_{stage}_batches", _limit_ok, "a batch count >= 0 or a fraction in [0, 1]",
-             f"trainer.limit_{stage}_batches=10", nullable=True)
+        Rule(
+            f"trainer.limit_{stage}_batches",
+            _limit_ok,
+            "a batch count >= 0 or a fraction in [0, 1]",
+            f"trainer.limit_{stage}_batches=10",
+            nullable=True,
+        )
         for stage in ("train", "val", "test", "predict")
     ),
     Rule("data.batch_size", lambda v: _is_int(v) and v >= 1, "a whole number >= 1", "data.batch_size=64"),
     Rule("data.num_workers", lambda v: _is_int(v) and v >= 0, "a whole number >= 0", "data.num_workers=4"),
-    Rule("data.val_fraction", lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)",
-         "data.val_fraction=0.1", nullable=True),
-    Rule("data.test_fraction", lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)",
-         "data.test_fraction=0.2", nullable=True),
-    Rule("data.image_size", lambda v: _is_int(v) and v >= 1, "a whole number of pixels >= 1",
-         "data.image_size=224", nullable=True),
+    Rule(
+        "data.val_fraction",
+        lambda v: _is_number(v) and 0 <= v < 1,
+        "a fraction in [0, 1)",
+        "data.val_fraction=0.1",
+        nullable=True,
+    ),
+    Rule(
+        "data.test_fraction",
+        lambda v: _is_number(v) and 0 <= v < 1,
+        "a fraction in [0, 1)",
+        "data.test_fraction=0.2",
+        nullable=True,
+    ),
+    Rule(
+        "data.image_size",
+        lambda v: _is_int(v) and v >= 1,
+        "a whole number of pixels >= 1",
+        "data.image_size=224",
+        nullable=True,
+    ),
     Rule("model.optimizer.lr", lambda v: _is_number(v) and v > 0, "a number > 0", "model.optimizer.lr=1e-3"),
-    Rule("model.optimizer.weight_decay", lambda v: _is_number(v) and v >= 0, "a number >= 0",
-         "model.optimizer.weight_decay=1e-4"),
-    Rule("model.label_smoothing", lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)",
-         "model.label_smoothing=0.1"),
-    Rule("model.scheduler.warmup_epochs", lambda v: _is_number(v) and v >= 0, "a number of epochs >= 0",
-         "model.scheduler.warmup_epochs=1"),
+    Rule(
+        "model.optimizer.weight_decay",
+        lambda v: _is_number(v) and v >= 0,
+        "a number >= 0",
+        "model.optimizer.weight_decay=1e-4",
+    ),
+    Rule(
+        "model.label_smoothing",
+        lambda v: _is_number(v) and 0 <= v < 1,
+        "a number in [0, 1)",
+        "model.label_smoothing=0.1",
+    ),
+    Rule(
+        "model.scheduler.warmup_epochs",
+        lambda v: _is_number(v) and v >= 0,
+        "a number of epochs >= 0",
+        "model.scheduler.warmup_epochs=1",
+    ),
     Rule("monitor_mode", lambda v: v in ("min", "max"), "min or max", "monitor_mode=max"),
-    Rule("scale_lr", lambda v: v in ("linear", "sqrt"), "linear, sqrt or null", "scale_lr=linear",
-         nullable=True),
-    Rule("base_batch_size", lambda v: _is_int(v) and v >= 1, "a whole number >= 1", "base_batch_size=256",
-         nullable=True),
+    Rule(
+        "scale_lr",
+        lambda v: v in ("linear", "sqrt"),
+        "linear, sqrt or null",
+        "scale_lr=linear",
+        nullable=True,
+    ),
+    Rule(
+        "base_batch_size",
+        lambda v: _is_int(v) and v >= 1,
+        "a whole number >= 1",
+        "base_batch_size=256",
+        nullable=True,
+    ),
 )
 
 
@@ -123,7 +205,9 @@ def check_values(cfg: DictConfig) -> None:
         if value is _ABSENT or (value is None and rule.nullable):
             continue
         if value is None or not rule.ok(value):
-            raise UserError(f"{rule.key}={value!r} is not valid: expected {rule.expect} (e.g. {rule.example}).")
+            raise UserError(
+                f"{rule.key}={value!r} is not valid: expected {rule.expect} (e.g. {rule.example})."
+            )
     for name, group in (OmegaConf.select(cfg, "model.param_groups") or {}).items():
         lr = group.get("lr") if isinstance(group, DictConfig) else None
         if lr is not None and not (_is_number(lr) and lr > 0):

@@ -104,7 +104,9 @@ def create(run: Path) -> None:
             "Leave hydra.run.dir unset (a fresh timestamped folder) or resume it with resume=<folder>."
         ) from None
     except OSError as e:
-        raise UserError(f"Cannot create the run folder {run}: {e.strerror}. Use paths.runs_dir=<folder>.") from None
+        raise UserError(
+            f"Cannot create the run folder {run}: {e.strerror}. Use paths.runs_dir=<folder>."
+        ) from None
 
 
 def write_start(run: Path, cfg: DictConfig, hydra_cfg: DictConfig | None, overrides: list[str]) -> None:

@@ -100,20 +100,6 @@ def value_of(args: list[str], key: str) -> str | None:
     return None
 
 
-def compose_checked(overrides: list[str], config_name: str) -> DictConfig:
-    """Compose once; Hydra's and OmegaConf's errors become one line naming the key."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from litvision.config import _one_line, compose
-
-    try:
-        return compose(overrides, config_name)
-    except (HydraException, OmegaConfBaseException) as e:
-        user_error = find_user_error(e)
-        raise (user_error or UserError(_one_line(e))) from None
-
-
 def _checkpoint_file(path: str, what: str) -> Path:
     p = Path(path).expanduser()
     if not p.is_file():
@@ -126,7 +112,7 @@ def _checkpoint_file(path: str, what: str) -> Path:
 
 def plan_run(command: Command, args: list[str]) -> Plan:
     """Everything up to (not including) the run folder: compose, resolve resume, validate."""
-    from litvision.config import check_experiment
+    from litvision.config import check_experiment, compose_checked
     from litvision.lifecycle.checks import preflight
     from litvision.lifecycle.resume import check_resume_changes, replayable
 
@@ -289,7 +275,6 @@ def _configure_logging() -> None:
     """What Hydra's app would do: the run's log file (train.log) from configs/hydra/job_logging."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import configure_log
-
     from omegaconf import OmegaConf
 
     # A root of its own: the composed config no longer carries `hydra`, which job_logging refers to.
