@@ -184,28 +184,45 @@ def test_atomic_checkpoint_write_keeps_the_old_file_when_saving_fails(tmp_path: 
 
 
 # -- learning-rate scaling, compile, channels-last --------------------------------------------------
-def test_linear_lr_scaling_follows_the_global_batch(runs_dir: Path) -> None:
-    from litvision.errors import UserError
-    from litvision.scale import scale_learning_rate
+def test_linear_lr_scaling_follows_the_global_batch() -> None:
+    from types import SimpleNamespace
 
-    cfg = compose_cfg(
-        [
-            "experiment=digits_cnn",
-            "scale_lr=linear",
-            "base_batch_size=64",
-            "data.batch_size=32",
-            "trainer.accumulate_grad_batches=2",
-        ],
-        runs_dir,
-    )
-    info = scale_learning_rate(cfg, world_size=8)  # 32 x 8 x 2 = 512 = 8 x 64
+    from litvision.tasks.optim import lr_scale
+
+    spec = {"rule": "linear", "base_batch_size": 64, "batch_size": 32}
+    info = lr_scale(spec, SimpleNamespace(world_size=8, accumulate_grad_batches=2))  # 32 x 8 x 2 = 512
     assert info["global_batch_size"] == 512 and info["lr_scale"] == 8.0
-    assert cfg.model.optimizer.lr == pytest.approx(3e-3 * 8)
-    cfg = compose_cfg(["experiment=digits_cnn", "scale_lr=sqrt", "base_batch_size=16"], runs_dir)
-    assert scale_learning_rate(cfg, world_size=1)["lr_scale"] == pytest.approx(2.0)
-    cfg = compose_cfg(["experiment=digits_cnn", "scale_lr=linear"], runs_dir)
-    with pytest.raises(UserError, match="base_batch_size"):
-        scale_learning_rate(cfg, world_size=2)
+    sqrt = lr_scale({"rule": "sqrt", "base_batch_size": 16, "batch_size": 64}, SimpleNamespace(world_size=1))
+    assert sqrt["lr_scale"] == pytest.approx(2.0)
+    assert lr_scale({**spec, "rule": None}, SimpleNamespace(world_size=8))["lr_scale"] == 1.0
+
+
+def test_scaled_lr_reaches_every_group_and_the_config_is_not_mutated(runs_dir: Path) -> None:
+    """Catches: scaling applied to the config (then lost, or applied twice) instead of the optimizer."""
+    from litvision.train import train
+
+    overrides = [
+        "experiment=digits_cnn",
+        "scale_lr=sqrt",
+        "base_batch_size=16",  # batch 64 on 1 device: ratio 4, sqrt 2
+        "+model.param_groups.head.prefixes=[head]",
+        "+model.param_groups.head.lr=0.01",
+        "trainer.max_epochs=1",
+        "++trainer.limit_train_batches=1",
+        "++trainer.limit_val_batches=1",
+        "test=false",
+        "logger=csv",
+        *QUIET,
+    ]
+    cfg = compose_cfg(overrides, runs_dir)
+    summary = train(cfg)
+    assert summary["lr_scale"] == pytest.approx(2.0) and summary["global_batch_size"] == 64
+    assert cfg.model.optimizer.lr == pytest.approx(3e-3) and cfg.model.param_groups.head.lr == 0.01
+    import torch
+
+    ckpt = torch.load(summary["last_checkpoint"], map_location="cpu", weights_only=True)
+    initial = {g["name"]: g["initial_lr"] for g in ckpt["optimizer_states"][0]["param_groups"]}
+    assert initial["default"] == pytest.approx(2 * 3e-3) and initial["head"] == pytest.approx(2 * 0.01)
 
 
 def test_channels_last_and_compile_switches(runs_dir: Path) -> None:
