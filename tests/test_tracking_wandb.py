@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
-from conftest import compose_cfg, run_cli
+from conftest import compose_cfg, run_cli, run_folders
 
 from litvision.tracking.offline import offline_runs
 
@@ -110,21 +111,39 @@ def test_offline_run_holds_config_tags_group_and_final_metrics(wandb_run: dict) 
     _assert_no_secret(run_dir)
 
 
-def test_resume_continues_the_same_wandb_run(wandb_run: dict) -> None:
-    run_dir = wandb_run["run_dir"]
-    first_id = (run_dir / "wandb_run_id").read_text().strip()
-    last = run_dir / "checkpoints" / "last.ckpt"
-    # The user's command: resume from the run's last checkpoint, one more epoch.
-    args = [
-        *wandb_run["overrides"],
-        "trainer.max_epochs=2",
-        f"ckpt_path={last}",
-        f"paths.runs_dir={wandb_run['runs_dir']}",
-    ]
-    proc = run_cli("litvision.train", *args, env=_wandb_env(wandb_run["tmp"]))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+def test_resume_continues_the_same_wandb_run(tmp_path: Path) -> None:
+    """An interrupted run (crashed at the start of epoch 1) resumed through the CLI logs to the same
+    W&B run. Catches: a new run id on resume, or the resume starting the steps over."""
+    import wandb
 
-    assert [p for p in wandb_run["runs_dir"].rglob("summary.json")] == [run_dir / "summary.json"], (
+    from litvision.train import train
+
+    runs_dir = tmp_path / "runs"
+    overrides = [
+        *TINY,
+        "logger=many",
+        "trainer.max_epochs=2",
+        "+callbacks.crash._target_=conftest.CrashAtEpochStart",
+        "+callbacks.crash.epoch=1",
+    ]
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in _wandb_env(tmp_path).items():
+            mp.setenv(k, v)
+        mp.delenv("WANDB_RUN_ID", raising=False)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            train(compose_cfg(overrides, runs_dir))
+        wandb.finish(exit_code=1)  # the crashed process would have ended its W&B run by dying
+    (run_dir,) = run_folders(runs_dir)
+    first_id = (run_dir / "wandb_run_id").read_text().strip()
+    done_steps = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+
+    proc = run_cli(
+        "litvision.train",
+        f"resume={run_dir}",
+        env={**_wandb_env(tmp_path), "PYTHONPATH": str(Path(__file__).parent)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [p for p in runs_dir.rglob("summary.json")] == [run_dir / "summary.json"], (
         "resume must continue in the same run folder"
     )
     first, second = offline_runs(run_dir)
@@ -133,7 +152,7 @@ def test_resume_continues_the_same_wandb_run(wandb_run: dict) -> None:
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["epochs_completed"] == 2
     steps = [h["trainer/global_step"] for h in second.history if "train/loss" in h]
-    assert steps and min(steps) == wandb_run["summary"]["global_step"], "the resumed run continues the steps"
+    assert steps and min(steps) == done_steps, "the resumed run continues the steps"
     assert math.isclose(second.summary["test/acc"], summary["test"]["test/acc"], rel_tol=1e-9)
     _assert_no_secret(run_dir)
 

@@ -6,6 +6,7 @@ Nothing here imports torch: `litvision list` and the CLI's override checks stay 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from litvision.errors import UserError
@@ -121,6 +122,9 @@ def _one_line(e: BaseException) -> str:
         line = line.strip()
         if line.startswith("full_key:"):
             key = line.split(":", 1)[1].strip()
+    overridden = re.search(r"Could not override '([^']+)'", msg)
+    if overridden:  # the key as the user typed it (full_key may name only its first unknown part)
+        key = overridden.group(1)
     if ("Could not override" in msg or "is not in struct" in msg) and key:
         return (
             f"Unknown config key '{key}': check its spelling (see the config tree a run prints), "
