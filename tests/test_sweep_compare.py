@@ -112,17 +112,22 @@ def test_compare_dataframe_and_learning_curves_match_the_runs(sweep: Path) -> No
 
 
 def test_compare_notes_a_crashed_run_and_shows_the_others(sweep: Path, tmp_path: Path) -> None:
-    from litvision.errors import UserError
     from litvision.train import train
 
     folder = tmp_path / "mixed"
     shutil.copytree(sweep / "0", folder / "0")
     shutil.copytree(sweep / "3", folder / "3")
-    # A real crash: batch_size=0 fails when fit builds its DataLoader, after the run folder exists.
+    # A real crash in training, after the run folder exists (bad input would be refused before).
     cfg = compose_cfg(
-        ["experiment=digits_cnn", "data.batch_size=0", f"hydra.run.dir={folder / 'crashed'}"], tmp_path
+        [
+            "experiment=digits_cnn",
+            "+callbacks.crash._target_=conftest.CrashAtEpochStart",
+            "+callbacks.crash.epoch=0",
+            f"hydra.run.dir={folder / 'crashed'}",
+        ],
+        tmp_path,
     )
-    with pytest.raises((ValueError, UserError)):
+    with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg)
     assert (folder / "crashed" / "config.yaml").is_file() and not (
         folder / "crashed" / "summary.json"
@@ -137,8 +142,8 @@ def test_compare_notes_a_crashed_run_and_shows_the_others(sweep: Path, tmp_path:
         value = json.loads((folder / name / "summary.json").read_text())["best_val"]["val/acc"]
         assert f"{value:.4f}" in proc.stdout and f"| {name} |" in md
     assert "| crashed |" in md and "no summary.json" in md
-    # data.batch_size now differs too; the crashed run's value is shown.
-    assert "data.batch_size" in md
+    # The crashed run's extra callback now differs too; its value is shown.
+    assert "callbacks.crash._target_" in md
 
 
 def test_compare_bad_input_is_a_clear_message(tmp_path: Path) -> None:

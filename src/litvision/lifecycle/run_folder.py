@@ -109,13 +109,19 @@ def create(run: Path) -> None:
         ) from None
 
 
-def write_start(run: Path, cfg: DictConfig, hydra_cfg: DictConfig | None, overrides: list[str]) -> None:
-    """config.yaml (resolved) and .hydra/ (composed, hydra, overrides), once, at the start."""
+def write_start(
+    run: Path, cfg: DictConfig, hydra_cfg: DictConfig | None, overrides: list[str], composed: str | None
+) -> None:
+    """config.yaml (resolved) and .hydra/ (composed, hydra, overrides), once, at the start.
+
+    A Hydra multirun job's folder already has .hydra/ (written by Hydra): it is kept."""
     from litvision.utils.run import save_config
 
     save_config(cfg, run)
     hydra_dir = run / HYDRA_DIR
-    atomic_write(hydra_dir / "config.yaml", OmegaConf.to_yaml(cfg))
+    if (hydra_dir / OVERRIDES_FILE).is_file():
+        return
+    atomic_write(hydra_dir / "config.yaml", composed if composed is not None else OmegaConf.to_yaml(cfg))
     atomic_write(hydra_dir / OVERRIDES_FILE, OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
     if hydra_cfg is not None:
         atomic_write(hydra_dir / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})))

@@ -76,6 +76,8 @@ class Plan:
     #: From the command line: the folder must not exist yet (a new run never reuses a folder).
     fresh_folder: bool = True
     configure_logging: bool = True
+    #: The config as composed, before interpolations were resolved (.hydra/config.yaml).
+    composed_yaml: str | None = None
 
 
 def process_rank() -> int:
@@ -182,7 +184,7 @@ def plan_run(command: Command, args: list[str]) -> Plan:
         overrides.append(f"hydra.run.dir={command.run_dir}")
 
     cfg = compose_checked(overrides, command.config_name)
-    _resolve(cfg)
+    composed_yaml = _resolve(cfg)
     preflight(cfg)
     run_dir = Path(cfg.paths.output_dir).resolve()
     changes = {}
@@ -204,21 +206,25 @@ def plan_run(command: Command, args: list[str]) -> Plan:
         overrides=[o for o in overrides if not o.startswith("hydra.")],
         changes=changes,
         source_run=source_run,
+        composed_yaml=composed_yaml,
     )
     for note in notes:
         print(note, file=sys.stderr)
     return plan
 
 
-def _resolve(cfg: DictConfig) -> None:
-    """Resolve every interpolation once: the run reads fixed values, whatever a resolver would say later."""
+def _resolve(cfg: DictConfig) -> str:
+    """Resolve every interpolation once: the run reads fixed values, whatever a resolver would say
+    later. Returns the config as composed (with its interpolations), for .hydra/config.yaml."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     from litvision.config import _one_line
 
+    composed = OmegaConf.to_yaml(cfg)
     try:
         OmegaConf.resolve(cfg)
+        return composed
     except OmegaConfBaseException as e:
         raise (find_user_error(e) or UserError(_one_line(e))) from None
 
@@ -240,7 +246,7 @@ def plan_for_config(command: Command, cfg: DictConfig, job: bool = False) -> Pla
     """
     from litvision.lifecycle.checks import preflight
 
-    _resolve(cfg)
+    composed_yaml = _resolve(cfg)
     preflight(cfg)
     run_dir = Path(cfg.paths.output_dir).resolve()
     if folders.is_finished(run_dir):
@@ -258,6 +264,7 @@ def plan_for_config(command: Command, cfg: DictConfig, job: bool = False) -> Pla
         mode="resume" if started else ("job" if job else "new"),
         ckpt_path=str(ckpt) if ckpt else None,
         overrides=_task_overrides(),
+        composed_yaml=composed_yaml,
         fresh_folder=False,
         configure_logging=False,
     )
@@ -313,7 +320,7 @@ def execute(plan: Plan) -> dict[str, Any]:
                 )
             elif not (run / "config.yaml").is_file():
                 hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
-                folders.write_start(run, cfg, hydra_cfg, plan.overrides)
+                folders.write_start(run, cfg, hydra_cfg, plan.overrides, plan.composed_yaml)
         if plan.configure_logging:
             _configure_logging()
         from litvision.lifecycle.session import Session
