@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import sys
 
-from litvision.errors import UserError
+from litvision.errors import UserError, guarded
 
 
 def parse_time(text: str) -> int:
@@ -148,6 +148,25 @@ def build_command(a: argparse.Namespace, overrides: list[str], partition: str) -
     return cmd
 
 
+def _checked_command(a: argparse.Namespace, overrides: list[str]) -> list[str]:
+    """The Hydra command for this request, or a UserError before anything reaches the queue."""
+    from litvision.config import check_experiment, project_root
+    from litvision.lifecycle.runner import value_of
+
+    tasks = a.tasks or a.gpus or 1
+    parse_time(a.time)
+    partition = check_request(a.nodes, a.gpus, tasks, _blank(a.partition))
+    cmd = build_command(a, overrides, partition)
+    # Typos fail before anything is queued: here for the experiment, and in the sweep process
+    # (litvision.commands.sweep.check_sweep) for every key. GPUs are checked in the job, not on
+    # the login node, which often has none.
+    os.environ.setdefault("LITVISION_ROOT", str(project_root()))
+    experiment = value_of(overrides, "experiment")
+    if experiment:
+        check_experiment(experiment)
+    return cmd
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="litvision.submit", description=__doc__.split("\n\n")[0])
     ap.add_argument("--nodes", type=int, default=1)
@@ -167,24 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="print the Hydra command instead of running it")
     a, overrides = ap.parse_known_args(sys.argv[1:] if argv is None else argv)
     overrides = [o for o in overrides if o != "--"]
-    try:
-        from litvision.config import check_experiment, project_root
-        from litvision.lifecycle.runner import value_of
-
-        tasks = a.tasks or a.gpus or 1
-        parse_time(a.time)
-        partition = check_request(a.nodes, a.gpus, tasks, _blank(a.partition))
-        cmd = build_command(a, overrides, partition)
-        # Typos fail before anything reaches the queue: here for the experiment, and in the sweep
-        # process (litvision.commands.sweep.check_sweep) for every key. GPUs are checked in the
-        # job, not on the login node, which often has none.
-        os.environ.setdefault("LITVISION_ROOT", str(project_root()))
-        experiment = value_of(overrides, "experiment")
-        if experiment:
-            check_experiment(experiment)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    cmd = guarded(_checked_command, a, overrides)
     if a.dry_run:
         print(shlex.join(cmd))
         return 0

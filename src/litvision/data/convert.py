@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -177,16 +176,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--split", required=True)
     p.add_argument("--out", required=True, help="JSON file to write")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "voc2yolo":
-            counts = voc_to_yolo(args.voc_root, args.sets, args.out, args.classes)
-        elif args.command == "coco2yolo":
-            counts = coco_to_yolo(args.ann, args.images, args.out, args.split)
-        else:
-            counts = yolo_to_coco(args.root, args.split, args.out)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    from litvision.errors import guarded
+
+    if args.command == "voc2yolo":
+        counts = guarded(voc_to_yolo, args.voc_root, args.sets, args.out, args.classes)
+    elif args.command == "coco2yolo":
+        counts = guarded(coco_to_yolo, args.ann, args.images, args.out, args.split)
+    else:
+        counts = guarded(yolo_to_coco, args.root, args.split, args.out)
     print(f"{args.command}: " + ", ".join(f"{k}={v}" for k, v in counts.items()) + f" -> {args.out}")
 
 

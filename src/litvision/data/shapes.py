@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -277,21 +276,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-objects", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    from litvision.errors import UserError
+    from litvision.errors import guarded
 
-    try:
-        out = generate(
-            args.out,
-            args.num_train,
-            args.num_val,
-            args.num_test,
-            args.image_size,
-            args.seed,
-            args.max_objects,
-        )
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    out = guarded(
+        generate,
+        args.out,
+        args.num_train,
+        args.num_val,
+        args.num_test,
+        args.image_size,
+        args.seed,
+        args.max_objects,
+    )
     total = args.num_train + args.num_val + args.num_test
     print(f"Wrote {total} shapes images ({args.image_size} px) as VOC XML and COCO JSON to {out}")
 

@@ -18,7 +18,6 @@ With an API key (and WANDB_MODE not offline) the sweep is also registered with W
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -167,12 +166,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--project", help="W&B project (default: WANDB_PROJECT or litvision)")
     parser.add_argument("--entity", help="W&B entity (default: WANDB_ENTITY or your default entity)")
     args = parser.parse_args(argv)
-    try:
-        sweep, path, written = load_or_write(args.exp, args.sweep)
-        check_sweep(sweep, args.exp, str(path))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    from litvision.errors import guarded
+
+    sweep, path, written = guarded(load_or_write, args.exp, args.sweep)
+    guarded(check_sweep, sweep, args.exp, str(path))
     print(
         f"{'wrote' if written else 'checked'} {path}: method={sweep['method']} "
         f"metric={sweep.get('metric', {}).get('name')} parameters={', '.join(sweep['parameters'])}"
