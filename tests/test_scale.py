@@ -282,9 +282,13 @@ def test_submit_rejects_bad_time_and_missing_slurm(monkeypatch, capsys) -> None:
 
     assert submit.parse_time("04:00:00") == 240 and submit.parse_time("1-00:00:30") == 1441
     assert submit.parse_time("90") == 90 and submit.parse_time("01:30") == 90
-    assert submit.main(["--time", "four hours", "--gpus", "0", "experiment=digits_cnn"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        submit.main(["--time", "four hours", "--gpus", "0", "experiment=digits_cnn"])
+    assert exit_info.value.code == 2
     assert "TIME=four hours is not a SLURM time" in capsys.readouterr().err
     monkeypatch.setenv("PATH", "/nonexistent")
-    assert submit.main(["--gpus", "1", "experiment=digits_cnn"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        submit.main(["--gpus", "1", "experiment=digits_cnn"])
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "sbatch/sinfo not found" in err and "torchrun" in err
