@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from litvision.errors import UserError
-from litvision.utils.run import CONFIG_FILE
+from litvision.utils.run import CONFIG_FILE, flatten
 
 # Keys (and key prefixes) a resume may change. Everything else must equal the run's config.yaml.
 RESUME_MAY_CHANGE: tuple[str, ...] = (
@@ -46,26 +46,13 @@ def replayable(overrides: list[str]) -> list[str]:
     return [o for o in overrides if not o.lstrip("+~").startswith(_NOT_REPLAYED)]
 
 
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for k, v in obj.items():
-            key = f"{prefix}.{k}" if prefix else str(k)
-            if isinstance(v, dict) and v:
-                out.update(_flatten(v, key))
-            else:
-                out[key] = v
-        return out
-    return {prefix: obj}
-
-
 def _may_change(key: str) -> bool:
     return any(key == k or key.startswith(k + ".") for k in RESUME_MAY_CHANGE)
 
 
 def changed_keys(saved: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Dotted key -> (run's value, new value) for every leaf that differs."""
-    a, b = _flatten(saved), _flatten(new)
+    a, b = flatten(saved), flatten(new)
     missing = object()
     out = {}
     for key in sorted(set(a) | set(b)):

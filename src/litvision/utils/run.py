@@ -71,6 +71,20 @@ def save_config(cfg: DictConfig, run_dir: str | Path) -> Path:
     return path
 
 
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists stay values (config diffs, run comparisons)."""
+    if not isinstance(d, dict):
+        return {prefix: d} if prefix else {}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
 def to_floats(metrics: dict[str, Any]) -> dict[str, float]:
     """Tensors and numbers -> plain floats (JSON); NaN stays NaN, written as null."""
     out: dict[str, float] = {}
