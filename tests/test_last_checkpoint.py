@@ -1,0 +1,125 @@
+"""`last.ckpt` is always the latest state: a run SIGKILLed epochs after its best epoch resumes where it
+stopped, not at the best epoch; `fast_dev_run` writes no checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+from pathlib import Path
+
+from conftest import ROOT, compose_cfg, run_cli, run_folders
+
+TESTS = Path(__file__).resolve().parent
+# Subprocesses import tests/fault_helpers.py and litvision from this checkout.
+ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")])}
+
+# val/loss falls every epoch here, so with mode=max the best epoch is epoch 0 and Lightning's
+# save_last (tied to a new best) would leave last.ckpt at epoch 0 for the rest of the run.
+STALLS = [
+    "experiment=digits_cnn",
+    "trainer.max_epochs=6",
+    "++trainer.limit_train_batches=4",
+    "++trainer.limit_val_batches=2",
+    "trainer.deterministic=true",
+    "logger=csv",
+    "test=false",
+    "monitor=val/loss",
+    "monitor_mode=max",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.model_summary=null",
+    "callbacks.sample_grid=null",
+]
+# 4 steps per epoch: SIGKILL before step 18, i.e. mid-epoch 4, three epochs after the best one.
+KILL = ["+callbacks.kill._target_=fault_helpers.KillAtStep", "+callbacks.kill.step=18"]
+
+
+def _ckpt(path: Path) -> dict:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _train_rows(run: Path) -> list[tuple[str, ...]]:
+    """(epoch, step, train/acc, train/loss) of every row that logs a training metric."""
+    with open(run / "csv" / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [
+        (r["epoch"], r["step"], r["train/acc"], r["train/loss"])
+        for r in rows
+        if r.get("train/acc") or r.get("train/loss")
+    ]
+
+
+def test_sigkill_three_epochs_after_the_best_resumes_at_the_kill_not_at_the_best(runs_dir: Path) -> None:
+    """Breaks if last.ckpt is written only when the monitored metric improves (Lightning's save_last):
+    last.ckpt then holds epoch 0, and the resume re-trains epochs 1-3 (their rows appear twice)."""
+    import torch
+
+    from litvision.train import train
+
+    ref = train(compose_cfg([*STALLS, f"hydra.run.dir={runs_dir / 'ref'}"], runs_dir))
+    assert Path(ref["best_checkpoint"]).name == "best-epoch000.ckpt", ref  # the premise: best is epoch 0
+    assert ref["last_checkpoint"] == str(runs_dir / "ref" / "checkpoints" / "last.ckpt")
+
+    killed = run_cli(
+        "litvision.train", *STALLS, *KILL, f"paths.runs_dir={runs_dir / 'k'}", env=ENV, timeout=600
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    (run,) = run_folders(runs_dir / "k")
+    last = run / "checkpoints" / "last.ckpt"
+    state = _ckpt(last)
+    assert (state["epoch"], state["global_step"]) == (3, 16)  # the last finished epoch, not the best one
+    assert not (run / "summary.json").exists() and not list(run.glob("checkpoints/.*tmp*"))
+
+    resumed = run_cli("litvision.train", f"ckpt_path={last}", *STALLS, *KILL, env=ENV, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert run_folders(runs_dir / "k") == [run]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["global_step"] == ref["global_step"] == 24
+    assert summary["last_checkpoint"] == str(last)
+
+    a, b = _ckpt(Path(ref["last_checkpoint"])), _ckpt(last)
+    assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (5, 24)
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for k in a["state_dict"]:
+        assert torch.equal(a["state_dict"][k], b["state_dict"][k]), f"{k} differs after kill -9 and resume"
+
+    # No epoch trained twice, none lost: the same training rows, once each, as the uninterrupted run.
+    rows = _train_rows(run)
+    assert rows == _train_rows(runs_dir / "ref")
+    epoch_rows = [r[0] for r in rows if r[2]]
+    assert epoch_rows == [str(e) for e in range(6)], epoch_rows
+
+
+def test_last_ckpt_every_n_train_steps_mid_epoch(runs_dir: Path) -> None:
+    """Breaks if `last_every_n_train_steps` is ignored: last.ckpt would hold the epoch end (step 4), not step 6."""
+    from litvision.train import train
+
+    cfg = compose_cfg(
+        [
+            *STALLS,
+            "trainer.max_epochs=2",
+            "callbacks.model_checkpoint.last_every_n_train_steps=3",
+            "+callbacks.probe._target_=fault_helpers.RecordLastCheckpoint",
+            f"+callbacks.probe.path={runs_dir / 'probe.jsonl'}",
+        ],
+        runs_dir,
+    )
+    train(cfg)
+    seen = [json.loads(line) for line in (runs_dir / "probe.jsonl").read_text().splitlines()]
+    # Before each training step: [steps done, last.ckpt's global_step]. 4 steps per epoch: written
+    # at step 3 and 6 (mid-epoch) and at the epoch ends (4, 8).
+    assert seen == [[0, None], [1, None], [2, None], [3, 3], [4, 4], [5, 4], [6, 6], [7, 6]], seen
+
+
+def test_fast_dev_run_writes_no_checkpoint(runs_dir: Path) -> None:
+    """Breaks if Lightning's save_last is back on: its on_train_end writes last.ckpt even under fast_dev_run."""
+    from litvision.train import train
+
+    summary = train(compose_cfg(["experiment=digits_cnn", "debug=fast_dev_run", "test=false"], runs_dir))
+    run = Path(summary["run_dir"])
+    assert run.is_dir()
+    assert not list(run.rglob("*.ckpt")), list(run.rglob("*.ckpt"))
+    assert summary["last_checkpoint"] is None and summary["best_checkpoint"] is None
