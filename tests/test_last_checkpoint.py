@@ -9,6 +9,7 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
 from conftest import ROOT, compose_cfg, run_cli, run_folders
 
 TESTS = Path(__file__).resolve().parent
@@ -52,6 +53,7 @@ def _train_rows(run: Path) -> list[tuple[str, ...]]:
     ]
 
 
+@pytest.mark.slow  # three short trainings, two of them separate processes
 def test_sigkill_three_epochs_after_the_best_resumes_at_the_kill_not_at_the_best(runs_dir: Path) -> None:
     """Breaks if last.ckpt is written only when the monitored metric improves (Lightning's save_last):
     last.ckpt then holds epoch 0, and the resume re-trains epochs 1-3 (their rows appear twice)."""
