@@ -65,7 +65,8 @@ def _without_disabled_displays(cfg: DictConfig, callbacks: list[Any]) -> list[An
 
 
 def build_callbacks(cfg: DictConfig) -> list[Any]:
-    callbacks = _without_disabled_displays(cfg, _instantiate_group(cfg.get("callbacks")))
+    group = _user_errors_unwrapped(_instantiate_group, cfg.get("callbacks"))
+    callbacks = _without_disabled_displays(cfg, group)
     if cfg.get("compile") or cfg.get("channels_last"):
         from litvision.callbacks.performance import PerformanceSwitches
 

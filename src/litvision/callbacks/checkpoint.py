@@ -38,12 +38,13 @@ class ModelCheckpoint(_LightningModelCheckpoint):
     ) -> None:
         # Lightning's own "last" logic stays off; this class writes last.ckpt itself.
         super().__init__(*args, save_last=False, **kwargs)
-        if last_every_n_train_steps is not None and int(last_every_n_train_steps) < 0:
+        n = last_every_n_train_steps
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
             from litvision.errors import UserError
 
             raise UserError(
-                f"callbacks.model_checkpoint.last_every_n_train_steps={last_every_n_train_steps} must be a "
-                "positive number of steps, or null to write last.ckpt at epoch ends only."
+                f"callbacks.model_checkpoint.last_every_n_train_steps={n!r} is not a number of steps: "
+                "use a positive integer, or null to write last.ckpt at epoch ends only."
             )
         self.keep_last = bool(save_last)
         self.last_every_n_train_steps = int(last_every_n_train_steps or 0)
