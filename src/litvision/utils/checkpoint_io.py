@@ -10,8 +10,8 @@ The temporary name comes from `tempfile.mkstemp`, unique even for two processes 
 with the same pid) saving the same target at once; the last rename wins and each file is whole.
 
 A write the file system refuses (full disk, file-size or quota limit, read-only or forbidden
-folder) becomes a `UserError` naming the path and the fix; the temporary file is removed and the
-previous checkpoint at that path is left as it was.
+folder) becomes a `CheckpointWriteError` (a `UserError`) naming the path and the fix; the
+temporary file is removed and the previous checkpoint at that path is left as it was.
 """
 
 from __future__ import annotations
@@ -43,13 +43,18 @@ def _read_umask() -> int:
 _UMASK = _read_umask()
 
 
-def _write_error(target: Path, e: OSError) -> UserError:
+class CheckpointWriteError(UserError):
+    """A checkpoint the file system refused mid-run. The run folder and its earlier checkpoints are
+    valid (an interrupted run to resume), so whoever reports this must not remove the folder."""
+
+
+def _write_error(target: Path, e: OSError) -> CheckpointWriteError:
     reason = os.strerror(e.errno) if e.errno else str(e)
     if e.errno in _NO_ROOM:
         fix = "free space (or raise the quota / file-size limit) there, or set paths.runs_dir to a disk with room"
     else:
         fix = "make that folder writable, or set paths.runs_dir to a writable folder"
-    return UserError(
+    return CheckpointWriteError(
         f"Could not write checkpoint {target}: {reason} [{errno.errorcode.get(e.errno, e.errno)}]; "
         f"{fix}. Checkpoints written before are intact; resume from {target.parent}/last.ckpt if it exists."
     )
