@@ -95,25 +95,36 @@ def test_sigkill_three_epochs_after_the_best_resumes_at_the_kill_not_at_the_best
     assert epoch_rows == [str(e) for e in range(6)], epoch_rows
 
 
-def test_last_ckpt_every_n_train_steps_mid_epoch(runs_dir: Path) -> None:
-    """Breaks if `last_every_n_train_steps` is ignored: last.ckpt would hold the epoch end (step 4), not step 6."""
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        # Every 3 steps (4 per epoch): at steps 3 and 6 mid-epoch, and at the epoch ends (4, 8).
+        (["callbacks.model_checkpoint.last_every_n_train_steps=3"], [None, None, None, 3, 4, 4, 6, 6]),
+        # Validation every 2 epochs: epoch 0 has none, last.ckpt is still written at its end.
+        (["trainer.check_val_every_n_epoch=2"], [None, None, None, None, 4, 4, 4, 4]),
+    ],
+    ids=["every_3_steps", "val_every_2_epochs"],
+)
+def test_when_last_ckpt_is_written(extra: list[str], expected: list, runs_dir: Path) -> None:
+    """Breaks if `last_every_n_train_steps` is ignored (step 3 and 6 missing), or if an epoch without
+    validation skips its last.ckpt (step 4 missing)."""
     from litvision.train import train
 
+    probe = runs_dir / "probe.jsonl"
     cfg = compose_cfg(
         [
             *STALLS,
             "trainer.max_epochs=2",
-            "callbacks.model_checkpoint.last_every_n_train_steps=3",
+            *extra,
             "+callbacks.probe._target_=fault_helpers.RecordLastCheckpoint",
-            f"+callbacks.probe.path={runs_dir / 'probe.jsonl'}",
+            f"+callbacks.probe.path={probe}",
         ],
         runs_dir,
     )
     train(cfg)
-    seen = [json.loads(line) for line in (runs_dir / "probe.jsonl").read_text().splitlines()]
-    # Before each training step: [steps done, last.ckpt's global_step]. 4 steps per epoch: written
-    # at step 3 and 6 (mid-epoch) and at the epoch ends (4, 8).
-    assert seen == [[0, None], [1, None], [2, None], [3, 3], [4, 4], [5, 4], [6, 6], [7, 6]], seen
+    # Before each training step: [steps done, global_step stored in last.ckpt].
+    seen = [json.loads(line) for line in probe.read_text().splitlines()]
+    assert seen == [[step, stored] for step, stored in enumerate(expected)], seen
 
 
 def test_fast_dev_run_writes_no_checkpoint(runs_dir: Path) -> None:

@@ -6,7 +6,8 @@ only `if self._last_global_step_saved == trainer.global_step`), and its `on_trai
 even under `fast_dev_run`. After a `kill -9` three epochs past the best one, resume would go back
 to the best epoch. Here `last.ckpt` is written
 
-- at the end of every epoch (after validation when there is one, like the best checkpoint),
+- at the end of every epoch (where Lightning saves the best one: after the epoch's validation,
+  or at the epoch end when validation is every k epochs or absent),
 - every `last_every_n_train_steps` optimizer steps when that is set (null: epoch ends only),
 - at the end of training if the last write is older (e.g. `max_steps` stopped mid-epoch),
 
@@ -78,7 +79,9 @@ class ModelCheckpoint(_LightningModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer) and self._may_write(trainer):
+        # Written already if this epoch ended with a validation that saves (above); not if the
+        # checkpoint follows the epoch end, or the epoch had no validation (check_val_every_n_epoch).
+        if self._may_write(trainer) and self._last_written_step != trainer.global_step:
             self._write_last(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
