@@ -98,6 +98,6 @@ class ModelCheckpoint(_LightningModelCheckpoint):
         # which would make the best-checkpoint logic skip a top-k save at the same step.
         trainer.save_checkpoint(path, self.save_weights_only)
         self._last_written_step = trainer.global_step
-        if trainer.is_global_zero:  # as Lightning does after each save (a CSV logger flushes its rows)
+        if trainer.is_global_zero:  # as Lightning does after its own saves (W&B log_model listens)
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))
