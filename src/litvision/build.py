@@ -51,8 +51,28 @@ def _instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in group.values() if c is not None and "_target_" in c]
 
 
+def _without_disabled_displays(cfg: DictConfig, callbacks: list[Any]) -> list[Any]:
+    """Drop progress-bar / model-summary callbacks the Trainer's flags turn off.
+
+    `trainer.enable_progress_bar=false` (cluster logs) with a RichProgressBar in `callbacks` makes
+    Lightning raise MisconfigurationException; the flag is the user's intent, so it wins.
+    """
+    trainer = cfg.get("trainer") or {}
+    drop: list[type] = []
+    if trainer.get("enable_progress_bar", True) is False:
+        from lightning.pytorch.callbacks import ProgressBar
+
+        drop.append(ProgressBar)
+    if trainer.get("enable_model_summary", True) is False:
+        from lightning.pytorch.callbacks import ModelSummary
+
+        drop.append(ModelSummary)
+    return [c for c in callbacks if not isinstance(c, tuple(drop))] if drop else callbacks
+
+
 def build_callbacks(cfg: DictConfig) -> list[Any]:
-    callbacks = _instantiate_group(cfg.get("callbacks"))
+    group = _user_errors_unwrapped(_instantiate_group, cfg.get("callbacks"))
+    callbacks = _without_disabled_displays(cfg, group)
     if cfg.get("compile") or cfg.get("channels_last"):
         from litvision.callbacks.performance import PerformanceSwitches
 

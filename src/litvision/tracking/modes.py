@@ -7,17 +7,22 @@ import os
 from pathlib import Path
 from urllib.parse import urlparse
 
+_DEFAULT_HOSTS = ("api.wandb.ai", "api.forge.coreweave.com")
+
 
 def has_api_key() -> bool:
     """True when wandb would find credentials: WANDB_API_KEY, an identity token, or a netrc entry."""
     if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
         return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    base_url = os.environ.get("WANDB_BASE_URL")
+    # `wandb login` writes the entry for its base URL: api.wandb.ai, or api.forge.coreweave.com from wandb 0.2x on.
+    hosts = [urlparse(base_url).hostname or ""] if base_url else list(_DEFAULT_HOSTS)
     path = os.environ.get("NETRC") or str(Path.home() / ".netrc")
     try:
-        return netrc.netrc(path).authenticators(host) is not None
+        entries = netrc.netrc(path)
     except (OSError, netrc.NetrcParseError):
         return False
+    return any(entries.authenticators(h) is not None for h in hosts)
 
 
 def resolve_mode(requested: str | None) -> str:

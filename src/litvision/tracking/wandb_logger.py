@@ -9,6 +9,12 @@ Mode: `logger.wandb.mode=null` (the default) logs online when an API key is foun
 (WANDB_API_KEY, ~/.netrc from `wandb login`) and offline otherwise; WANDB_MODE in the
 environment wins. Offline runs are written to `<run>/wandb/offline-run-*` for a later
 `wandb sync`. No key or other secret is ever written by this module.
+
+Online without a way to log online (no API key, the server's host unreachable, or `wandb.init`
+not answered within `logger.wandb.init_timeout` seconds): with `offline_fallback: true` (the
+default) the run logs offline and says so in one line, so a compute node without internet still
+keeps its W&B record for `wandb sync`; with `false` it stops in one line. wandb itself would wait
+90 s and then raise (or prompt for a key on a terminal).
 """
 
 from __future__ import annotations
@@ -16,18 +22,23 @@ from __future__ import annotations
 import os
 import secrets
 import string
+import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from litvision.tracking.modes import resolve_mode
+from litvision.tracking.modes import has_api_key, resolve_mode
 
 RUN_ID_FILE = "wandb_run_id"
 _ID_ALPHABET = string.ascii_lowercase + string.digits
+# How long the reachability probe waits for DNS + TCP connect to the W&B server.
+PROBE_TIMEOUT_S = 5.0
 
 
 class WandbLogger(_LightningWandbLogger):
@@ -36,7 +47,39 @@ class WandbLogger(_LightningWandbLogger):
     Lightning would merge the module's and the DataModule's hyperparameters into the top
     level of the W&B config (where, e.g., the DataModule's `seed` would overwrite the run's);
     they all come from the resolved config already, so they are kept apart under `hparams`.
+
+    `init_timeout` bounds `wandb.init` (wandb's own default is 90 s); if an online start fails,
+    `offline_fallback` decides between logging offline (with one line saying why) and a UserError.
     """
+
+    def __init__(
+        self, *args: Any, init_timeout: float = 15.0, offline_fallback: bool = True, **kwargs: Any
+    ) -> None:
+        settings = dict(kwargs.pop("settings", None) or {})
+        settings["init_timeout"] = float(init_timeout)
+        super().__init__(*args, settings=settings, **kwargs)
+        self.offline_fallback = bool(offline_fallback)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        import wandb
+
+        start = _LightningWandbLogger.experiment.fget.__wrapped__  # Lightning's getter, rank check done here
+        if self._experiment is not None or self._wandb_init.get("mode") != "online":
+            return start(self)
+        try:
+            return start(self)
+        except wandb.errors.Error as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            save_dir = str(self._wandb_init.get("dir"))
+            self._wandb_init["mode"] = go_offline(
+                f"wandb.init failed ({reason})", save_dir, self.offline_fallback
+            )
+            self._experiment = None
+            # The wandb service still holds the failed run's id ("run ID ... is in use"): stop it.
+            wandb.teardown()
+            return start(self)
 
     @rank_zero_only
     def log_hyperparams(self, params: Any) -> None:
@@ -112,6 +155,57 @@ def wandb_kwargs(cfg: DictConfig, node: Mapping[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
+def online_problem(base_url: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why logging online cannot work from here (no API key, server unreachable), or None.
+
+    The probe is a DNS lookup and TCP connect to the server, in a thread so that a silent network
+    (dropped packets, a hanging resolver) costs `timeout` seconds, not wandb's 90. Behind an HTTP(S)
+    proxy there is nothing to probe directly: wandb's init_timeout decides there.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    if not has_api_key():
+        return "no W&B API key found (WANDB_API_KEY, or `wandb login`)"
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    url = urlparse(base_url)
+    host, port = url.hostname or "", url.port or (80 if url.scheme == "http" else 443)
+    result: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(None)
+        except OSError as e:
+            result.append(e.strerror or str(e) or type(e).__name__)
+
+    worker = threading.Thread(target=probe, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not result:
+        return f"the W&B server {host}:{port} did not answer within {timeout:g} s"
+    return None if result[0] is None else f"the W&B server {host}:{port} is unreachable ({result[0]})"
+
+
+def go_offline(problem: str, save_dir: str, fallback: bool) -> str:
+    """The mode to log in after an online start failed: "offline" with one line on stderr, or a UserError."""
+    if not fallback:
+        from litvision.errors import UserError
+
+        raise UserError(
+            f"W&B online logging is not possible: {problem}. Fix that, or log offline (WANDB_MODE=offline) "
+            "and `wandb sync` later, or set logger.wandb.offline_fallback=true."
+        )
+    print(
+        f"warning: W&B online logging is not possible: {problem}; logging offline to {save_dir}/wandb/ instead "
+        f"(upload later with `wandb sync {save_dir}/wandb/offline-run-*`).",
+        file=sys.stderr,
+        flush=True,
+    )
+    return "offline"
+
+
 def build_logger(cfg: DictConfig, node: DictConfig) -> Any:
     """Instantiate one `logger:` entry; W&B loggers get the run's id, name, group, tags and config."""
     from hydra.utils import get_class, instantiate
@@ -126,7 +220,11 @@ def build_logger(cfg: DictConfig, node: DictConfig) -> Any:
         # otherwise swallow this one: Lightning reuses `wandb.run` when it exists.
         wandb.finish()
     kwargs = wandb_kwargs(cfg, OmegaConf.to_container(node, resolve=True))
-    if kwargs["mode"] == "offline" and rank_zero_only.rank == 0:
+    if kwargs["mode"] == "online" and rank_zero_only.rank == 0:
+        problem = online_problem(os.environ.get("WANDB_BASE_URL") or wandb.Settings().base_url)
+        if problem:
+            kwargs["mode"] = go_offline(problem, kwargs["save_dir"], kwargs.get("offline_fallback", True))
+    elif kwargs["mode"] == "offline" and rank_zero_only.rank == 0:
         print(
             f"W&B offline (no API key, or WANDB_MODE=offline): run {kwargs['id']} is written to "
             f"{kwargs['save_dir']}/wandb/; upload it later with `wandb sync {kwargs['save_dir']}/wandb/offline-run-*`"

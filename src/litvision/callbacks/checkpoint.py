@@ -1,0 +1,103 @@
+"""Best and latest checkpoints: `best-*.ckpt` by the monitored metric, `last.ckpt` always the latest state.
+
+Lightning's `ModelCheckpoint(save_last=True)` rewrites `last.ckpt` only in epochs where it also
+saved a top-k file, i.e. when the monitored metric improved (its `on_validation_end` saves "last"
+only `if self._last_global_step_saved == trainer.global_step`), and its `on_train_end` writes it
+even under `fast_dev_run`. After a `kill -9` three epochs past the best one, resume would go back
+to the best epoch. Here `last.ckpt` is written
+
+- at the end of every epoch (where Lightning saves the best one: after the epoch's validation,
+  or at the epoch end when validation is every k epochs or absent),
+- every `last_every_n_train_steps` optimizer steps when that is set (null: epoch ends only),
+- at the end of training if the last write is older (e.g. `max_steps` stopped mid-epoch),
+
+never under `fast_dev_run` or in the sanity check. Every write goes through the Trainer's
+checkpoint IO (`litvision.utils.checkpoint_io.AtomicCheckpointIO`: temp file + rename), so a kill
+at any moment leaves the previous `last.ckpt` whole. `last_model_path` names the file, as before.
+
+    make train ARGS="callbacks.model_checkpoint.last_every_n_train_steps=500"
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from weakref import proxy
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
+
+
+class ModelCheckpoint(_LightningModelCheckpoint):
+    """Lightning's ModelCheckpoint for the best checkpoints; `last.ckpt` written by the rules above.
+
+    The class keeps Lightning's name on purpose: a callback's state in a checkpoint is keyed by its
+    class name and trigger settings, so runs checkpointed by either class resume with the other.
+    """
+
+    def __init__(
+        self, *args: Any, save_last: bool = True, last_every_n_train_steps: int | None = None, **kwargs: Any
+    ) -> None:
+        # Lightning's own "last" logic stays off; this class writes last.ckpt itself.
+        super().__init__(*args, save_last=False, **kwargs)
+        n = last_every_n_train_steps
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+            from litvision.errors import UserError
+
+            raise UserError(
+                f"callbacks.model_checkpoint.last_every_n_train_steps={n!r} is not a number of steps: "
+                "use a positive integer, or null to write last.ckpt at epoch ends only."
+            )
+        self.keep_last = bool(save_last)
+        self.last_every_n_train_steps = int(last_every_n_train_steps or 0)
+        self._last_written_step: int | None = None
+
+    # -- when ------------------------------------------------------------------------------------
+    def _may_write(self, trainer: L.Trainer) -> bool:
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        return (
+            self.keep_last
+            and not trainer.fast_dev_run
+            and not trainer.sanity_checking
+            and trainer.state.fn == TrainerFn.FITTING
+            and trainer.global_step > 0  # nothing trained yet: nothing worth keeping
+        )
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        super().on_train_batch_end(trainer, pl_module, *args)
+        n = self.last_every_n_train_steps
+        if not n or trainer.global_step % n or not self._may_write(trainer):
+            return
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return  # the epoch-end write follows in a moment, with this epoch's validation in it
+        self._write_last(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)  # best first: last.ckpt then records it
+        if not self._should_save_on_train_epoch_end(trainer) and self._may_write(trainer):
+            self._write_last(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        # Written already if this epoch ended with a validation that saves (above); not if the
+        # checkpoint follows the epoch end, or the epoch had no validation (check_val_every_n_epoch).
+        if self._may_write(trainer) and self._last_written_step != trainer.global_step:
+            self._write_last(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        if self._may_write(trainer) and self._last_written_step != trainer.global_step:
+            self._write_last(trainer)
+
+    # -- how -------------------------------------------------------------------------------------
+    def _write_last(self, trainer: L.Trainer) -> None:
+        path = self.format_checkpoint_name(self._monitor_candidates(trainer), self.CHECKPOINT_NAME_LAST)
+        # Set before saving: the path is part of this callback's state inside the checkpoint.
+        self.last_model_path = path
+        # trainer.save_checkpoint, not self._save_checkpoint: the latter marks this step as saved,
+        # which would make the best-checkpoint logic skip a top-k save at the same step.
+        trainer.save_checkpoint(path, self.save_weights_only)
+        self._last_written_step = trainer.global_step
+        if trainer.is_global_zero:  # as Lightning does after its own saves (W&B log_model listens)
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
