@@ -34,6 +34,7 @@ RESUME_MAY_CHANGE: tuple[str, ...] = (
     "logger",
     "paths",
     "callbacks.rich_progress_bar",
+    "callbacks.model_checkpoint.last_every_n_train_steps",
     "ckpt_path",
     "resume",
 )
