@@ -4,6 +4,8 @@ and a checkpoint used with another experiment or task refused in one line naming
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -141,7 +143,27 @@ def test_payload_is_refused_everywhere_and_never_runs(tmp_path: Path) -> None:
     with pytest.raises(UserError) as err:
         read_state_dict(ckpt, "model.net.weights")
     assert_one_line(err, str(ckpt), "refuses to execute code")
+
+    # model.net.pretrained_file=<payload> (timm models)
+    from litvision.models.timm_models import timm_model
+
+    with pytest.raises(UserError) as err:
+        timm_model("resnet10t", num_classes=3, pretrained_file=str(ckpt))
+    assert_one_line(err, str(ckpt), "refuses to execute code")
     assert not marker.exists()
+
+
+def test_timm_pretrained_file_loads_through_the_safe_loader(tmp_path: Path) -> None:
+    """Catches: the timm path losing the weights (all but the new head must load, wrapped the
+    way trainers save them: under state_dict, with DDP's module. prefix)."""
+    from litvision.models.timm_models import timm_model
+
+    source = timm_model("resnet10t", num_classes=3)
+    path = tmp_path / "weights.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}}, path)
+    loaded = timm_model("resnet10t", num_classes=3, pretrained_file=str(path)).state_dict()
+    differ = [k for k, v in source.state_dict().items() if not torch.equal(v, loaded[k])]
+    assert differ == ["fc.weight", "fc.bias"]  # timm re-initialises the head for the new task
 
 
 def test_project_types_are_allow_listed(tmp_path: Path) -> None:
@@ -154,6 +176,14 @@ def test_project_types_are_allow_listed(tmp_path: Path) -> None:
         torch.load(path, weights_only=True)
     assert load_checkpoint(path)["datamodule_hyper_parameters"]["root"] == root
     assert type(root) in PROJECT_GLOBALS
+    # Lightning's own loads use torch's global allow-list: allow_project_types extends it (in a
+    # separate process, so that this process's allow-list stays torch's default).
+    code = (
+        "import sys, torch; from litvision.utils.safe_load import allow_project_types; "
+        "allow_project_types(); print(torch.load(sys.argv[1], weights_only=True)['datamodule_hyper_parameters'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    assert str(root) in out.stdout
 
 
 def test_check_compatible_names_both(trained: dict, tmp_path: Path) -> None:

@@ -122,6 +122,18 @@ def _weights_only_reason(e: BaseException) -> BaseException:
     return type(e)((m.group(1) or m.group(0)) if m else "not a pickle of tensors")
 
 
+def allow_project_types() -> None:
+    """Let torch's default weights-only loads accept `PROJECT_GLOBALS` too, process-wide.
+
+    Lightning loads `trainer.fit/validate/test(ckpt_path=...)` and `load_from_checkpoint` with
+    torch's default (`weights_only=True` since torch 2.6) and its global allow-list: call this once
+    before those, so that they accept exactly what `load_checkpoint` accepts.
+    """
+    import torch
+
+    torch.serialization.add_safe_globals(list(PROJECT_GLOBALS))
+
+
 def _unreadable(path: Path, e: BaseException) -> str:
     return (
         f"Checkpoint {path} is not a readable PyTorch checkpoint (truncated or corrupt: "
