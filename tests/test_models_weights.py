@@ -141,7 +141,7 @@ def test_missing_file_and_bad_names(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="Unknown weights load mode 'merge'"):
         load_weights(SmallCNN(), _save(SmallCNN().state_dict(), tmp_path / "s.pth"), mode="merge")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(UserError, match="Cannot read weights from .*junk.pth"):
+    with pytest.raises(UserError, match=r"junk\.pth is not a readable PyTorch checkpoint"):
         load_weights(SmallCNN(), tmp_path / "junk.pth")
 
 

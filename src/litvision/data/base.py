@@ -17,10 +17,12 @@ without a Trainer gets normalised floats.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -44,6 +46,19 @@ from litvision.errors import UserError
 log = logging.getLogger(__name__)
 
 SAMPLERS = (None, "none", "weighted")
+
+
+def _init_defaults(cls: type) -> dict[str, Any]:
+    """The keyword defaults of `cls.__init__` and of every base class's (subclasses pass **kwargs on)."""
+    out: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        for name, p in inspect.signature(init).parameters.items():
+            if p.default is not inspect.Parameter.empty:
+                out[name] = p.default
+    return out
 
 
 @dataclass
@@ -130,6 +145,35 @@ class ClassificationDataModule(L.LightningDataModule):
         self.num_classes: int | None = num_classes if num_classes is not None else self.known_num_classes
         self.class_names: list[str] | None = None
         self.datasets: dict[str, ImageSubset] = {}
+
+    # -- inference ------------------------------------------------------------------------
+    @classmethod
+    def inference_transform(cls, hparams: Mapping[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A decoded uint8 RGB image (3, H, W) -> the float input the model was trained on: the eval
+        resize and centre crop, the DataModule's channel count, then its normalisation.
+
+        Built from the DataModule's saved hyper-parameters (a checkpoint's
+        `datamodule_hyper_parameters`) without reading its data: predict needs only the checkpoint.
+        """
+        hp = {**_init_defaults(cls), **dict(hparams)}
+        tf = TransformConfig(
+            image_size=int(hp.get("image_size") or 224),
+            mean=tuple(hp["mean"]) if hp.get("mean") is not None else tuple(cls.default_mean),
+            std=tuple(hp["std"]) if hp.get("std") is not None else tuple(cls.default_std),
+            resize_size=hp.get("resize_size"),
+            resize_interpolation=hp.get("resize_interpolation") or "bilinear",
+        )
+        grey = int(hp.get("in_channels") or cls.default_in_channels) == 1
+        resize, normalize = eval_transform(tf), normalize_transform(tf)
+
+        def apply(image: torch.Tensor) -> torch.Tensor:
+            if grey and image.shape[0] == 3:
+                from torchvision.transforms.v2.functional import rgb_to_grayscale
+
+                image = rgb_to_grayscale(image)
+            return normalize(resize(image))
+
+        return apply
 
     # -- what subclasses provide -----------------------------------------------------------
     def _read(self) -> RawSplits:
@@ -229,6 +273,9 @@ class ClassificationDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         if "test" not in self.datasets:
-            log.warning("%s has no test split: testing on the validation split.", self.root)
+            from litvision.utils.warn import warn_user
+
+            # Test metrics of the validation split are not test metrics: the terminal must say so.
+            warn_user(log, f"{self.root} has no test split: testing on the validation split.")
             return self._loader("val")
         return self._loader("test")

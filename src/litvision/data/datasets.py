@@ -6,6 +6,7 @@ own transforms, so carving a validation split out of a training set copies nothi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,7 +14,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from litvision.data.decode import read_rgb
+from litvision.data.decode import UnreadableImage, read_rgb
+from litvision.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 class TensorImages:
@@ -33,17 +37,43 @@ class TensorImages:
 
 
 class FileImages:
-    """Images decoded from files on each access (RGB uint8)."""
+    """Images decoded from files on each access (RGB uint8).
 
-    def __init__(self, paths: Sequence[Path], labels: Sequence[int] | np.ndarray) -> None:
+    `skip_unreadable` (data.skip_corrupt): a file that passed the up-front header check but
+    fails to decode is left out when it is read (see `ImageSubset`), with a warning on the
+    terminal the first time this process meets it; it is not decoded again.
+    """
+
+    def __init__(
+        self, paths: Sequence[Path], labels: Sequence[int] | np.ndarray, skip_unreadable: bool = False
+    ) -> None:
         self.paths = [Path(p) for p in paths]
         self.labels = np.asarray(labels, dtype=np.int64)
+        self.skip_unreadable = skip_unreadable
+        # Per process (each DataLoader worker has its own): index -> the decode error.
+        self.unreadable: dict[int, UnreadableImage] = {}
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def image(self, i: int) -> torch.Tensor:
-        return read_rgb(self.paths[i])
+        if i in self.unreadable:
+            raise self.unreadable[i]
+        try:
+            return read_rgb(self.paths[i])
+        except UnreadableImage as e:
+            if self.skip_unreadable:
+                from litvision.utils.warn import warn_user
+
+                self.unreadable[i] = e
+                # Every rank and worker reads different files: whoever meets the file says so.
+                warn_user(
+                    log,
+                    f"Skipping unreadable image {self.paths[i]} ({e.reason}; data.skip_corrupt=true): "
+                    "the next readable image of the split takes its place.",
+                    all_ranks=True,
+                )
+            raise
 
 
 ImageSource = TensorImages | FileImages
@@ -70,8 +100,21 @@ class ImageSubset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        j = int(self.indices[i])
-        img = self.source.image(j)
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, int(self.source.labels[j])
+        # A file that fails to decode (data.skip_corrupt) is replaced by the next readable one of
+        # this view: a map-style dataset cannot shrink in mid-epoch, and the batch keeps its size.
+        n = len(self.indices)
+        for step in range(n):
+            j = int(self.indices[(i + step) % n])
+            try:
+                img = self.source.image(j)
+            except UnreadableImage:
+                if not getattr(self.source, "skip_unreadable", False):
+                    raise
+                continue
+            if self.transform is not None:
+                img = self.transform(img)
+            return img, int(self.source.labels[j])
+        raise UserError(
+            f"None of the {n} images of this split can be decoded (data.skip_corrupt=true skipped them all); "
+            "check the data folder."
+        )

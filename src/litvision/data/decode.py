@@ -26,6 +26,16 @@ _PNG_IEND = b"IEND"
 _TAIL_BYTES = 1024
 
 
+class UnreadableImage(UserError):
+    """An image file that fails to decode; `path` and `reason` say which and why."""
+
+    def __init__(self, message: str, path: Path | None = None, reason: str = "") -> None:
+        # One positional message: DataLoader workers re-raise exceptions as `type(e)(message)`.
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+
+
 def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMG_EXTENSIONS and not path.name.startswith(".")
 
@@ -48,9 +58,12 @@ def read_rgb(path: str | Path) -> torch.Tensor:
             return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
         return _pil_rgb(path)
     except Exception as e:  # noqa: BLE001 - any decoder failure means the same thing to the user
-        raise UserError(
-            f"Cannot decode image {path} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-            "replace or delete the file, or set data.skip_corrupt=true to leave unreadable files out."
+        reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+        raise UnreadableImage(
+            f"Cannot decode image {path} ({reason}); "
+            "replace or delete the file, or set data.skip_corrupt=true to leave unreadable files out.",
+            path=path,
+            reason=reason,
         ) from None
 
 

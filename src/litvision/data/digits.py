@@ -5,6 +5,9 @@ The default experiment trains on it with no download and no GPU.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import lightning as L
 import numpy as np
 import torch
@@ -55,6 +58,19 @@ class DigitsDataModule(L.LightningDataModule):
         self.in_channels = 1
         self.mean, self.std = (DIGITS_MEAN,), (DIGITS_STD,)
         self.datasets: dict[str, TensorDataset] = {}
+
+    @classmethod
+    def inference_transform(cls, hparams: Mapping[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A decoded uint8 RGB image (3, H, W) -> the digits' input: grey, 8x8, scaled to [0, 1] and
+        normalised like the training images (bright strokes on a dark background, as in the data)."""
+        from torchvision.transforms.v2.functional import resize, rgb_to_grayscale
+
+        def apply(image: torch.Tensor) -> torch.Tensor:
+            grey = rgb_to_grayscale(image) if image.shape[0] == 3 else image
+            small = resize(grey, [8, 8], antialias=True).float() / 255.0
+            return (small - DIGITS_MEAN) / DIGITS_STD
+
+        return apply
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:

@@ -79,7 +79,10 @@ def drop_unreadable(paths: list[Path], labels: np.ndarray, skip: bool) -> tuple[
             f"{len(bad)} unreadable image file(s): {listing}. Replace or delete them, "
             "or set data.skip_corrupt=true to leave them out."
         )
-    log.warning("Skipping %d unreadable image file(s) (data.skip_corrupt=true): %s", len(bad), listing)
+    from litvision.utils.warn import warn_user
+
+    # It changes what the run trains on: the terminal must show it, not only the run's log file.
+    warn_user(log, f"Skipping {len(bad)} unreadable image file(s) (data.skip_corrupt=true): {listing}")
     bad_set = {p for p, _ in bad}
     keep = np.array([p not in bad_set for p in paths], dtype=bool)
     return [p for p, k in zip(paths, keep, strict=True) if k], labels[keep]
@@ -136,7 +139,7 @@ class ImageFolderDataModule(ClassificationDataModule):
             _, test_paths, test_labels = scan_folder(self.test_dir, classes)
             if hp.check_files:
                 test_paths, test_labels = self._checked(test_paths, test_labels)
-            test = FileImages(test_paths, test_labels)
+            test = FileImages(test_paths, test_labels, skip_unreadable=hp.skip_corrupt)
         for label, name in enumerate(classes):
             if not np.any(labels == label):
                 raise UserError(
@@ -147,5 +150,8 @@ class ImageFolderDataModule(ClassificationDataModule):
         if hp.test_fraction:
             test_indices = stratified_split(labels, (hp.test_fraction,), hp.seed + 1)[1]
         return RawSplits(
-            train=FileImages(paths, labels), test=test, test_indices=test_indices, class_names=classes
+            train=FileImages(paths, labels, skip_unreadable=hp.skip_corrupt),
+            test=test,
+            test_indices=test_indices,
+            class_names=classes,
         )

@@ -38,7 +38,12 @@ def timm_model(
         path = Path(pretrained_file).expanduser()
         if not path.is_file():
             raise UserError(f"Pretrained weights file not found: {path} (model.net.pretrained_file).")
-        kwargs["pretrained_cfg_overlay"] = {**kwargs.get("pretrained_cfg_overlay", {}), "file": str(path)}
+        overlay = {"file": str(path)}
+        if path.suffix.lower() != ".safetensors":
+            # A pickle file goes through litvision's one safe loader (a payload is refused in one
+            # line); timm then takes the state dict from memory.
+            overlay = {"state_dict": _pickled_state_dict(path)}
+        kwargs["pretrained_cfg_overlay"] = {**kwargs.get("pretrained_cfg_overlay", {}), **overlay}
         pretrained = True
     try:
         return timm.create_model(
@@ -54,6 +59,21 @@ def timm_model(
             "model.net.pretrained_file=/path/to/model.safetensors (or copy a filled Hugging Face cache "
             "to ~/.cache/huggingface/hub), or train from scratch: model.net.pretrained=false."
         ) from None
+
+
+def _pickled_state_dict(path: Path) -> dict[str, Any]:
+    """The state dict of a .pth/.bin/.ckpt file, unwrapped the way timm's own file loader does it."""
+    from timm.models._helpers import clean_state_dict
+
+    from litvision.utils.safe_load import load_checkpoint
+
+    obj: dict[str, Any] = load_checkpoint(path)
+    # timm's load_state_dict order (use_ema=True): EMA weights first, then the plain ones.
+    for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
+        if isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    return clean_state_dict(obj)
 
 
 def _hf_repo(name: str) -> str:

@@ -103,15 +103,10 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         from safetensors.torch import load_file
 
         return dict(load_file(str(path)))
-    try:
-        # weights_only: external files are data, never code.
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-        raise UserError(
-            f"Cannot read weights from {path} with torch.load(weights_only=True): {str(e).splitlines()[0]}. "
-            "Save a plain state dict instead: torch.save(model.state_dict(), path)."
-        ) from None
-    return _extract_state_dict(obj, path)
+    from litvision.utils.safe_load import load_checkpoint
+
+    # External files are data, never code: the one safe loader refuses pickled payloads.
+    return _extract_state_dict(load_checkpoint(path), path)
 
 
 def _extract_state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
@@ -149,7 +144,9 @@ def torchvision_state_dict(arch: str, name: str) -> tuple[dict[str, Tensor], str
     filename = Path(w.url).name
     cache = Path(torch.hub.get_dir()) / "checkpoints" / filename
     try:
-        return w.get_state_dict(progress=True, check_hash=True), f"torchvision {arch} {w.name} ({cache})"
+        return w.get_state_dict(
+            progress=True, check_hash=True, weights_only=True
+        ), f"torchvision {arch} {w.name} ({cache})"
     except Exception as e:  # noqa: BLE001 - offline, proxy, truncated file...
         raise UserError(
             f"Could not get torchvision weights {arch} {w.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "

@@ -14,7 +14,6 @@ from typing import Any
 
 import lightning as L
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -31,11 +30,7 @@ from litvision.tasks.data_contract import adopt_data_contract
 from litvision.tasks.finetune import freeze as apply_freeze
 from litvision.tasks.finetune import layer_decay_param_groups, sync_batchnorm_modes
 from litvision.tasks.optim import build_param_groups, configure_optimization
-
-
-def _plain(x: Any) -> Any:
-    # Checkpoints hold plain containers, so they load with weights_only-style unpicklers.
-    return OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x
+from litvision.utils.safe_load import PROVENANCE_KEY, plain, provenance
 
 
 def _eval_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -62,21 +57,26 @@ class ClassificationTask(L.LightningModule):
         class_names: list[str] | None = None,
         freeze: str | list[str] | None = None,
         layer_decay: float | None = None,
+        experiment: str | None = None,
     ) -> None:
         super().__init__()
+        # Plain containers only (no OmegaConf objects): checkpoints load with weights_only=True.
+        net, freeze, class_names = plain(net), plain(freeze), plain(class_names)
         self.save_hyperparameters(
             {
                 # Without pretrained-weight keys: rebuilding from a checkpoint must not download them.
-                "net": without_pretrained(_plain(net)),
+                "net": without_pretrained(net),
                 "num_classes": num_classes,
-                "optimizer": _plain(optimizer),
-                "scheduler": _plain(scheduler),
-                "param_groups": _plain(param_groups),
+                "optimizer": plain(optimizer),
+                "scheduler": plain(scheduler),
+                "param_groups": plain(param_groups),
                 "label_smoothing": label_smoothing,
                 # class_names are written by on_save_checkpoint: taken from the data at setup, and
                 # kept out of the initial hparams that Lightning compares with the DataModule's.
-                "freeze": _plain(freeze),
+                "freeze": freeze,
                 "layer_decay": layer_decay,
+                # The experiment's name (`${name}`), recorded in every checkpoint (see on_save_checkpoint).
+                "experiment": experiment,
             }
         )
         if layer_decay is not None and param_groups:
@@ -84,7 +84,7 @@ class ClassificationTask(L.LightningModule):
                 "model.layer_decay and model.param_groups both set the learning rate per group; "
                 "keep one of them (set the other to null)."
             )
-        self.net: nn.Module = build_net(_plain(net))
+        self.net: nn.Module = build_net(net)
         apply_freeze(self.net, self.hparams.freeze)
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
@@ -100,6 +100,11 @@ class ClassificationTask(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["hyper_parameters"]["class_names"] = list(self.class_names)
+        # Where the checkpoint came from, so that using it with another experiment is refused in one line.
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        checkpoint[PROVENANCE_KEY] = provenance(
+            self.hparams.experiment, "classification", self.num_classes, self.hparams.net, dm
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

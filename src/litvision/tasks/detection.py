@@ -17,17 +17,12 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
 from litvision.metrics.detection import make_iou_metric, make_map_metric, metric_targets
 from litvision.tasks.data_contract import adopt_data_contract
 from litvision.tasks.optim import build_param_groups, configure_optimization
-
-
-def _plain(x: Any) -> Any:
-    # Checkpoints hold plain containers, so they load with weights_only-style unpicklers.
-    return OmegaConf.to_container(x, resolve=True) if isinstance(x, DictConfig) else x
+from litvision.utils.safe_load import PROVENANCE_KEY, plain, provenance
 
 
 def _split_batch(batch: Any) -> tuple[list[Tensor], list[dict[str, Any]]]:
@@ -58,21 +53,26 @@ class DetectionTask(L.LightningModule):
         class_metrics: bool = True,
         num_log_images: int = 4,
         draw_score_thresh: float = 0.3,
+        experiment: str | None = None,
     ) -> None:
         super().__init__()
+        # Plain containers only (no OmegaConf objects): checkpoints load with weights_only=True.
+        class_names, category_ids = plain(class_names), plain(category_ids)
         self.save_hyperparameters(
             {
-                "net": _plain(net),
+                "net": plain(net),
                 "num_classes": num_classes,
-                "optimizer": _plain(optimizer),
-                "scheduler": _plain(scheduler),
-                "param_groups": _plain(param_groups),
+                "optimizer": plain(optimizer),
+                "scheduler": plain(scheduler),
+                "param_groups": plain(param_groups),
                 # class_names are written by on_save_checkpoint: taken from the data at setup, and
                 # kept out of the initial hparams that Lightning compares with the DataModule's.
-                "category_ids": _plain(category_ids),
+                "category_ids": category_ids,
                 "class_metrics": class_metrics,
                 "num_log_images": num_log_images,
                 "draw_score_thresh": draw_score_thresh,
+                # The experiment's name (`${name}`), recorded in every checkpoint (see on_save_checkpoint).
+                "experiment": experiment,
             }
         )
         self.net: nn.Module = instantiate(self.hparams.net)
@@ -96,6 +96,11 @@ class DetectionTask(L.LightningModule):
         # predict maps labels back to names and dataset ids without the dataset at hand.
         checkpoint["hyper_parameters"]["class_names"] = list(self.class_names)
         checkpoint["hyper_parameters"]["category_ids"] = self.category_ids
+        # Where the checkpoint came from, so that using it with another experiment is refused in one line.
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        checkpoint[PROVENANCE_KEY] = provenance(
+            self.hparams.experiment, "detection", self.num_classes, self.hparams.net, dm
+        )
 
     def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         return self.net(images)

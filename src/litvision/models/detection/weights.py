@@ -47,7 +47,7 @@ def resolve_weights(enum_cls: Any, name: str | None, key: str) -> Any:
         if os.environ.get("LITVISION_OFFLINE"):
             raise UserError(missing_weights_message(member, key))
         try:
-            torch.hub.load_state_dict_from_url(member.url, progress=False, check_hash=True)
+            torch.hub.load_state_dict_from_url(member.url, progress=False, check_hash=True, weights_only=True)
         except Exception as e:  # noqa: BLE001 - any network/hash failure means the same fix for the user
             raise UserError(
                 f"{missing_weights_message(member, key)} (download failed: {type(e).__name__})"
@@ -75,7 +75,9 @@ def read_state_dict(path: str | os.PathLike, key: str = "weights") -> dict[str, 
         raise UserError(
             f"{key}: weights file {path} does not exist; pass an existing .pth/.ckpt file or null."
         )
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    from litvision.utils.safe_load import load_checkpoint
+
+    obj: Any = load_checkpoint(path)
     if isinstance(obj, Mapping) and "state_dict" in obj:
         obj = obj["state_dict"]
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):

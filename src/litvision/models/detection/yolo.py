@@ -148,7 +148,7 @@ class YOLOv1(nn.Module):
             state = read_state_dict(weights, "model.net.weights_backbone")
         else:
             member = resolve_weights(weights_enum, weights, "model.net.weights_backbone")
-            state = member.get_state_dict(progress=False)
+            state = member.get_state_dict(progress=False, weights_only=True)
         skip = ("fc.",) if self.backbone_stages == 4 else ("fc.", "layer4.")
         report = load_matching(self.backbone, state, skip_prefixes=skip, what="YOLOv1 backbone")
         if report["missing"] or report["shape_mismatch"]:

@@ -1,0 +1,402 @@
+"""predict: a trained checkpoint on a folder of images: top-k classes, or boxes drawn and as COCO JSON.
+
+    litvision predict experiment=digits_cnn ckpt_path=runs/digits_cnn/<stamp>/checkpoints/last.ckpt input=photos/
+    litvision predict experiment=yolov1_shapes ckpt_path=<ckpt> input=<folder> score_thresh=0.3
+
+`run_predict(cfg, run_dir)` is the command's work inside the run lifecycle, which composes and
+checks the config, makes `run_dir` and writes the config and `summary.json` (from the fields
+returned here). The task is rebuilt from the checkpoint alone, read by the one safe loader: its
+plain hyper-parameters give the network (pretrained-weight keys off, nothing is downloaded), its
+`datamodule_hyper_parameters` give the images' preprocessing (the eval resize, crop, channels and
+normalisation the model was trained with), its state dict the weights.
+
+Classification (`top_k` best classes per image, probabilities from the softmax):
+  predictions.csv   file, class_1, prob_1, ..., class_k, prob_k (one row per image)
+  predictions.json  [{"file", "top_k": [{"class", "index", "prob"}, ...]}, ...]
+Detection (boxes scoring at least `score_thresh`):
+  images/<name>.png predicted boxes drawn with class names and scores
+  detections.json   COCO results (image_id, category_id, bbox [x, y, w, h], score); category ids
+                    mapped back through the data's `category_ids` when it has them
+  images.json       image id -> file name; ids are the file stems when all are numbers (COCO file
+                    names), else positions in sorted order
+
+Bad images never stop the run unless asked: a file that cannot be decoded is skipped with a
+warning, and one whose header says it has more than `max_pixels` pixels is refused before any
+pixel is decoded (a 20000x20000 PNG would take 4.8 GB as float RGB). `on_bad_image=stop` turns
+either into one error line instead. Skipped files and why are listed in the summary.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from litvision.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ON_BAD_IMAGE = ("skip", "stop")
+# Only networks of the project are rebuilt from a checkpoint's hyper-parameters: a `_target_` in a
+# checkpoint is data, and instantiating anything it names would be code execution by other means.
+NET_TARGET_PREFIX = "litvision.models."
+DATA_TARGET_PREFIX = "litvision.data."
+
+
+# -- settings and inputs -----------------------------------------------------------------------
+def list_images(folder: str | Path) -> list[Path]:
+    """The image files directly inside `folder`, sorted; a missing or empty folder is one line."""
+    from litvision.data.decode import IMG_EXTENSIONS
+
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise UserError(
+            f"input={folder} is not a folder; pass a folder of images, e.g. input=data/my_photos."
+        )
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.suffix.lower() in IMG_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+    )
+    if not files:
+        raise UserError(
+            f"input={folder} holds no images ({', '.join(IMG_EXTENSIONS)}); point it at a folder of images."
+        )
+    return files
+
+
+def image_ids(files: list[Path]) -> list[int]:
+    stems = [p.stem for p in files]
+    if all(s.isdigit() for s in stems) and len(set(map(int, stems))) == len(stems):
+        return [int(s) for s in stems]
+    return list(range(len(files)))
+
+
+def _positive_int(cfg: DictConfig, key: str) -> int:
+    value = cfg.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f"{key}={value!r} must be a positive whole number (e.g. {key}=4).")
+    return value
+
+
+def check_predict_config(cfg: DictConfig) -> None:
+    """The predict keys' types and ranges, the checkpoint's existence and the input folder, checked
+    without loading anything: the lifecycle can call this before it makes a run folder."""
+    ckpt = cfg.get("ckpt_path")
+    if ckpt in (None, "", "null"):
+        raise UserError(
+            "predict needs a checkpoint: ckpt_path=<path/to.ckpt> (make predict ... CKPT=<path>)."
+        )
+    if not Path(str(ckpt)).expanduser().is_file():
+        raise UserError(f"Checkpoint not found: {ckpt}; pass an existing .ckpt file as ckpt_path=.")
+    if cfg.get("input") in (None, "", "null"):
+        raise UserError("predict needs a folder of images: input=<folder> (make predict ... INPUT=<folder>).")
+    list_images(cfg.input)
+    for key in ("batch_size", "top_k", "max_pixels"):
+        _positive_int(cfg, key)
+    if cfg.get("on_bad_image") not in ON_BAD_IMAGE:
+        raise UserError(
+            f"on_bad_image={cfg.get('on_bad_image')!r} is not one of {', '.join(ON_BAD_IMAGE)}: "
+            "skip (warn and go on) or stop (one error line)."
+        )
+    thresh = cfg.get("score_thresh")
+    if isinstance(thresh, bool) or not isinstance(thresh, (int, float)) or not 0.0 <= thresh <= 1.0:
+        raise UserError(f"score_thresh={thresh!r} must be a number in [0, 1] (e.g. score_thresh=0.3).")
+
+
+# -- the task, from the checkpoint alone --------------------------------------------------------
+def _check_targets(obj: Any, prefix: str, path: Path, where: str) -> None:
+    """Every `_target_` inside `obj` (Hydra instantiates nested ones too) must start with `prefix`."""
+    if isinstance(obj, Mapping):
+        target = obj.get("_target_")
+        if target is not None and not str(target).startswith(prefix):
+            raise UserError(
+                f"Checkpoint {path} names {target!r} as its {where}; predict rebuilds only litvision's "
+                f"own ({prefix}*) and refuses to run anything else from a checkpoint."
+            )
+        for v in obj.values():
+            _check_targets(v, prefix, path, where)
+    elif isinstance(obj, (list, tuple)):
+        for v in obj:
+            _check_targets(v, prefix, path, where)
+
+
+def _task_class(kind: str) -> type:
+    if kind == "classification":
+        from litvision.tasks.classification import ClassificationTask
+
+        return ClassificationTask
+    from litvision.tasks.detection import DetectionTask
+
+    return DetectionTask
+
+
+def load_task(ckpt: Mapping[str, Any], path: Path, cfg: DictConfig) -> tuple[Any, str]:
+    """(the task in eval mode with the checkpoint's weights, "classification" | "detection")."""
+    from litvision.models.weights import without_pretrained
+    from litvision.utils.safe_load import checkpoint_record, task_kind
+
+    hp = ckpt.get("hyper_parameters")
+    if not isinstance(hp, Mapping) or not isinstance(hp.get("net"), Mapping) or "num_classes" not in hp:
+        raise UserError(
+            f"Checkpoint {path} is not a litvision task checkpoint (no net/num_classes hyper-parameters); "
+            "pass a .ckpt from a run's checkpoints/ folder."
+        )
+    if not isinstance(ckpt.get("state_dict"), Mapping):
+        raise UserError(
+            f"Checkpoint {path} has no state_dict (weights); pass a .ckpt from a run's checkpoints/ folder."
+        )
+    kind = checkpoint_record(ckpt).get("task") or task_kind(cfg.model.get("_target_"))
+    if kind not in ("classification", "detection"):
+        raise UserError(
+            f"Cannot tell whether checkpoint {path} is a classification or a detection model; "
+            "pass the experiment it was trained with (experiment=<name>)."
+        )
+    _check_targets(hp["net"], NET_TARGET_PREFIX, path, "network")
+    cls = _task_class(kind)
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    # The checkpoint holds every tensor: rebuilding the network must not fetch pretrained weights.
+    kwargs = {k: v for k, v in hp.items() if k in accepted}
+    kwargs["net"] = without_pretrained(hp["net"])
+    task = cls(**kwargs)
+    try:
+        task.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        first = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+        raise UserError(
+            f"Checkpoint {path}: its weights do not fit the network its own hyper-parameters describe "
+            f"({first[:200]}); the file was changed after training, pass an unmodified checkpoint."
+        ) from None
+    return task.eval(), kind
+
+
+def _datamodule_class(ckpt: Mapping[str, Any], cfg: DictConfig, path: Path) -> type:
+    from hydra.utils import get_class
+
+    from litvision.utils.safe_load import checkpoint_record
+
+    recorded = checkpoint_record(ckpt).get("datamodule")
+    if recorded and not str(recorded).startswith(DATA_TARGET_PREFIX):
+        raise UserError(
+            f"Checkpoint {path} names {recorded!r} as its data; predict uses only litvision's own "
+            f"({DATA_TARGET_PREFIX}*) data modules."
+        )
+    target = recorded or cfg.data.get("_target_")
+    cls = get_class(str(target))
+    if not hasattr(cls, "inference_transform"):
+        raise UserError(
+            f"{target} cannot prepare single images for a model (no inference_transform); "
+            "predict supports litvision's classification data modules."
+        )
+    return cls
+
+
+def _inference_transform(ckpt: Mapping[str, Any], cfg: DictConfig, path: Path) -> Callable[[Any], Any]:
+    from omegaconf import OmegaConf
+
+    cls = _datamodule_class(ckpt, cfg, path)
+    hparams = ckpt.get("datamodule_hyper_parameters")
+    if not isinstance(hparams, Mapping):
+        # Not recorded in the checkpoint: the experiment's data settings.
+        hparams = {k: v for k, v in OmegaConf.to_container(cfg.data, resolve=True).items() if k != "_target_"}
+    return cls.inference_transform(hparams)
+
+
+# -- images ---------------------------------------------------------------------------------------
+class _Refused(Exception):
+    """An input image predict leaves out: `reason` says why."""
+
+    def __init__(self, reason: str, fix: str) -> None:
+        super().__init__(reason)
+        self.reason, self.fix = reason, fix
+
+
+@contextmanager
+def _pil_pixel_limit(max_pixels: int) -> Iterator[None]:
+    # Our own limit (max_pixels) decides, with its own message; PIL's decompression-bomb check
+    # would otherwise refuse (or warn) first, at its own fixed limit.
+    from PIL import Image
+
+    before = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = max_pixels
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+
+
+def read_checked(path: Path, max_pixels: int) -> Any:
+    """Decode `path` to a uint8 RGB tensor (3, H, W) after checking its header: size within
+    `max_pixels`, a format PIL knows, no truncation. Raises `_Refused` otherwise."""
+    from PIL import Image
+
+    from litvision.data.decode import UnreadableImage, check_image, read_rgb
+
+    before = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the header only: nothing is decoded here
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+    except Exception as e:  # noqa: BLE001 - any failure to read a header means "not an image we can read"
+        raise _Refused(
+            f"it is not an image that can be read ({type(e).__name__}: {str(e)[:120]})",
+            "replace or remove the file",
+        ) from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+    if width * height > max_pixels:
+        raise _Refused(
+            f"it is {width}x{height} = {width * height:,} pixels, over max_pixels={max_pixels:,}",
+            f"resize it, or raise the limit with max_pixels={width * height}",
+        )
+    with _pil_pixel_limit(max_pixels):
+        why = check_image(path)
+        if why is not None:
+            raise _Refused(why, "replace or remove the file")
+        try:
+            return read_rgb(path)
+        except UnreadableImage as e:
+            raise _Refused(f"it cannot be decoded ({e.reason})", "replace or remove the file") from None
+
+
+def _readable(
+    files: list[Path], max_pixels: int, on_bad: str, skipped: list[dict[str, str]]
+) -> Iterator[tuple[Path, Any]]:
+    """(path, uint8 image) for each file that reads; the others are warned about and listed in
+    `skipped`, or (on_bad_image=stop) stop the run in one line."""
+    from litvision.utils.warn import warn_user
+
+    for path in files:
+        try:
+            image = read_checked(path, max_pixels)
+        except _Refused as r:
+            if on_bad == "stop":
+                raise UserError(
+                    f"Image {path}: {r.reason}; {r.fix}, or set on_bad_image=skip to leave such files out."
+                ) from None
+            warn_user(log, f"Skipping image {path}: {r.reason} (on_bad_image=skip).")
+            skipped.append({"file": str(path), "reason": r.reason})
+            continue
+        yield path, image
+
+
+def _batches(items: Iterator[tuple[Path, Any]], size: int) -> Iterator[list[tuple[Path, Any]]]:
+    batch: list[tuple[Path, Any]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# -- the two kinds of model -----------------------------------------------------------------------
+def _predict_classification(
+    task: Any,
+    transform: Callable[[Any], Any],
+    items: Iterator[tuple[Path, Any]],
+    cfg: DictConfig,
+    run_dir: Path,
+) -> dict[str, Any]:
+    import torch
+
+    k = min(int(cfg.top_k), task.num_classes)
+    rows: list[dict[str, Any]] = []
+    with torch.inference_mode():
+        for batch in _batches(items, int(cfg.batch_size)):
+            x = torch.stack([transform(image) for _, image in batch])
+            probs, idx = task(x).softmax(dim=-1).topk(k, dim=-1)
+            for (path, _), p, i in zip(batch, probs.tolist(), idx.tolist(), strict=True):
+                top = [
+                    {"class": task.class_names[c], "index": c, "prob": round(q, 6)}
+                    for q, c in zip(p, i, strict=True)
+                ]
+                rows.append({"file": path.name, "top_k": top})
+    (run_dir / "predictions.json").write_text(json.dumps(rows, indent=1))
+    with open(run_dir / "predictions.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", *(f"{c}_{r}" for r in range(1, k + 1) for c in ("class", "prob"))])
+        for row in rows:
+            writer.writerow([row["file"], *(v for t in row["top_k"] for v in (t["class"], t["prob"]))])
+    print(f"top-{k} classes of {len(rows)} images -> {run_dir / 'predictions.csv'}")
+    return {"images": len(rows), "top_k": k, "predictions": "predictions.csv"}
+
+
+def _predict_detection(
+    task: Any, items: Iterator[tuple[Path, Any]], files: list[Path], cfg: DictConfig, run_dir: Path
+) -> dict[str, Any]:
+    import torch
+    from torchvision.io import write_png
+
+    from litvision.metrics.detection import coco_results
+    from litvision.tasks.detection import draw_detections
+
+    net = task.net
+    for key in ("score_thresh", "nms_thresh"):
+        if cfg.get(key) is not None and hasattr(net, key):
+            setattr(net, key, float(cfg[key]))  # YOLOv1 reads them at decoding time
+    out_images = run_dir / "images"
+    out_images.mkdir(parents=True, exist_ok=True)
+    # Ids over every listed file, so that an image's id does not depend on which others were skipped.
+    id_of = dict(zip(files, image_ids(files), strict=True))
+    thresh = float(cfg.score_thresh)
+    predictions, ids, done = [], [], []
+    with torch.inference_mode():
+        for batch in _batches(items, int(cfg.batch_size)):
+            images = [image.float() / 255.0 for _, image in batch]
+            for (path, _), img, pred in zip(batch, images, task(images), strict=True):
+                pred = {k: v[pred["scores"] >= thresh] for k, v in pred.items()}
+                predictions.append(pred)
+                ids.append(id_of[path])
+                done.append(path)
+                write_png(draw_detections(img, pred, task.class_names), str(out_images / f"{path.stem}.png"))
+    results = coco_results(predictions, ids, task.category_ids)
+    (run_dir / "detections.json").write_text(json.dumps(results))
+    (run_dir / "images.json").write_text(
+        json.dumps([{"id": id_of[p], "file_name": p.name} for p in done], indent=1)
+    )
+    print(f"{len(results)} detections in {len(done)} images -> {run_dir}")
+    return {"images": len(done), "detections": len(results), "score_thresh": thresh}
+
+
+def run_predict(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Predict on every image of `cfg.input` with `cfg.ckpt_path`; write the outputs into `run_dir`
+    and return the summary's fields (the lifecycle adds timing and git facts and writes it)."""
+    from litvision.utils.safe_load import check_compatible, load_checkpoint
+
+    check_predict_config(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = Path(str(cfg.ckpt_path)).expanduser()
+    ckpt = load_checkpoint(path)
+    check_compatible(ckpt, cfg, path)
+    task, kind = load_task(ckpt, path, cfg)
+    transform = _inference_transform(ckpt, cfg, path) if kind == "classification" else None
+    files = list_images(cfg.input)
+    skipped: list[dict[str, str]] = []
+    items = _readable(files, int(cfg.max_pixels), str(cfg.on_bad_image), skipped)
+    if kind == "classification":
+        facts = _predict_classification(task, transform, items, cfg, run_dir)
+    else:
+        facts = _predict_detection(task, items, files, cfg, run_dir)
+    if skipped:
+        print(f"skipped {len(skipped)} of {len(files)} images (listed in summary.json under 'skipped')")
+    return {
+        "experiment": cfg.get("name"),
+        "task": "predict",
+        "model_task": kind,
+        "run_dir": str(run_dir),
+        "checkpoint": str(path.resolve()),
+        "input": str(Path(str(cfg.input)).expanduser().resolve()),
+        **facts,
+        "skipped": skipped,
+        "class_names": list(task.class_names),
+    }
