@@ -257,3 +257,54 @@ def test_cli_help_lists_every_command() -> None:
         assert f"  {name} " in proc.stdout, name
         sub = run_cli("litvision", name, "--help", check=True)
         assert "usage" in sub.stdout.lower(), name
+
+
+# -- checkpoints: one safe loader behind every command ----------------------------------------------
+@pytest.mark.parametrize(
+    ("command", "extra"),
+    [
+        ("fit", []),  # start from / resume a checkpoint
+        ("test", []),
+        ("predict", ["input={images}"]),
+        ("fit", ["model.net.weights={ckpt}"]),  # weights as initialisation
+    ],
+    ids=["fit-ckpt_path", "test", "predict", "fit-weights"],
+)
+def test_payload_checkpoint_is_refused_by_every_command(
+    command: str, extra: list[str], tmp_path: Path
+) -> None:
+    """Catches: any command loading a checkpoint with weights_only=False (the payload would run)."""
+    from test_safe_load import write_payload_checkpoint
+
+    marker = tmp_path / "pwned"
+    ckpt = write_payload_checkpoint(tmp_path / "payload.ckpt", marker)
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(images / "0.png")
+    args = [a.format(images=images, ckpt=ckpt) for a in extra]
+    if not any(a.startswith("model.net.weights") for a in args):
+        args.append(f"ckpt_path={ckpt}")
+    runs = tmp_path / "runs"
+    proc = run_cli("litvision", command, "experiment=digits_cnn", *args, f"paths.runs_dir={runs}", env=ENV)
+    line = _one_line_refusal(proc, str(ckpt))
+    assert "refuses to execute code" in line
+    assert not marker.exists()
+    assert not runs.exists() or not any(runs.rglob("*"))
+
+
+def test_checkpoint_of_another_experiment_is_one_line(finished: Path, tmp_path: Path) -> None:
+    """Catches: a state-dict mismatch traceback when testing digits weights on the shapes detector."""
+    last = finished / "checkpoints" / "last.ckpt"
+    runs = tmp_path / "runs"
+    proc = run_cli(
+        "litvision",
+        "test",
+        "experiment=yolov1_shapes",
+        f"ckpt_path={last}",
+        f"paths.runs_dir={runs}",
+        env=ENV,
+    )
+    _one_line_refusal(proc, "digits_cnn", "yolov1_shapes")
+    assert not runs.exists() or not any(runs.rglob("*"))

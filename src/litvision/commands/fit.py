@@ -23,8 +23,8 @@ def run(session: Session) -> dict[str, Any]:
 
     cfg = session.cfg
     datamodule = session.datamodule()
+    task = session.task()  # before the Trainer: a refused weights file stops the run before it prints
     trainer = session.trainer()
-    task = session.task()
     prepare_ddp_workers()
     if cfg.get("train", True):
         trainer.fit(task, datamodule=datamodule, ckpt_path=session.ckpt_path)

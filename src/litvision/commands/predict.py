@@ -400,3 +400,8 @@ def run_predict(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "skipped": skipped,
         "class_names": list(task.class_names),
     }
+
+
+def run(session: Any) -> dict[str, Any]:
+    """The lifecycle's entry: predict into the session's run folder."""
+    return run_predict(session.cfg, session.run_dir)

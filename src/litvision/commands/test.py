@@ -14,11 +14,7 @@ from litvision.lifecycle.session import Session
 def run(session: Session) -> dict[str, Any]:
     from litvision.utils.run import to_floats
 
+    datamodule, task = session.datamodule(), session.task(pretrained=False)
     trainer = session.trainer(callbacks=[])
-    metrics = trainer.test(
-        session.task(pretrained=False),
-        datamodule=session.datamodule(),
-        ckpt_path=session.ckpt_path,
-        verbose=False,
-    )
+    metrics = trainer.test(task, datamodule=datamodule, ckpt_path=session.ckpt_path, verbose=False)
     return {"checkpoint": str(Path(session.ckpt_path).resolve()), "test": to_floats(metrics[0])}

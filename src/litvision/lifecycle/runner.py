@@ -45,6 +45,11 @@ class Command:
     needs_checkpoint: bool = False
     #: hydra.run.dir when the entry config's hydra group does not set it.
     run_dir: str | None = None
+    #: "module:function" checking the command's own keys before any folder exists.
+    precheck: str | None = None
+    #: Whether the lifecycle checks the checkpoint (safe load, same experiment) before the folder;
+    #: predict does it itself, from the checkpoint alone.
+    check_checkpoint: bool = True
 
 
 COMMANDS: dict[str, Command] = {
@@ -57,6 +62,8 @@ COMMANDS: dict[str, Command] = {
         "litvision.commands.predict:run",
         needs_checkpoint=True,
         run_dir="${paths.runs_dir}/${name}/predict/${now:%Y-%m-%d_%H-%M-%S-%f}",
+        precheck="litvision.commands.predict:check_predict_config",
+        check_checkpoint=False,
     ),
 }
 
@@ -190,8 +197,10 @@ def plan_run(command: Command, args: list[str]) -> Plan:
     changes = {}
     if mode == "resume" and not worker:
         changes = check_resume_changes(run_dir, cfg)
-    if start_ckpt is not None:
-        _check_checkpoint(start_ckpt, cfg, command)
+    if command.precheck:
+        _call(command.precheck, cfg)
+    if start_ckpt is not None and command.check_checkpoint:
+        _check_checkpoint(start_ckpt, cfg)
     if mode == "fork":
         notes.append(
             f"{source_run} is finished and read-only: this is a new run in {run_dir}, "
@@ -229,12 +238,16 @@ def _resolve(cfg: DictConfig) -> str:
         raise (find_user_error(e) or UserError(_one_line(e))) from None
 
 
-def _check_checkpoint(path: str, cfg: DictConfig, command: Command) -> None:
-    """The checkpoint loads safely and belongs to this experiment's task (one line if not)."""
-    try:
-        from litvision.utils.safe_load import check_compatible, load_checkpoint
-    except ImportError:  # pragma: no cover - until the safe loader lands
-        return
+def _call(target: str, *args: Any) -> Any:
+    module, fn = target.split(":")
+    return getattr(importlib.import_module(module), fn)(*args)
+
+
+def _check_checkpoint(path: str, cfg: DictConfig) -> None:
+    """The checkpoint loads safely and belongs to this experiment's task (one line if not),
+    before a folder exists; a pickle payload in it is refused, never run."""
+    from litvision.utils.safe_load import check_compatible, load_checkpoint
+
     check_compatible(load_checkpoint(path), cfg, path)
 
 
@@ -333,8 +346,11 @@ def execute(plan: Plan) -> dict[str, Any]:
         import lightning as L
 
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # the start panel shows the seed
-        module, fn = plan.command.runner.split(":")
-        fields = getattr(importlib.import_module(module), fn)(session)
+        from litvision.utils.safe_load import allow_project_types
+
+        # Lightning's own checkpoint loads (fit/test ckpt_path) accept what the safe loader accepts.
+        allow_project_types()
+        fields = _call(plan.command.runner, session)
         summary = {
             "experiment": cfg.name,
             "task": plan.command.config_name,
