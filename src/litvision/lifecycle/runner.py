@@ -184,7 +184,7 @@ def plan_run(command: Command, args: list[str]) -> Plan:
                 raise UserError(f"{source_run} is finished but has no checkpoints/last.ckpt to start from.")
         else:
             mode, base = "resume", run_overrides
-    overrides = [*base, *args]
+    overrides = _merge_overrides(base, args)
     if mode == "resume" and not worker:
         overrides.append(f"hydra.run.dir={source_run}")
     if command.run_dir and value_of(overrides, "hydra.run.dir") is None:
@@ -236,6 +236,21 @@ def _resolve(cfg: DictConfig) -> str:
         return composed
     except OmegaConfBaseException as e:
         raise (find_user_error(e) or UserError(_one_line(e))) from None
+
+
+def _merge_overrides(base: list[str], args: list[str]) -> list[str]:
+    """The run's own command line, then the new one. Repeating the original command (what a
+    requeue or a re-run script does) must compose: an exact repeat is dropped, and `+key=` of a
+    key the run already added becomes `++key=` (Hydra refuses to add a key twice)."""
+    keys = {o.lstrip("+~").split("=", 1)[0] for o in base}
+    merged = list(base)
+    for a in args:
+        if a in base:
+            continue
+        if a.startswith("+") and not a.startswith("++") and a[1:].split("=", 1)[0] in keys:
+            a = "+" + a
+        merged.append(a)
+    return merged
 
 
 def _call(target: str, *args: Any) -> Any:
