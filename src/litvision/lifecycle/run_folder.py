@@ -94,11 +94,15 @@ class RunLock:
             self._fd = None
 
 
-def create(run: Path) -> None:
-    """Make a new run folder; an existing one is never reused for a new run."""
+def create(run: Path) -> bool:
+    """Make a new run folder; True if it did not exist. A folder holding any file is never reused
+    for a new run (an empty one, e.g. prepared as a mount point, is)."""
     try:
         run.mkdir(parents=True, exist_ok=False)
+        return True
     except FileExistsError:
+        if run.is_dir() and not any(p.is_file() for p in run.rglob("*")):
+            return False
         raise UserError(
             f"Run folder {run} already exists; a new run never writes into an old one. "
             "Leave hydra.run.dir unset (a fresh timestamped folder) or resume it with resume=<folder>."

@@ -330,8 +330,7 @@ def execute(plan: Plan) -> dict[str, Any]:
     try:
         if rank_zero:
             if plan.mode in ("new", "fork") and plan.fresh_folder:
-                folders.create(run)
-                created = True
+                created = folders.create(run)
             elif not run.is_dir():
                 run.mkdir(parents=True)
                 created = True
