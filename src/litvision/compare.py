@@ -64,7 +64,10 @@ class Run:
         """Epochs the run completed (`epochs_completed`; older summaries say `epochs`)."""
         s = self.summary or {}
         value = s.get("epochs_completed")
-        return int(value) if value is not None else None
+        try:
+            return int(value) if value is not None else None
+        except (TypeError, ValueError):  # a hand-edited summary: show the run, not a traceback
+            return None
 
     @property
     def task_name(self) -> str:
@@ -90,7 +93,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         with open(path) as f:
             data = yaml.safe_load(f)
         return data if isinstance(data, dict) else {}
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: binary bytes (UnicodeDecodeError)
         return {}
 
 
@@ -125,13 +128,43 @@ def load_run(path: Path, root: Path | None = None) -> Run:
     run.resolved = flatten(_read_yaml(path / "config.yaml"))
     summary = path / "summary.json"
     if summary.is_file():
-        try:
-            run.summary = json.loads(summary.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            run.problem = f"unreadable summary.json ({e})"
+        run.summary, run.problem = read_summary_checked(summary)
     else:
         run.problem = NO_SUMMARY
     return run
+
+
+def read_summary_checked(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(summary, None), or (None, why it cannot be used): unreadable bytes, not JSON, or the wrong shape.
+
+    One bad file (a disk error, a hand edit, a half-copied folder) must not stop the comparison
+    of every other run, so nothing here raises.
+    """
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        return None, f"unreadable summary.json ({e.strerror or e})"
+    except UnicodeDecodeError:
+        return None, "unreadable summary.json (not UTF-8 text: binary or corrupted)"
+    except json.JSONDecodeError as e:
+        return None, f"unreadable summary.json (not JSON: {e.msg} at line {e.lineno})"
+    if not isinstance(data, dict):
+        return None, f"summary.json has the wrong shape (a JSON {type(data).__name__}, not an object)"
+    if "best_val" not in data and "test" not in data:
+        return None, "summary.json has the wrong shape (no best_val or test metrics)"
+    for key in ("best_val", "test"):
+        metrics = data.get(key)
+        if metrics is None:
+            continue
+        if not isinstance(metrics, dict):
+            return (
+                None,
+                f"summary.json has the wrong shape ({key} is a {type(metrics).__name__}, not an object)",
+            )
+        bad = [k for k, v in metrics.items() if v is not None and not isinstance(v, (int, float))]
+        if bad:
+            return None, f"summary.json has the wrong shape ({key}.{bad[0]} is not a number)"
+    return data, None
 
 
 def load_runs(targets: list[str | Path]) -> list[Run]:
@@ -303,9 +336,9 @@ def plot_curves(runs: list[Run], out_dir: Path) -> list[Path]:
 def _fmt(v: Any, column: str = "") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
-    if column == "wall_time_s":
+    if column == "wall_time_s" and isinstance(v, (int, float)):
         return f"{v:.1f}"
-    if column == "epochs":
+    if column == "epochs" and isinstance(v, (int, float)):
         return str(int(v))
     if isinstance(v, float) and column.startswith(("val/", "test/")):
         return f"{v:.4f}"
