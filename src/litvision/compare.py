@@ -10,7 +10,10 @@ Reads each run folder's `summary.json`, its configs (`.hydra/config.yaml` as com
 interpolations kept, so `data.seed: ${seed}` does not count as a second difference; and the
 resolved `config.yaml` for the values shown) and `csv/metrics.csv`. Prints a rich table and
 writes, into `<folder>/compare/`: `runs.md` (the table in markdown, every metric), `runs.csv`,
-`loss.png` and one PNG per main metric (learning curves of every run, overlaid).
+`loss.png` and one PNG per main metric (learning curves of every run, overlaid). Runs that differ
+only in seed or data.fold are aggregated per group (n, mean, std, 95% CI, Welch t-test between the
+best two; `--group-by` / GROUP_BY= chooses the keys): `groups.md`, `groups.csv`, `groups_*.png`
+(see litvision.aggregate).
 
 A run without `summary.json` (crashed, killed, or still running) is listed as such; the other
 runs are still compared. Does not import torch: it starts in about a second.
@@ -384,10 +387,21 @@ def print_table(df: Any, runs: list[Run], columns: list[str], title: str) -> Non
 
 
 def compare(
-    targets: list[str | Path], out_dir: Path | None = None, all_metrics: bool = False
+    targets: list[str | Path],
+    out_dir: Path | None = None,
+    all_metrics: bool = False,
+    group_by: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Load, print, and write the comparison; returns the DataFrame and the files written."""
+    """Load, print, and write the comparison; returns the DataFrame and the files written.
+
+    Runs that differ only in seed (or data.fold) are also aggregated per group (`group_by`
+    overrides which keys make the groups): see `litvision.aggregate`.
+    """
+    from litvision.aggregate import aggregate, print_groups, write_groups
+
     runs = load_runs(targets)
+    # Before anything is written: an unknown GROUP_BY key is refused here.
+    agg = aggregate(runs, group_by)
     df = compare_frame(runs)
     if out_dir is None:
         first = Path(sorted(glob.glob(str(targets[0])))[0]).resolve()
@@ -405,6 +419,9 @@ def compare(
     )
     df.to_csv(out_dir / "runs.csv")
     plots = plot_curves(runs, out_dir)
+    if agg is not None:
+        print_groups(agg, all_metrics)
+        plots += [p for p in write_groups(agg, out_dir, title) if p.suffix == ".png"]
     bad = [r for r in runs if not r.ok]
     for r in bad:
         print(f"note: {r.path}: {r.problem}")
@@ -412,9 +429,10 @@ def compare(
         print(f"{len(bad)} of {len(runs)} run(s) have no results; the others are compared above.")
     print(
         f"wrote {out_dir}/runs.md, runs.csv"
+        + (", groups.md, groups.csv" if agg is not None else "")
         + (", " + ", ".join(p.name for p in plots) if plots else " (no csv/metrics.csv: no learning curves)")
     )
-    return {"frame": df, "runs": runs, "keys": keys, "out_dir": out_dir, "plots": plots}
+    return {"frame": df, "runs": runs, "keys": keys, "out_dir": out_dir, "plots": plots, "groups": agg}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -425,6 +443,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs-dir", help="where runs live (default: <project>/runs)")
     parser.add_argument("--out", type=Path, help="output folder (default: <folder>/compare)")
     parser.add_argument("--all-metrics", action="store_true", help="print every metric, not only main + loss")
+    parser.add_argument(
+        "--group-by",
+        help="config keys (comma-separated) that make the groups; default: every differing key "
+        "except seed and data.fold",
+    )
     args = parser.parse_args(argv)
     try:
         targets: list[str | Path] = list(args.paths)
@@ -439,7 +462,9 @@ def main(argv: list[str] | None = None) -> None:
 
             runs_dir = Path(args.runs_dir) if args.runs_dir else project_root() / "runs"
             targets = [runs_dir / args.exp]
-        compare(targets, args.out, args.all_metrics)
+        from litvision.aggregate import parse_group_by
+
+        compare(targets, args.out, args.all_metrics, parse_group_by(args.group_by))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

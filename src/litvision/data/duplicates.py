@@ -88,27 +88,42 @@ class _Split:
 
     def __init__(self, name: str, image: Callable[[int], Any], size: int, describe: Callable[[int], str]):
         self.name, self.image, self.size, self.describe = name, image, size, describe
-        self.exact: list[bytes] = []
+        self.exact: list[bytes | None] = []  # None: the image could not be decoded
         self.near: np.ndarray | None = None
+        self.valid: np.ndarray | None = None
 
 
-def _hash_splits(splits: list[_Split], near: bool) -> None:
+def _hash_splits(splits: list[_Split], near: bool) -> int:
+    """Hash every image; returns how many could not be decoded (left out of the check: an
+    unreadable file is reported by `data.check_files` / `skip_corrupt`, or where it is read)."""
+    unreadable = 0
     for s in splits:
-        hashes, dh = [], []
+        hashes: list[bytes | None] = []
+        dh: list[int] = []
         for i in range(s.size):
-            img = s.image(i)
+            try:
+                img = s.image(i)
+            except (UserError, OSError, RuntimeError, ValueError):
+                unreadable += 1
+                hashes.append(None)
+                dh.append(0)
+                continue
             hashes.append(content_hash(img))
             if near:
                 dh.append(dhash(img))
         s.exact = hashes
         if near:
             s.near = np.asarray(dh, dtype=np.uint64)
+            s.valid = np.asarray([h is not None for h in hashes], dtype=bool)
+    return unreadable
 
 
 def _exact_within(s: _Split) -> dict[str, Any]:
     first: dict[bytes, int] = {}
     count, examples = 0, []
     for i, h in enumerate(s.exact):
+        if h is None:
+            continue
         if h in first:
             count += 1
             if len(examples) < MAX_EXAMPLES:
@@ -121,10 +136,11 @@ def _exact_within(s: _Split) -> dict[str, Any]:
 def _exact_across(a: _Split, b: _Split) -> dict[str, Any]:
     seen: dict[bytes, int] = {}
     for i, h in enumerate(a.exact):
-        seen.setdefault(h, i)
+        if h is not None:
+            seen.setdefault(h, i)
     count, examples = 0, []
     for j, h in enumerate(b.exact):
-        if h in seen:
+        if h is not None and h in seen:
             count += 1
             if len(examples) < MAX_EXAMPLES:
                 examples.append([a.describe(seen[h]), b.describe(j)])
@@ -142,7 +158,9 @@ def _near_matches(a: _Split, b: _Split, same: bool, threshold: int) -> dict[str,
         dist = np.bitwise_count(a.near[None, :] ^ bj[:, None])  # (block, |a|)
         for row, d in enumerate(dist):
             j = start + row
-            close = np.flatnonzero(d <= threshold)
+            if not b.valid[j]:
+                continue
+            close = np.flatnonzero((d <= threshold) & a.valid)
             if same:
                 close = close[close < j]
             close = [i for i in close.tolist() if a.exact[i] != b.exact[j]]
@@ -172,11 +190,12 @@ def find_duplicates(
     ordered = sorted(splits, key=lambda n: (SPLIT_ORDER.index(n) if n in SPLIT_ORDER else 99, n))
     parts = [_Split(n, *splits[n]) for n in ordered]
     near = mode == "near" and _big_enough(parts)
-    _hash_splits(parts, near=near)
+    unreadable = _hash_splits(parts, near=near)
     pairs = [(a, b) for i, a in enumerate(parts) for b in parts[i + 1 :]]
     result: dict[str, Any] = {
         "mode": mode,
         "images": {s.name: s.size for s in parts},
+        "unreadable": unreadable,
         "within": {s.name: _exact_within(s) for s in parts},
         "across": {f"{a.name}/{b.name}": _exact_across(a, b) for a, b in pairs},
     }
