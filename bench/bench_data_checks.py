@@ -31,12 +31,18 @@ FILES = 1_000
 SHAPES = {"digits_1x8x8": (1, 8, 8), "mnist_1x28x28": (1, 28, 28), "cifar_3x32x32": (3, 32, 32)}
 
 
-def _median_s(fn, repeats: int = REPEATS) -> float:
-    times = []
+CPU_S: dict[str, float] = {}  # CPU seconds of this process (all threads): less sensitive to other load
+
+
+def _median_s(fn, repeats: int = REPEATS, name: str | None = None) -> float:
+    times, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    if name:
+        CPU_S[name] = statistics.median(cpu)
     return statistics.median(times)
 
 
@@ -50,9 +56,8 @@ def time_arrays() -> dict[str, float]:
         parts = {"train": a[:8000], "val": a[8000:9000], "test": a[9000:]}
         splits = {k: (lambda i, v=v: v[i], len(v), lambda i, k=k: f"{k}[{i}]", v) for k, v in parts.items()}
         for mode in ("exact", "near"):
-            out[f"{mode}_{name}_ms"] = round(
-                1000 * _median_s(lambda m=mode, s=splits: find_duplicates(s, m)), 2
-            )
+            key = f"{mode}_{name}_ms"
+            out[key] = round(1000 * _median_s(lambda m=mode, s=splits: find_duplicates(s, m), name=key), 2)
     return out
 
 
@@ -80,8 +85,9 @@ def time_files(root: Path) -> dict[str, float]:
     }
 
 
-def time_digits_epoch(runs: Path) -> tuple[float, float]:
-    """(median training-epoch seconds of digits_cnn, the check's seconds on the real digits set-up)."""
+def time_digits_epoch(runs: Path) -> tuple[list[float], list[float], float]:
+    """(training-epoch wall and CPU seconds of digits_cnn after the first, the check's seconds on
+    the real digits set-up)."""
     from lightning.pytorch.callbacks import Callback
 
     from litvision.build import build_datamodule, build_task, build_trainer
@@ -91,11 +97,14 @@ def time_digits_epoch(runs: Path) -> tuple[float, float]:
         def __init__(self) -> None:
             self.times: list[float] = []
 
+            self.cpu: list[float] = []
+
         def on_train_epoch_start(self, trainer, pl_module) -> None:
-            self._t = time.perf_counter()
+            self._t, self._c = time.perf_counter(), time.process_time()
 
         def on_train_epoch_end(self, trainer, pl_module) -> None:
             self.times.append(time.perf_counter() - self._t)
+            self.cpu.append(time.process_time() - self._c)
 
     cfg = compose(
         [
@@ -114,26 +123,35 @@ def time_digits_epoch(runs: Path) -> tuple[float, float]:
     clock = EpochClock()
     trainer = build_trainer(cfg, callbacks=[clock])
     trainer.fit(build_task(cfg), datamodule=dm)
-    return statistics.median(clock.times[1:]), dm.data_checks["duplicates"]["seconds"]
+    return clock.times[1:], clock.cpu[1:], dm.data_checks["duplicates"]["seconds"]
 
 
 def run() -> dict:
     import lightning  # noqa: F401 - imported by any run; not part of the check's cost
 
     with tempfile.TemporaryDirectory() as tmp:
-        epoch_s, digits_check_s = time_digits_epoch(Path(tmp))
+        # Epochs before and after the check timings: background load hits both alike.
+        wall, cpu, digits_check_s = time_digits_epoch(Path(tmp) / "a")
         arrays = time_arrays()
+        wall2, cpu2, _ = time_digits_epoch(Path(tmp) / "b")
         files = time_files(Path(tmp) / "files")
-    exact_10k = max(v for k, v in arrays.items() if k.startswith("exact_")) / 1000
-    share = exact_10k / epoch_s
+    epoch_s, epoch_cpu_s = statistics.median(wall + wall2), statistics.median(cpu + cpu2)
+    worst = max((k for k in arrays if k.startswith("exact_")), key=lambda k: arrays[k])
+    share_wall = arrays[worst] / 1000 / epoch_s
+    share_cpu = CPU_S[worst] / epoch_cpu_s
+    share = max(share_wall, share_cpu)
     return {
         "images": N,
         "repeats": REPEATS,
         "digits_cnn_train_epoch_s": round(epoch_s, 3),
+        "digits_cnn_train_epoch_cpu_s": round(epoch_cpu_s, 3),
         "digits_cnn_check_on_its_1797_images_ms": round(1000 * digits_check_s, 2),
         **arrays,
+        **{f"{k.removesuffix('_ms')}_cpu_ms": round(1000 * v, 2) for k, v in CPU_S.items()},
         **files,
-        "exact_10k_in_memory_worst_over_epoch": round(share, 4),
+        "exact_10k_worst_case": worst,
+        "exact_10k_over_epoch_wall": round(share_wall, 4),
+        "exact_10k_over_epoch_cpu": round(share_cpu, 4),
         "target_share_at_most": 0.05,
         "exact_on_by_default": share < 0.05,
     }

@@ -78,10 +78,14 @@ def test_mlflow_run_holds_config_final_metrics_and_figures(runs_dir: Path, monke
     [png] = client.list_artifacts(run.info.run_id, "figures/test_confusion_matrix")
     assert png.path.endswith(".png") and png.file_size > 5_000
     top = {f.path for f in client.list_artifacts(run.info.run_id)}
-    assert {"summary.json", "config.yaml"} <= top
-    local = Path(client.download_artifacts(run.info.run_id, "summary.json", str(runs_dir)))
+    assert {"litvision_summary.json", "litvision_config.yaml"} <= top
+    local = Path(client.download_artifacts(run.info.run_id, "litvision_summary.json", str(runs_dir)))
     assert json.loads(local.read_text())["test"] == summary["test"]
     assert (run_dir / "mlflow" / "artifacts").is_dir()
+    # The store inside the run folder holds no second run for `make compare` to find.
+    from litvision.compare import find_run_dirs
+
+    assert find_run_dirs(runs_dir) == [run_dir] and len(list(run_dir.rglob("summary.json"))) == 1
 
 
 def test_mlflow_resume_continues_the_same_run(runs_dir: Path, monkeypatch) -> None:

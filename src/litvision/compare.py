@@ -112,8 +112,8 @@ def find_run_dirs(root: Path) -> list[Path]:
     found |= {
         p.parent for p in root.rglob("config.yaml") if is_run_dir(p.parent) and p.parent.name != ".hydra"
     }
-    # The W&B folder keeps a copy of files; only litvision run folders count.
-    return sorted(p for p in found if "wandb" not in p.relative_to(root).parts)
+    # The W&B folder and a local MLflow store keep copies of files; only litvision run folders count.
+    return sorted(p for p in found if not {"wandb", "mlflow"} & set(p.relative_to(root).parts))
 
 
 def _natural(s: str) -> list[Any]:

@@ -3,7 +3,7 @@ as params, metrics under litvision's names, figures as artifacts, and resume int
 
     make train ARGS="logger=mlflow"                      # <run>/mlflow/mlflow.db + <run>/mlflow/artifacts
     MLFLOW_TRACKING_URI=http://mlflow:5000 make train ARGS="logger=mlflow"     # a tracking server
-    mlflow ui --backend-store-uri sqlite:///<run>/mlflow/mlflow.db            # look at one run
+    pip install mlflow && mlflow ui --backend-store-uri sqlite:///<run>/mlflow/mlflow.db   # browse (full mlflow)
 
 Where: `logger.mlflow.tracking_uri`, else MLFLOW_TRACKING_URI, else the URI the run used before
 (a resume), else `sqlite:///<run>/mlflow/mlflow.db` with artifacts in `<run>/mlflow/artifacts`.
@@ -15,8 +15,9 @@ What is logged: params = the run's resolved `config.yaml` (flattened `a.b.c` key
 saved it before fit; Lightning's module hyper-parameters under `hparams.`), metrics = the same
 names as the CSV logger (`train/loss`, `val/acc`, ...; the last value of `val/*` and `test/*` is
 the re-validation of the best checkpoint and the test, i.e. what summary.json says), figures =
-every `log_figure` (confusion matrix, sample grids) under `figures/`, and at the end
-`summary.json` and `config.yaml`.
+every `log_figure` (confusion matrix, sample grids) under `figures/`, and at the end the run's
+`summary.json` and `config.yaml` as `litvision_summary.json` and `litvision_config.yaml` (renamed so
+that tools searching the run folder for those names do not find a second run in the local store).
 
 Resume: the run id and tracking URI are kept in `<run>/mlflow_run.json` (as W&B's id is kept in
 `<run>/wandb_run_id`); a resumed or requeued job logs into the same MLflow run. MLflow refuses to
@@ -173,10 +174,15 @@ def finish(loggers: list[Any], summary: Mapping[str, Any] | None = None) -> None
         if not isinstance(logger, MLFlowLogger) or not logger._initialized:
             continue
         client, run_id = logger.experiment, logger.run_id
-        for name in ("summary.json", "config.yaml"):
+        # Renamed: with the local store inside the run folder, a second `summary.json` or
+        # `config.yaml` there would look like another run to tools that search for them.
+        for name, as_name in (
+            ("summary.json", "litvision_summary.json"),
+            ("config.yaml", "litvision_config.yaml"),
+        ):
             path = logger.run_dir / name
             if path.is_file():
-                client.log_artifact(run_id, str(path))
+                client.log_text(run_id, path.read_text(), as_name)
         for k in ("wall_time_s", "epochs_completed", "best_checkpoint", "git_commit"):
             if summary and summary.get(k) is not None:
                 client.set_tag(run_id, f"summary.{k}", str(summary[k]))
