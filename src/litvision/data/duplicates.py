@@ -29,12 +29,14 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from litvision.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where it is used: `check_mode` serves config validation
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ def check_mode(mode: Any) -> str:
 
 def content_hash(image: torch.Tensor | np.ndarray) -> bytes:
     """A 128-bit hash of the decoded pixels and their shape (not of the file: re-saved copies match)."""
-    arr = np.ascontiguousarray(image.numpy() if torch.is_tensor(image) else image)
+    arr = np.ascontiguousarray(image.numpy() if hasattr(image, "numpy") else image)
     h = hashlib.blake2b(digest_size=16)
     h.update(str((arr.shape, arr.dtype.str)).encode())
     h.update(memoryview(arr).cast("B"))
@@ -75,13 +77,17 @@ def content_hash(image: torch.Tensor | np.ndarray) -> bytes:
 
 def dhash(image: torch.Tensor | np.ndarray) -> int:
     """64-bit difference hash of a (C, H, W) or (H, W) image; see the module docstring."""
-    x = torch.as_tensor(np.asarray(image) if not torch.is_tensor(image) else image)
+    import torch
+
+    x = torch.as_tensor(image)
     x = x[None] if x.ndim == 2 else x
     return int(dhash_batch(x[None])[0])
 
 
 def dhash_batch(images: torch.Tensor | np.ndarray) -> np.ndarray:
     """dHash of a batch (N, C, H, W) as uint64: grey -> 9x8 area average -> left brighter than right."""
+    import torch
+
     x = torch.as_tensor(images).float().mean(1, keepdim=True)
     small = torch.nn.functional.adaptive_avg_pool2d(x, (8, 9))[:, 0]
     bits = (small[:, :, 1:] > small[:, :, :-1]).flatten(1).numpy().astype(np.uint64)  # (N, 64)
@@ -123,7 +129,7 @@ def _hash_arrays(splits: list[_Split], near: bool) -> None:
         else:
             s.exact = [(shape, content_hash(r)) for r in rows]
         if near:
-            chunks = [dhash_batch(torch.from_numpy(a[i : i + 1024])) for i in range(0, len(a), 1024)]
+            chunks = [dhash_batch(a[i : i + 1024]) for i in range(0, len(a), 1024)]
             s.near = np.concatenate(chunks) if chunks else np.zeros(0, np.uint64)
             s.valid = np.ones(len(a), dtype=bool)
 
@@ -295,7 +301,7 @@ def check_subsets(datasets: Mapping[str, Any], mode: str) -> dict[str, Any]:
             def describe(i: int, name: str = name) -> str:
                 return f"{name}[{i}]"
 
-        array = source.images[torch.as_tensor(indices)].numpy() if isinstance(source, TensorImages) else None
+        array = source.images.numpy()[np.asarray(indices)] if isinstance(source, TensorImages) else None
         splits[name] = (image, len(ds), describe, array)
     return report(find_duplicates(splits, mode))
 
