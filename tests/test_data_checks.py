@@ -235,3 +235,24 @@ def test_digits_exact_check_and_near_skipped_on_tiny_images(runs_dir: Path) -> N
     dm = datamodule(["experiment=digits_cnn", "data.check_duplicates=near"], runs_dir)
     assert "near_across" not in dm.data_checks["duplicates"]
     assert "16 px" in dm.data_checks["duplicates"]["near_skipped"]
+
+
+def test_planted_duplicate_in_cifar_batches(tmp_path: Path, runs_dir: Path) -> None:
+    """Catches the in-memory path (MNIST, CIFAR: images keyed by their bytes) missing a test image
+    that is also a training image, or naming the wrong positions."""
+    from litvision.data.fixtures import classification as fx
+
+    rng = np.random.default_rng(5)
+    batches = []
+    for _ in range(5):
+        y = fx.balanced_labels(10, 2)
+        batches.append((rng.integers(0, 256, (len(y), 32, 32, 3), dtype=np.uint8), y))
+    xte = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    xte[2] = batches[1][0][7]  # training image 27 of the 100, as test image 2
+    fx.write_cifar10(tmp_path, batches, (xte, np.arange(5)), fx.CIFAR10_CLASSES)
+    dm = datamodule(["data=cifar10", f"data.root={tmp_path}", "data.num_workers=0"], runs_dir)
+    found = dm.data_checks["duplicates"]
+    split = "train" if 27 in dm.datasets["train"].indices else "val"
+    position = int(np.flatnonzero(dm.datasets[split].indices == 27)[0])
+    assert found["across"][f"{split}/test"] == {"count": 1, "examples": [[f"{split}[{position}]", "test[2]"]]}
+    assert sum(r["count"] for part in ("within", "across") for r in found[part].values()) == 1
