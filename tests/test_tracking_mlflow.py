@@ -127,6 +127,9 @@ def test_mlflow_tracking_uri_from_the_environment(runs_dir: Path, tmp_path: Path
     client = _client(uri)
     [run] = client.search_runs([client.get_experiment_by_name("digits_cnn").experiment_id])
     assert math.isclose(run.data.metrics["val/acc"], summary["best_val"]["val/acc"], rel_tol=1e-6)
+    # Artifacts beside the shared SQLite file, not in ./mlruns of wherever the job started.
+    assert {f.path for f in client.list_artifacts(run.info.run_id)} >= {"figures", "litvision_summary.json"}
+    assert (tmp_path / "artifacts").is_dir() and not (ROOT / "mlruns").exists()
 
 
 def test_mlflow_resume_against_another_store_is_one_line(runs_dir: Path, tmp_path: Path, monkeypatch) -> None:

@@ -52,6 +52,17 @@ def _read_run_file(run_dir: Path) -> dict[str, str]:
         return {}
 
 
+def _artifact_location(uri: str, run_dir: Path | None) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a SQLite file (the run folder's own store,
+    or a shared `sqlite:///.../mlflow.db`); a server decides for itself (None). MLflow's default
+    for a SQLite store would be `./mlruns` in whatever folder the job was started from."""
+    if run_dir is not None:
+        return (run_dir / STORE_DIR / "artifacts").resolve().as_uri()
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
+    return None
+
+
 def default_tracking_uri(run_dir: str | Path) -> str:
     return f"sqlite:///{(Path(run_dir) / STORE_DIR / 'mlflow.db').resolve()}"
 
@@ -97,7 +108,7 @@ class MLFlowLogger(_LightningMLFlowLogger):
             tags=dict(tags or {}),
             save_dir=None,
             log_model=log_model,
-            artifact_location=(self.run_dir / STORE_DIR / "artifacts").resolve().as_uri() if local else None,
+            artifact_location=_artifact_location(uri, self.run_dir if local else None),
             run_id=stored.get("run_id"),
         )
 
