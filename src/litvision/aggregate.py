@@ -231,9 +231,9 @@ def print_groups(agg: dict[str, Any], all_metrics: bool = False) -> None:
     from rich.table import Table
 
     metrics = shown_metrics(agg, all_metrics)
-    keys = ", ".join(agg["keys"]) or "nothing (all runs are replicates)"
+    by = f"by {', '.join(agg['keys'])}" if agg["keys"] else "(the runs differ only in seed or data.fold)"
     table = Table(
-        title=f"{len(agg['groups'])} group(s) by {keys}: mean ± 95% CI (Student t)", title_justify="left"
+        title=f"{len(agg['groups'])} group(s) {by}: mean ± 95% CI (Student t)", title_justify="left"
     )
     table.add_column("group", style="bold")
     table.add_column("n", justify="right")
