@@ -7,6 +7,7 @@ EXP   ?=
 ARGS  ?=
 CKPT  ?=
 RUNS  ?=
+GROUP_BY ?=
 SWEEP ?=
 INPUT ?=
 VENV  ?= .venv
@@ -67,8 +68,8 @@ sweep: $(SETUP)  ## Hydra multirun: make sweep EXP=digits_cnn ARGS="model.optimi
 wandb-sweep: $(SETUP)  ## write/validate a W&B sweep for `wandb agent`: make wandb-sweep EXP=digits_cnn [SWEEP=file.yaml]
 	$(PY) -m litvision.tracking.sweep --exp $(or $(EXP),digits_cnn) $(if $(SWEEP),--sweep $(SWEEP)) $(ARGS)
 
-compare: $(SETUP)  ## table + learning curves of runs: make compare EXP=digits_cnn | RUNS=<sweep folder or 'glob'>
-	$(PY) -m litvision compare $(if $(RUNS),--runs '$(RUNS)',--exp $(or $(EXP),digits_cnn))
+compare: $(SETUP)  ## table + learning curves of runs: make compare EXP=digits_cnn | RUNS=<sweep folder or 'glob'> [GROUP_BY=key,...]
+	$(PY) -m litvision compare $(if $(RUNS),--runs '$(RUNS)',--exp $(or $(EXP),digits_cnn)) $(if $(GROUP_BY),--group-by '$(GROUP_BY)')
 
 notebooks: $(SETUP)  ## execute the notebooks into runs/notebooks/ (the committed ones stay output-free)
 	$(PY) -m litvision.tracking.notebooks --execute notebooks/*.ipynb

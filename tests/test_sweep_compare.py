@@ -146,6 +146,47 @@ def test_compare_notes_a_crashed_run_and_shows_the_others(sweep: Path, tmp_path:
     assert "callbacks.crash._target_" in md
 
 
+@pytest.mark.parametrize(
+    ("content", "note"),
+    [
+        (
+            b"\x89PNG\r\n\x1a\n\x00\xff\xfe binary",
+            "unreadable summary.json (not UTF-8 text: binary or corrupted)",
+        ),
+        (
+            b'[{"best_val": {"val/acc": 0.5}}]',
+            "summary.json has the wrong shape (a JSON list, not an object)",
+        ),
+        (b'{"experiment": "digits_cnn"}', "summary.json has the wrong shape (no best_val or test metrics)"),
+        (
+            b'{"best_val": [0.5], "test": {}}',
+            "summary.json has the wrong shape (best_val is a list, not an object)",
+        ),
+        (b'{"best_val": {"val/acc": 0.5', "unreadable summary.json (not JSON: "),
+    ],
+    ids=["binary", "list", "missing-keys", "list-metrics", "truncated"],
+)
+def test_compare_lists_a_bad_summary_and_compares_the_rest(
+    content: bytes, note: str, sweep: Path, tmp_path: Path
+) -> None:
+    """Catches a crash (UnicodeDecodeError, AttributeError on a list) on one bad summary.json, which
+    stops the comparison of every other run."""
+    folder = tmp_path / "mixed"
+    for name in ("0", "1", "2"):
+        shutil.copytree(sweep / name, folder / name, ignore=shutil.ignore_patterns("compare"))
+    (folder / "1" / "summary.json").write_bytes(content)
+    proc = make("compare", f"RUNS={folder}")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert f"note: {folder / '1'}: {note}" in proc.stdout
+    assert "1 of 3 run(s) have no results; the others are compared above." in proc.stdout
+    md = (folder / "compare" / "runs.md").read_text()
+    for name in ("0", "2"):
+        value = json.loads((folder / name / "summary.json").read_text())["best_val"]["val/acc"]
+        assert f"{value:.4f}" in proc.stdout and f"| {name} |" in md
+    assert "| 1 |" in md and note.split(" (")[0] in md
+
+
 def test_compare_bad_input_is_a_clear_message(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -10,7 +10,10 @@ Reads each run folder's `summary.json`, its configs (`.hydra/config.yaml` as com
 interpolations kept, so `data.seed: ${seed}` does not count as a second difference; and the
 resolved `config.yaml` for the values shown) and `csv/metrics.csv`. Prints a rich table and
 writes, into `<folder>/compare/`: `runs.md` (the table in markdown, every metric), `runs.csv`,
-`loss.png` and one PNG per main metric (learning curves of every run, overlaid).
+`loss.png` and one PNG per main metric (learning curves of every run, overlaid). Runs that differ
+only in seed or data.fold are aggregated per group (n, mean, std, 95% CI, Welch t-test between the
+best two; `--group-by` / GROUP_BY= chooses the keys): `groups.md`, `groups.csv`, `groups_*.png`
+(see litvision.aggregate).
 
 A run without `summary.json` (crashed, killed, or still running) is listed as such; the other
 runs are still compared. Does not import torch: it starts in about a second.
@@ -64,7 +67,10 @@ class Run:
         """Epochs the run completed (`epochs_completed`; older summaries say `epochs`)."""
         s = self.summary or {}
         value = s.get("epochs_completed")
-        return int(value) if value is not None else None
+        try:
+            return int(value) if value is not None else None
+        except (TypeError, ValueError):  # a hand-edited summary: show the run, not a traceback
+            return None
 
     @property
     def task_name(self) -> str:
@@ -90,7 +96,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         with open(path) as f:
             data = yaml.safe_load(f)
         return data if isinstance(data, dict) else {}
-    except (OSError, yaml.YAMLError):
+    except (OSError, ValueError, yaml.YAMLError):  # ValueError: binary bytes (UnicodeDecodeError)
         return {}
 
 
@@ -106,8 +112,8 @@ def find_run_dirs(root: Path) -> list[Path]:
     found |= {
         p.parent for p in root.rglob("config.yaml") if is_run_dir(p.parent) and p.parent.name != ".hydra"
     }
-    # The W&B folder keeps a copy of files; only litvision run folders count.
-    return sorted(p for p in found if "wandb" not in p.relative_to(root).parts)
+    # The W&B folder and a local MLflow store keep copies of files; only litvision run folders count.
+    return sorted(p for p in found if not {"wandb", "mlflow"} & set(p.relative_to(root).parts))
 
 
 def _natural(s: str) -> list[Any]:
@@ -125,13 +131,43 @@ def load_run(path: Path, root: Path | None = None) -> Run:
     run.resolved = flatten(_read_yaml(path / "config.yaml"))
     summary = path / "summary.json"
     if summary.is_file():
-        try:
-            run.summary = json.loads(summary.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            run.problem = f"unreadable summary.json ({e})"
+        run.summary, run.problem = read_summary_checked(summary)
     else:
         run.problem = NO_SUMMARY
     return run
+
+
+def read_summary_checked(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(summary, None), or (None, why it cannot be used): unreadable bytes, not JSON, or the wrong shape.
+
+    One bad file (a disk error, a hand edit, a half-copied folder) must not stop the comparison
+    of every other run, so nothing here raises.
+    """
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as e:
+        return None, f"unreadable summary.json ({e.strerror or e})"
+    except UnicodeDecodeError:
+        return None, "unreadable summary.json (not UTF-8 text: binary or corrupted)"
+    except json.JSONDecodeError as e:
+        return None, f"unreadable summary.json (not JSON: {e.msg} at line {e.lineno})"
+    if not isinstance(data, dict):
+        return None, f"summary.json has the wrong shape (a JSON {type(data).__name__}, not an object)"
+    if "best_val" not in data and "test" not in data:
+        return None, "summary.json has the wrong shape (no best_val or test metrics)"
+    for key in ("best_val", "test"):
+        metrics = data.get(key)
+        if metrics is None:
+            continue
+        if not isinstance(metrics, dict):
+            return (
+                None,
+                f"summary.json has the wrong shape ({key} is a {type(metrics).__name__}, not an object)",
+            )
+        bad = [k for k, v in metrics.items() if v is not None and not isinstance(v, (int, float))]
+        if bad:
+            return None, f"summary.json has the wrong shape ({key}.{bad[0]} is not a number)"
+    return data, None
 
 
 def load_runs(targets: list[str | Path]) -> list[Run]:
@@ -303,9 +339,9 @@ def plot_curves(runs: list[Run], out_dir: Path) -> list[Path]:
 def _fmt(v: Any, column: str = "") -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
-    if column == "wall_time_s":
+    if column == "wall_time_s" and isinstance(v, (int, float)):
         return f"{v:.1f}"
-    if column == "epochs":
+    if column == "epochs" and isinstance(v, (int, float)):
         return str(int(v))
     if isinstance(v, float) and column.startswith(("val/", "test/")):
         return f"{v:.4f}"
@@ -351,10 +387,21 @@ def print_table(df: Any, runs: list[Run], columns: list[str], title: str) -> Non
 
 
 def compare(
-    targets: list[str | Path], out_dir: Path | None = None, all_metrics: bool = False
+    targets: list[str | Path],
+    out_dir: Path | None = None,
+    all_metrics: bool = False,
+    group_by: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Load, print, and write the comparison; returns the DataFrame and the files written."""
+    """Load, print, and write the comparison; returns the DataFrame and the files written.
+
+    Runs that differ only in seed (or data.fold) are also aggregated per group (`group_by`
+    overrides which keys make the groups): see `litvision.aggregate`.
+    """
+    from litvision.aggregate import aggregate, print_groups, write_groups
+
     runs = load_runs(targets)
+    # Before anything is written: an unknown GROUP_BY key is refused here.
+    agg = aggregate(runs, group_by)
     df = compare_frame(runs)
     if out_dir is None:
         first = Path(sorted(glob.glob(str(targets[0])))[0]).resolve()
@@ -372,6 +419,9 @@ def compare(
     )
     df.to_csv(out_dir / "runs.csv")
     plots = plot_curves(runs, out_dir)
+    if agg is not None:
+        print_groups(agg, all_metrics)
+        plots += [p for p in write_groups(agg, out_dir, title) if p.suffix == ".png"]
     bad = [r for r in runs if not r.ok]
     for r in bad:
         print(f"note: {r.path}: {r.problem}")
@@ -379,9 +429,10 @@ def compare(
         print(f"{len(bad)} of {len(runs)} run(s) have no results; the others are compared above.")
     print(
         f"wrote {out_dir}/runs.md, runs.csv"
+        + (", groups.md, groups.csv" if agg is not None else "")
         + (", " + ", ".join(p.name for p in plots) if plots else " (no csv/metrics.csv: no learning curves)")
     )
-    return {"frame": df, "runs": runs, "keys": keys, "out_dir": out_dir, "plots": plots}
+    return {"frame": df, "runs": runs, "keys": keys, "out_dir": out_dir, "plots": plots, "groups": agg}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -392,6 +443,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs-dir", help="where runs live (default: <project>/runs)")
     parser.add_argument("--out", type=Path, help="output folder (default: <folder>/compare)")
     parser.add_argument("--all-metrics", action="store_true", help="print every metric, not only main + loss")
+    parser.add_argument(
+        "--group-by",
+        help="config keys (comma-separated) that make the groups; default: every differing key "
+        "except seed and data.fold",
+    )
     args = parser.parse_args(argv)
     try:
         targets: list[str | Path] = list(args.paths)
@@ -406,7 +462,9 @@ def main(argv: list[str] | None = None) -> None:
 
             runs_dir = Path(args.runs_dir) if args.runs_dir else project_root() / "runs"
             targets = [runs_dir / args.exp]
-        compare(targets, args.out, args.all_metrics)
+        from litvision.aggregate import parse_group_by
+
+        compare(targets, args.out, args.all_metrics, parse_group_by(args.group_by))
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None

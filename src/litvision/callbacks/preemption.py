@@ -18,7 +18,7 @@ the run folder (e.g. a W&B run id) is found again the same way.
 Exactness: the checkpoint also holds every rank's RNG states (dropout, augmentation in the main
 process) and how many batches of the current epoch are done; on resume the train sampler skips those
 batches (the data order depends only on (seed, epoch)), so the epoch goes on with the next batch
-instead of starting over.
+instead of starting over, with loader workers too (`_skip_batches` says how).
 """
 
 from __future__ import annotations
@@ -224,17 +224,37 @@ class PreemptionCheckpoint(Callback):
             self._skip_batches(trainer, done)
 
     def _skip_batches(self, trainer: L.Trainer, done: int) -> None:
+        """Start the train sampler `done` batches into the current epoch, with or without workers.
+
+        Lightning (2.x) creates the train loader's iterator in `FitLoop.setup_data`, before
+        `on_train_start` and before the sampler's `set_epoch`, and a resumed epoch keeps that
+        iterator. Without workers nothing is drawn from the sampler until the first batch, so
+        wrapping the sampler is enough. With workers the iterator has already drawn its first
+        `prefetch_factor * num_workers` batches of indices (in the order of epoch 0, since
+        `set_epoch` had not run yet): so the sampler is set to the resumed epoch, wrapped, and the
+        iterator is created again; a persistent worker pool drops what it had prefetched and stays.
+
+        The batches are then exactly the ones not trained on yet. Random augmentation inside
+        loader workers is not replayed bit for bit: a worker's RNG state is not in the checkpoint.
+        """
         from torch.utils.data import DataLoader
 
         loader = trainer.train_dataloader
         batch_sampler = getattr(loader, "batch_sampler", None) if isinstance(loader, DataLoader) else None
-        if batch_sampler is None or not hasattr(batch_sampler, "sampler") or loader.num_workers > 0:
+        if batch_sampler is None or not hasattr(batch_sampler, "sampler"):
             rank_zero_warn(
-                "Resuming mid-epoch, but the train loader cannot be fast-forwarded (it uses workers or a custom "
-                f"batch sampler): the first {done} batches of this epoch are seen again."
+                "Resuming mid-epoch, but the train loader cannot be fast-forwarded (it is not a DataLoader with "
+                f"a batch sampler): the first {done} batches of this epoch are seen again."
             )
             return
-        batch_sampler.sampler = _SkipFirst(batch_sampler.sampler, done * batch_sampler.batch_size)
+        sampler = batch_sampler.sampler
+        if callable(getattr(sampler, "set_epoch", None)):
+            # The value FitLoop.on_advance_start sets next; the indices are drawn before that.
+            sampler.set_epoch(trainer.fit_loop.epoch_progress.current.processed)
+        batch_sampler.sampler = _SkipFirst(sampler, done * batch_sampler.batch_size)
+        fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
+        if fetcher is not None and loader.num_workers > 0:
+            iter(fetcher)  # a new iterator: its workers' first indices come from the skipping sampler
         rank_zero_info(
             f"Resuming mid-epoch: skipping the {done} batch(es) of epoch {trainer.current_epoch} already trained on."
         )

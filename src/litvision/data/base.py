@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from litvision.data.datasets import ImageSource, ImageSubset
+from litvision.data.duplicates import check_mode, check_subsets
 from litvision.data.presets import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -40,7 +41,7 @@ from litvision.data.presets import (
     train_transform,
 )
 from litvision.data.samplers import EpochShuffleSampler, EpochWeightedSampler, class_balanced_weights
-from litvision.data.splits import stratified_split
+from litvision.data.splits import check_folds, train_val_split
 from litvision.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,14 @@ class ClassificationDataModule(L.LightningDataModule):
         normalize_on: str = "auto",
         download: bool = True,
         pin_memory: bool | None = None,
+        num_folds: int | None = None,
+        fold: int | None = None,
+        check_duplicates: str = "exact",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_folds(num_folds, fold)
+        check_mode(check_duplicates)
         self.root = Path(root).expanduser()
         if sampler not in SAMPLERS:
             raise UserError(f"data.sampler={sampler!r} is not one of null, weighted; pick one of those.")
@@ -145,6 +151,8 @@ class ClassificationDataModule(L.LightningDataModule):
         self.num_classes: int | None = num_classes if num_classes is not None else self.known_num_classes
         self.class_names: list[str] | None = None
         self.datasets: dict[str, ImageSubset] = {}
+        # Duplicate/leakage counts found at set-up, for summary.json's `data_checks`.
+        self.data_checks: dict = {}
 
     # -- inference ------------------------------------------------------------------------
     @classmethod
@@ -201,10 +209,11 @@ class ClassificationDataModule(L.LightningDataModule):
         if raw.test_indices is not None:
             keep = np.setdiff1d(np.arange(len(labels)), raw.test_indices)
             train_idx, val_idx = (
-                keep[i] for i in stratified_split(labels[keep], (hp.val_fraction,), hp.seed)
+                keep[i]
+                for i in train_val_split(labels[keep], hp.val_fraction, hp.seed, hp.num_folds, hp.fold)
             )
         else:
-            train_idx, val_idx = stratified_split(labels, (hp.val_fraction,), hp.seed)
+            train_idx, val_idx = train_val_split(labels, hp.val_fraction, hp.seed, hp.num_folds, hp.fold)
         train_tf, eval_tf = train_transform(self.transforms), eval_transform(self.transforms)
         self.datasets["train"] = ImageSubset(raw.train, train_idx, train_tf)
         self.datasets["val"] = ImageSubset(raw.train, val_idx, eval_tf)
@@ -218,6 +227,7 @@ class ClassificationDataModule(L.LightningDataModule):
                     f"The {name} split of {self.root} is empty ({len(labels)} images in all); "
                     f"add images or change data.val_fraction (now {hp.val_fraction})."
                 )
+        self.data_checks = check_subsets(self.datasets, hp.check_duplicates)
         log.info(
             "%s: %d classes, %s",
             type(self).__name__,

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from litvision.data.duplicates import check_arrays, check_mode
 from litvision.data.samplers import EpochShuffleSampler, seeded_generator
-from litvision.data.splits import stratified_split
+from litvision.data.splits import check_folds, stratified_split, train_val_split
 from litvision.errors import UserError
 
 # Pixel values are 0..16; mean/std of the whole set after scaling to [0, 1].
@@ -39,9 +40,14 @@ class DigitsDataModule(L.LightningDataModule):
         classes: list[int] | None = None,
         train_fraction: float = 1.0,
         in_channels: int = 1,
+        num_folds: int | None = None,
+        fold: int | None = None,
+        check_duplicates: str = "exact",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        check_folds(num_folds, fold)
+        check_mode(check_duplicates)
         self.classes = list(classes) if classes is not None else list(range(10))
         self.class_names = [str(c) for c in self.classes]
         if num_classes is not None and num_classes != len(self.classes):
@@ -58,6 +64,8 @@ class DigitsDataModule(L.LightningDataModule):
         self.in_channels = 1
         self.mean, self.std = (DIGITS_MEAN,), (DIGITS_STD,)
         self.datasets: dict[str, TensorDataset] = {}
+        # Duplicate/leakage counts found at set-up, for summary.json's `data_checks`.
+        self.data_checks: dict = {}
 
     @classmethod
     def inference_transform(cls, hparams: Mapping[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -84,12 +92,22 @@ class DigitsDataModule(L.LightningDataModule):
         images = (torch.tensor(x, dtype=torch.float32).view(-1, 1, 8, 8) / 16.0 - DIGITS_MEAN) / DIGITS_STD
         labels = torch.tensor(y, dtype=torch.long)
         hp = self.hparams
-        train_idx, val_idx, test_idx = stratified_split(y, (hp.val_fraction, hp.test_fraction), hp.seed)
+        if hp.num_folds is None:
+            train_idx, val_idx, test_idx = stratified_split(y, (hp.val_fraction, hp.test_fraction), hp.seed)
+        else:
+            # k-fold: the test split is held out first, the folds cover the rest.
+            rest, test_idx = stratified_split(y, (hp.test_fraction,), hp.seed)
+            train_idx, val_idx = (
+                rest[i] for i in train_val_split(y[rest], 0.0, hp.seed, hp.num_folds, hp.fold)
+            )
         if hp.train_fraction < 1.0:
             # A seeded, stratified subset of the training split (small-budget experiments).
             train_idx = train_idx[stratified_split(y[train_idx], (1.0 - hp.train_fraction,), hp.seed)[0]]
-        for name, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
+        splits = {"train": train_idx, "val": val_idx, "test": test_idx}
+        for name, idx in splits.items():
             self.datasets[name] = TensorDataset(images[idx], labels[idx])
+        pixels = x.astype(np.uint8).reshape(-1, 1, 8, 8)  # the raw 0..16 values, before scaling
+        self.data_checks = check_arrays({k: pixels[v] for k, v in splits.items()}, hp.check_duplicates)
 
     def _loader(self, name: str, train: bool = False) -> DataLoader:
         ds = self.datasets[name]

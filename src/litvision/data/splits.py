@@ -34,3 +34,68 @@ def stratified_split(
             start += size
         parts[0].extend(idx[start:].tolist())
     return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
+
+
+def check_folds(num_folds: int | None, fold: int | None) -> None:
+    """`data.num_folds` / `data.fold` make sense together, or raise one line naming the key and the fix."""
+    from litvision.errors import UserError
+
+    if num_folds is None:
+        if fold is not None:
+            raise UserError(
+                f"data.fold={fold} needs data.num_folds (k-fold cross-validation): "
+                f"e.g. data.num_folds=5 data.fold={fold}."
+            )
+        return
+    if isinstance(num_folds, bool) or not isinstance(num_folds, int) or num_folds < 2:
+        raise UserError(f"data.num_folds={num_folds!r} must be an integer >= 2 (or null for no k-fold).")
+    if fold is None:
+        raise UserError(
+            f"data.num_folds={num_folds} needs data.fold (which fold validates, 0..{num_folds - 1}); "
+            f"sweep them all with data.fold={','.join(str(i) for i in range(num_folds))}."
+        )
+    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < num_folds:
+        raise UserError(
+            f"data.fold={fold!r} is out of range for data.num_folds={num_folds}: folds are numbered "
+            f"0..{num_folds - 1}."
+        )
+
+
+def stratified_folds(labels: Sequence[int] | np.ndarray, num_folds: int, seed: int) -> np.ndarray:
+    """The fold (0..k-1) of every sample: stratified and seeded, sizes differing by at most one.
+
+    Each class is shuffled with its own seeded generator (as in `stratified_split`); the
+    shuffled classes are laid end to end and dealt round-robin into the k folds, so every fold
+    holds 1/k of each class (up to one sample) and the folds' sizes differ by at most one --
+    the same dealing as scikit-learn's StratifiedKFold
+    (sklearn/model_selection/_split.py, `_make_test_folds`), without its dependency on a
+    global shuffle.
+    """
+    labels = np.asarray(labels)
+    order: list[np.ndarray] = []
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        rng = np.random.default_rng([seed, int(cls)])
+        order.append(idx[rng.permutation(len(idx))])
+    folds = np.empty(len(labels), dtype=np.int64)
+    if order:
+        dealt = np.concatenate(order)
+        folds[dealt] = np.arange(len(dealt)) % num_folds
+    return folds
+
+
+def train_val_split(
+    labels: Sequence[int] | np.ndarray,
+    val_fraction: float,
+    seed: int,
+    num_folds: int | None = None,
+    fold: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices: fold `fold` of `num_folds` validates when k-fold is on, else a
+    stratified `val_fraction`. With k-fold, `val_fraction` is unused: the folds decide."""
+    if num_folds is None:
+        train, val = stratified_split(labels, (val_fraction,), seed)
+        return train, val
+    check_folds(num_folds, fold)
+    folds = stratified_folds(labels, num_folds, seed)
+    return np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)

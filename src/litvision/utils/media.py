@@ -22,6 +22,8 @@ def log_figure(trainer: Any, tag: str, figure: Any) -> None:
             import wandb
 
             logger.experiment.log({tag: wandb.Image(figure), "trainer/global_step": step})
+        elif callable(getattr(logger, "log_figure", None)):  # litvision's MLFlowLogger: an artifact
+            logger.log_figure(tag, figure, step)
     if trainer.default_root_dir and not getattr(trainer, "fast_dev_run", False):
         out = Path(trainer.default_root_dir) / "media" / (tag.replace("/", "_") + ".png")
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,329 @@
+"""Seeds and folds aggregated: runs that differ only in `seed` (or `data.fold`) are one group.
+
+    make compare RUNS=runs/digits_cnn/multirun/<stamp>                     # groups found by themselves
+    make compare RUNS=... GROUP_BY=model.optimizer.lr                       # group by these keys only
+    python -m litvision.compare runs/digits_cnn --group-by model.optimizer.lr,data.batch_size
+
+Per group and metric (every `val/*` and `test/*` of summary.json): n, mean, sample standard
+deviation and a 95% confidence interval of the mean from Student's t (mean +- t(0.975, n-1) *
+std / sqrt(n)); and a Welch t-test (unequal variances; scipy.stats.ttest_ind(equal_var=False))
+between the two best groups by the monitored metric (`monitor`, `monitor_mode` of the runs'
+config). Written next to the run table: `groups.md`, `groups.csv` (one row per group and metric),
+`groups_<metric>.png` (means with 95% error bars) and `groups_curves_<metric>.png` (mean learning
+curve of each group with a band of +- one standard deviation across its runs).
+
+Without GROUP_BY, the groups are made by every config key that differs between runs except the
+replicate keys: `seed`, any `*.seed` and `data.fold`. A k-fold sweep (`data.fold=0,1,2,3,4`) is
+then one group: its cross-validated mean and interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from litvision.errors import UserError
+
+if TYPE_CHECKING:
+    from litvision.compare import Run
+
+REPLICATE_KEYS = ("seed", "data.fold")
+CONFIDENCE = 0.95
+
+
+def is_replicate_key(key: str) -> bool:
+    """Keys whose values are repetitions of one experiment, not a different experiment."""
+    return key in REPLICATE_KEYS or key.endswith(".seed")
+
+
+@dataclass
+class Group:
+    label: str
+    values: dict[str, Any]
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def ok_runs(self) -> list[Run]:
+        return [r for r in self.runs if r.ok]
+
+    def metric(self, name: str) -> list[float]:
+        """The metric of every finished run that has it (best_val for val/*, test for test/*)."""
+        out = []
+        for r in self.ok_runs:
+            s = r.summary or {}
+            v = (s.get("best_val") or {}).get(name, (s.get("test") or {}).get(name))
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                out.append(float(v))
+        return out
+
+
+def parse_group_by(text: str | None) -> list[str] | None:
+    if text is None or not text.strip():
+        return None
+    return [k.strip() for k in text.split(",") if k.strip()]
+
+
+def group_keys(runs: list[Run], group_by: list[str] | None) -> list[str]:
+    """The keys that tell groups apart: `group_by` (checked), or the differing non-replicate keys."""
+    from litvision.compare import differing_keys
+
+    differing = differing_keys(runs)
+    if group_by is None:
+        return [k for k in differing if not is_replicate_key(k)]
+    known = set().union(*(set(r.composed) | set(r.resolved) for r in runs))
+    unknown = [k for k in group_by if k not in known]
+    if unknown:
+        hint = ", ".join(differing) if differing else "none: every run has the same config"
+        raise UserError(
+            f"GROUP_BY={','.join(group_by)}: no run has the config key {unknown[0]}; "
+            f"the keys that differ between these runs are: {hint}."
+        )
+    return list(group_by)
+
+
+def make_groups(runs: list[Run], keys: list[str]) -> list[Group]:
+    from litvision.compare import _value
+
+    groups: dict[str, Group] = {}
+    for r in runs:
+        values = {k: _value(r, k) for k in keys}
+        ident = json.dumps(values, sort_keys=True, default=str)
+        if ident not in groups:
+            label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in values.items()) or "all runs"
+            groups[ident] = Group(label=label, values=values)
+        groups[ident].runs.append(r)
+    return list(groups.values())
+
+
+def describe(values: list[float]) -> dict[str, float | int | None]:
+    """n, mean, std (n-1), and the 95% Student-t interval of the mean (None where n is too small)."""
+    import numpy as np
+    from scipy import stats
+
+    n = len(values)
+    if n == 0:
+        return {"n": 0, "mean": None, "std": None, "ci_low": None, "ci_high": None}
+    mean = float(np.mean(values))
+    if n < 2:
+        return {"n": n, "mean": mean, "std": None, "ci_low": None, "ci_high": None}
+    std = float(np.std(values, ddof=1))
+    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * std / math.sqrt(n)
+    return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def metric_names(groups: list[Group]) -> list[str]:
+    names: set[str] = set()
+    for g in groups:
+        for r in g.ok_runs:
+            s = r.summary or {}
+            names |= set(s.get("best_val") or {}) | set(s.get("test") or {})
+    return sorted(names, key=lambda c: (not c.startswith("val/"), c))
+
+
+def _mode(runs: list[Run], monitor: str) -> str:
+    for r in runs:
+        mode = r.resolved.get("monitor_mode")
+        if mode in ("min", "max"):
+            return str(mode)
+    return "min" if "loss" in monitor else "max"
+
+
+def welch_best_two(groups: list[Group], monitor: str, mode: str) -> dict[str, Any] | None:
+    """Welch's t-test on `monitor` between the two groups with the best means (n >= 2 each)."""
+    from scipy import stats
+
+    ranked = [g for g in groups if len(g.metric(monitor)) >= 2]
+    if len(ranked) < 2:
+        return None
+    ranked.sort(key=lambda g: sum(g.metric(monitor)) / len(g.metric(monitor)), reverse=mode == "max")
+    a, b = ranked[:2]
+    result = stats.ttest_ind(a.metric(monitor), b.metric(monitor), equal_var=False)
+    p = float(result.pvalue)
+    return {
+        "metric": monitor,
+        "mode": mode,
+        "best": a.label,
+        "second": b.label,
+        "t": float(result.statistic),
+        "p_value": p if math.isfinite(p) else None,
+    }
+
+
+def aggregate(runs: list[Run], group_by: list[str] | None = None) -> dict[str, Any] | None:
+    """Groups, their statistics and the Welch test; None when there is nothing to aggregate
+    (no group holds two finished runs, and no GROUP_BY was asked for)."""
+    keys = group_keys(runs, group_by)
+    groups = make_groups(runs, keys)
+    if group_by is None and not any(len(g.ok_runs) >= 2 for g in groups):
+        return None
+    metrics = metric_names(groups)
+    monitor = next((r.monitor for r in runs if r.ok), "val/acc")
+    stats = {g.label: {m: describe(g.metric(m)) for m in metrics} for g in groups}
+    welch = welch_best_two(groups, monitor, _mode(runs, monitor))
+    return {
+        "keys": keys,
+        "groups": groups,
+        "metrics": metrics,
+        "stats": stats,
+        "welch": welch,
+        "monitor": monitor,
+    }
+
+
+# -- output ---------------------------------------------------------------------------------------
+def _num(v: float | None, digits: int = 4) -> str:
+    return "" if v is None else f"{v:.{digits}f}"
+
+
+def _cell(s: dict[str, Any]) -> str:
+    if s["mean"] is None:
+        return ""
+    if s["ci_low"] is None:
+        return _num(s["mean"])
+    return f"{_num(s['mean'])} ± {_num(s['ci_high'] - s['mean'])}"
+
+
+def shown_metrics(agg: dict[str, Any], all_metrics: bool) -> list[str]:
+    if all_metrics:
+        return agg["metrics"]
+    name = agg["monitor"].split("/", 1)[-1]
+    return [m for m in agg["metrics"] if m.split("/", 1)[-1] in (name, "loss")]
+
+
+def welch_line(agg: dict[str, Any]) -> str | None:
+    w = agg["welch"]
+    if not w:
+        return None
+    p = "n/a (no variance)" if w["p_value"] is None else f"{w['p_value']:.4g}"
+    return f"Welch t-test on {w['metric']}, best two groups: [{w['best']}] vs [{w['second']}]: t={w['t']:.3f}, p={p}"
+
+
+def groups_frame(agg: dict[str, Any]) -> Any:
+    """One row per group and metric: the group's keys, n, mean, std and the 95% interval."""
+    import pandas as pd
+
+    rows = []
+    for g in agg["groups"]:
+        for m in agg["metrics"]:
+            rows.append({"group": g.label, **g.values, "metric": m, **agg["stats"][g.label][m]})
+    return pd.DataFrame(rows)
+
+
+def to_markdown(agg: dict[str, Any]) -> str:
+    metrics = agg["metrics"]
+    head = ["group", "n", *(f"{m} (mean ± 95% CI)" for m in metrics), *(f"{m} std" for m in metrics)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for g in agg["groups"]:
+        st = agg["stats"][g.label]
+        n = max((st[m]["n"] for m in metrics), default=0)
+        cells = [g.label, str(n), *(_cell(st[m]) for m in metrics), *(_num(st[m]["std"]) for m in metrics)]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    text = "\n".join(lines) + "\n"
+    line = welch_line(agg)
+    return text + (f"\n{line}\n" if line else "")
+
+
+def print_groups(agg: dict[str, Any], all_metrics: bool = False) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    metrics = shown_metrics(agg, all_metrics)
+    by = f"by {', '.join(agg['keys'])}" if agg["keys"] else "(the runs differ only in seed or data.fold)"
+    table = Table(
+        title=f"{len(agg['groups'])} group(s) {by}: mean ± 95% CI (Student t)", title_justify="left"
+    )
+    table.add_column("group", style="bold")
+    table.add_column("n", justify="right")
+    for m in metrics:
+        table.add_column(m, justify="right")
+        table.add_column(f"{m} std", justify="right")
+    for g in agg["groups"]:
+        st = agg["stats"][g.label]
+        n = max((st[m]["n"] for m in metrics), default=0)
+        cells = []
+        for m in metrics:
+            cells += [_cell(st[m]), _num(st[m]["std"])]
+        table.add_row(g.label, str(n), *cells)
+    console = Console(width=max(160, Console().width))
+    console.print(table)
+    line = welch_line(agg)
+    if line:
+        console.print(line, highlight=False, markup=False)
+
+
+def plot_groups(agg: dict[str, Any], out_dir: Path) -> list[Path]:
+    """groups_<metric>.png: group means with 95% CI error bars (val and test side by side);
+    groups_curves_<metric>.png: each group's mean learning curve with a +- std band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from litvision.compare import _curve, read_curves
+
+    written: list[Path] = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = agg["monitor"].split("/", 1)[-1]
+    bars = [m for m in agg["metrics"] if m.split("/", 1)[-1] == name]
+    groups = agg["groups"]
+    if bars:
+        fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(groups) * len(bars)), 4.5))
+        width = 0.8 / len(bars)
+        x = np.arange(len(groups))
+        for i, m in enumerate(bars):
+            st = [agg["stats"][g.label][m] for g in groups]
+            means = [s["mean"] if s["mean"] is not None else np.nan for s in st]
+            err = [(s["ci_high"] - s["mean"]) if s["ci_high"] is not None else 0.0 for s in st]
+            ax.bar(x + i * width, means, width, yerr=err, capsize=4, label=m)
+        ax.set_xticks(x + width * (len(bars) - 1) / 2, [f"{g.label}\n(n={len(g.ok_runs)})" for g in groups])
+        ax.set(ylabel=name, title=f"{name}: group means with 95% confidence intervals")
+        ax.legend()
+        fig.tight_layout()
+        written.append(out_dir / f"groups_{name}.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+
+    monitor = agg["monitor"]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    drawn = False
+    for i, g in enumerate(groups):
+        curves = []
+        for r in g.ok_runs:
+            df = read_curves(r)
+            if df is not None and "step" in df:
+                steps, values = _curve(df, monitor)
+                if steps:
+                    curves.append(dict(zip(steps, values, strict=True)))
+        if not curves:
+            continue
+        # Steps every run of the group logged: replicates share a schedule, so that is all of them.
+        steps = sorted(set.intersection(*(set(c) for c in curves)))
+        if not steps:
+            continue
+        values = np.array([[c[s] for s in steps] for c in curves])
+        mean = values.mean(0)
+        std = values.std(0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
+        c = colours[i % len(colours)]
+        ax.plot(steps, mean, color=c, marker="o", markersize=3, label=f"{g.label} (n={len(curves)})")
+        ax.fill_between(steps, mean - std, mean + std, color=c, alpha=0.2)
+        drawn = True
+    if drawn:
+        ax.set(xlabel="step", ylabel=monitor, title=f"{monitor}: group mean ± one std across runs")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        written.append(out_dir / f"groups_curves_{monitor.replace('/', '_')}.png")
+        fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+    return written
+
+
+def write_groups(agg: dict[str, Any], out_dir: Path, title: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "groups.md").write_text(f"# {title}\n\n" + to_markdown(agg))
+    groups_frame(agg).to_csv(out_dir / "groups.csv", index=False)
+    return [out_dir / "groups.md", out_dir / "groups.csv", *plot_groups(agg, out_dir)]
