@@ -17,7 +17,7 @@ LAYERS: dict[str, int] = {
     "errors": 0, "utils": 0,
     "data": 1, "models": 1, "metrics": 1,
     "tasks": 2, "config": 2,
-    "callbacks": 3, "tracking": 3,
+    "callbacks": 3, "tracking": 3, "aggregate": 3,
     "build": 4, "scale": 4,
     "lifecycle": 5, "commands": 5, "deploy": 5, "tuning": 5,
     "cli": 6, "train": 6, "eval": 6, "predict": 6, "compare": 6, "submit": 6, "__main__": 6,

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from conftest import ROOT, compose_cfg
 
-from litvision.compare import find_run_dirs
+from litvision.tracking.run_records import find_run_dirs
 
 TINY = (
     "debug=limit trainer.max_epochs=2 trainer.limit_train_batches=3 trainer.log_every_n_steps=1 "
@@ -65,7 +65,7 @@ def test_make_compare_on_a_sweep(sweep: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     # Exactly the two swept keys differ (data.seed follows ${seed} and is not a second difference).
-    from litvision.compare import differing_keys, load_runs
+    from litvision.tracking.run_records import differing_keys, load_runs
 
     assert differing_keys(load_runs([sweep])) == ["model.optimizer.lr", "seed"]
     header = next(line for line in out.splitlines() if "model.optimizer.lr" in line)
@@ -96,7 +96,7 @@ def test_make_compare_on_a_sweep(sweep: Path) -> None:
 def test_compare_dataframe_and_learning_curves_match_the_runs(sweep: Path) -> None:
     import pandas as pd
 
-    from litvision.compare import compare_frame, load_runs, read_curves
+    from litvision.tracking.run_records import compare_frame, load_runs, read_curves
 
     runs = load_runs([sweep])
     df = compare_frame(runs)

@@ -83,7 +83,7 @@ def test_mlflow_run_holds_config_final_metrics_and_figures(runs_dir: Path, monke
     assert json.loads(local.read_text())["test"] == summary["test"]
     assert (run_dir / "mlflow" / "artifacts").is_dir()
     # The store inside the run folder holds no second run for `make compare` to find.
-    from litvision.compare import find_run_dirs
+    from litvision.tracking.run_records import find_run_dirs
 
     assert find_run_dirs(runs_dir) == [run_dir] and len(list(run_dir.rglob("summary.json"))) == 1
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from litvision.errors import UserError
 
 if TYPE_CHECKING:
-    from litvision.compare import Run
+    from litvision.tracking.run_records import Run
 
 REPLICATE_KEYS = ("seed", "data.fold")
 CONFIDENCE = 0.95
@@ -68,7 +68,7 @@ def parse_group_by(text: str | None) -> list[str] | None:
 
 def group_keys(runs: list[Run], group_by: list[str] | None) -> list[str]:
     """The keys that tell groups apart: `group_by` (checked), or the differing non-replicate keys."""
-    from litvision.compare import differing_keys
+    from litvision.tracking.run_records import differing_keys
 
     differing = differing_keys(runs)
     if group_by is None:
@@ -85,7 +85,7 @@ def group_keys(runs: list[Run], group_by: list[str] | None) -> list[str]:
 
 
 def make_groups(runs: list[Run], keys: list[str]) -> list[Group]:
-    from litvision.compare import _value
+    from litvision.tracking.run_records import _value
 
     groups: dict[str, Group] = {}
     for r in runs:
@@ -263,7 +263,7 @@ def plot_groups(agg: dict[str, Any], out_dir: Path) -> list[Path]:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from litvision.compare import _curve, read_curves
+    from litvision.tracking.run_records import _curve, read_curves
 
     written: list[Path] = []
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,8 @@ def run(session: Session) -> dict[str, Any]:
     if cfg.get("test", True):
         test = to_floats(trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)[0])
     fields.update(best_val=best_val, test=test, world_size=trainer.world_size)
+    # What the data checks found (duplicates within and across splits), for tools and people.
+    fields["data_checks"] = getattr(datamodule, "data_checks", None) or {}
     fields.update(getattr(task, "lr_scaling_info", None) or {})
     session.after_run(lambda summary: _finish_loggers(trainer, summary))
     session.after_run(lambda summary: release_ddp_launch(trainer))
@@ -60,6 +62,6 @@ def run(session: Session) -> dict[str, Any]:
 
 
 def _finish_loggers(trainer: Any, summary: dict[str, Any]) -> None:
-    from litvision.tracking.wandb_logger import finish
+    from litvision.tracking.finish import finish_trackers
 
-    finish(trainer.loggers, summary)
+    finish_trackers(trainer.loggers, summary)

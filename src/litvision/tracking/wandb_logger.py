@@ -233,12 +233,7 @@ def build_logger(cfg: DictConfig, node: DictConfig) -> Any:
 
 
 def finish(loggers: list[Any], summary: Mapping[str, Any] | None = None) -> None:
-    """Close the W&B run of a finished job (rank zero), adding run facts to its W&B summary;
-    an MLflow run gets summary.json and config.yaml as artifacts (litvision.tracking.mlflow_logger)."""
-    if any(type(lg).__module__ == "litvision.tracking.mlflow_logger" for lg in loggers):
-        from litvision.tracking.mlflow_logger import finish as finish_mlflow
-
-        finish_mlflow(loggers, summary)
+    """Close the W&B run of a finished job (rank zero), adding run facts to its W&B summary."""
     for logger in loggers:
         if not isinstance(logger, _LightningWandbLogger) or logger._experiment is None:
             continue
