@@ -126,3 +126,30 @@ def test_ema_decay_out_of_range_is_one_line(tmp_path: Path) -> None:
         with pytest.raises(UserError, match=r"model\.ema_decay=1\.5") as e:
             check(cfg)
         assert "\n" not in str(e.value)
+
+
+def test_detection_checkpoint_carries_ema_and_raw_weights(tmp_path: Path) -> None:
+    """Catches: model.ema_decay ignored by the detection task (no average, no raw weights kept)."""
+    from litvision.data.fixtures import fixture_maker
+    from litvision.train import train
+
+    data = fixture_maker("shapes_voc")(tmp_path / "data")
+    summary = train(
+        compose_cfg(
+            [
+                "experiment=yolov1_shapes",
+                *data,
+                "trainer.max_epochs=1",
+                "trainer.limit_train_batches=3",
+                "trainer.limit_val_batches=1",
+                "trainer.limit_test_batches=1",
+                "logger=csv",
+                "model.ema_decay=0.5",
+            ],
+            tmp_path / "runs",
+        )
+    )
+    ckpt = _load(summary["last_checkpoint"])
+    ema, raw = ckpt["state_dict"], ckpt["current_model_state"]
+    assert int(ckpt["averaging_state"]["n_averaged"]) == 3
+    assert any(not torch.equal(ema[k], raw[k]) for k in ema if ema[k].is_floating_point())
