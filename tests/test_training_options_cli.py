@@ -40,6 +40,7 @@ def test_bad_option_is_one_line_and_writes_nothing(override: str, needle: str, t
     "(lead's lifecycle rewrite); remove this mark once wired",
 )
 def test_bad_option_is_refused_before_a_run_folder_exists(tmp_path: Path) -> None:
+    """Catches: the option checks running only after Hydra made the run folder."""
     runs = tmp_path / "runs"
     proc = run_cli("litvision.train", "model.ema_decay=1.5", f"paths.runs_dir={runs}", env=ENV)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -55,6 +55,7 @@ def test_test_loop_uses_tta(runs_dir: Path) -> None:
 
 
 def test_unknown_tta_mode_is_one_line(tmp_path: Path) -> None:
+    """Catches: an unknown mode silently testing without TTA."""
     from litvision.build import build_task
     from litvision.errors import UserError
     from litvision.tasks.options import check_training_options
