@@ -7,7 +7,9 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, compose_cfg, run_cli
+
+from litvision.config import experiment_names
 
 BAD = [
     ("model.ema_decay=1.5", "model.ema_decay=1.5"),
@@ -46,3 +48,11 @@ def test_bad_option_is_refused_before_a_run_folder_exists(tmp_path: Path) -> Non
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert not runs.exists() or not any(runs.iterdir()), os.listdir(runs)
+
+
+@pytest.mark.parametrize("name", experiment_names())
+def test_every_experiment_passes_the_option_checks(name: str, tmp_path: Path) -> None:
+    """Catches: a check that refuses a shipped experiment's defaults (the CLI would refuse to run it)."""
+    from litvision.tasks.options import check_training_options
+
+    check_training_options(compose_cfg([f"experiment={name}"], tmp_path))
