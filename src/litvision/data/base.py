@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 
 from litvision.data.datasets import ImageSource, ImageSubset
 from litvision.data.duplicates import check_mode, check_subsets
+from litvision.data.mixing import BatchMixing, mix_training_batch
 from litvision.data.presets import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -110,12 +111,17 @@ class ClassificationDataModule(L.LightningDataModule):
         num_folds: int | None = None,
         fold: int | None = None,
         check_duplicates: str = "exact",
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        mix_prob: float = 1.0,
+        random_erasing: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         check_folds(num_folds, fold)
         check_mode(check_duplicates)
         self.root = Path(root).expanduser()
+        self.mixing = BatchMixing(mixup_alpha, cutmix_alpha, mix_prob, random_erasing)
         if sampler not in SAMPLERS:
             raise UserError(f"data.sampler={sampler!r} is not one of null, weighted; pick one of those.")
         if not 0.0 <= val_fraction < 1.0:
@@ -251,8 +257,8 @@ class ClassificationDataModule(L.LightningDataModule):
         if self.transforms.normalize_on == "device" and isinstance(batch, (tuple, list)) and len(batch) == 2:
             images, labels = batch
             if torch.is_tensor(images):
-                return self.normalize(images), labels
-        return batch
+                batch = self.normalize(images), labels
+        return mix_training_batch(self, batch)
 
     def _loader(self, name: str, train: bool = False) -> DataLoader:
         ds = self.datasets[name]

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from litvision.data.duplicates import check_arrays, check_mode
+from litvision.data.mixing import BatchMixing, mix_training_batch
 from litvision.data.samplers import EpochShuffleSampler, seeded_generator
 from litvision.data.splits import check_folds, stratified_split, train_val_split
 from litvision.errors import UserError
@@ -43,11 +44,16 @@ class DigitsDataModule(L.LightningDataModule):
         num_folds: int | None = None,
         fold: int | None = None,
         check_duplicates: str = "exact",
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        mix_prob: float = 1.0,
+        random_erasing: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         check_folds(num_folds, fold)
         check_mode(check_duplicates)
+        self.mixing = BatchMixing(mixup_alpha, cutmix_alpha, mix_prob, random_erasing)
         self.classes = list(classes) if classes is not None else list(range(10))
         self.class_names = [str(c) for c in self.classes]
         if num_classes is not None and num_classes != len(self.classes):
@@ -119,6 +125,9 @@ class DigitsDataModule(L.LightningDataModule):
             generator=seeded_generator(self.hparams.seed),
             persistent_workers=self.hparams.num_workers > 0,
         )
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        return mix_training_batch(self, batch)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -5,14 +5,23 @@ The task builds its network from `net` (a Hydra config with `_target_`), so a
 checkpoint alone rebuilds it: `ClassificationTask.load_from_checkpoint(path)`.
 `net.weights` loads pretrained weights (see `litvision.models.weights`); `freeze` and
 `layer_decay` set up fine-tuning (see `litvision.tasks.finetune`).
+
+Training extras: `ema_decay` keeps an EMA of the weights that validation, test and the
+checkpoints' `state_dict` use (`litvision.callbacks.ema`); `class_weights` weighs the loss
+per class (`litvision.tasks.class_weights`); `test_tta` averages test/predict outputs over
+flipped views (`litvision.tasks.tta`). Training batches may carry soft labels (N, K) when the
+DataModule mixes them (`litvision.data.mixing`): the loss takes them as they are, the
+training accuracy scores their arg-max.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
@@ -30,7 +39,11 @@ from litvision.tasks.data_contract import adopt_data_contract
 from litvision.tasks.finetune import freeze as apply_freeze
 from litvision.tasks.finetune import layer_decay_param_groups, sync_batchnorm_modes
 from litvision.tasks.optim import build_param_groups, configure_optimization
+from litvision.tasks.options import check_class_weights, check_ema_decay, check_tta
+from litvision.tasks.tta import tta_logits
 from litvision.utils.safe_load import PROVENANCE_KEY, plain, provenance
+
+log = logging.getLogger(__name__)
 
 
 def _eval_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -58,6 +71,9 @@ class ClassificationTask(L.LightningModule):
         freeze: str | list[str] | None = None,
         layer_decay: float | None = None,
         experiment: str | None = None,
+        ema_decay: float | None = None,
+        class_weights: str | list[float] | None = None,
+        test_tta: str | None = "none",
     ) -> None:
         super().__init__()
         # Plain containers only (no OmegaConf objects): checkpoints load with weights_only=True.
@@ -77,8 +93,14 @@ class ClassificationTask(L.LightningModule):
                 "layer_decay": layer_decay,
                 # The experiment's name (`${name}`), recorded in every checkpoint (see on_save_checkpoint).
                 "experiment": experiment,
+                "ema_decay": ema_decay,
+                "class_weights": plain(class_weights),
+                "test_tta": test_tta or "none",
             }
         )
+        check_ema_decay(ema_decay)
+        check_class_weights(self.hparams.class_weights, num_classes)
+        check_tta(test_tta)
         if layer_decay is not None and param_groups:
             raise UserError(
                 "model.layer_decay and model.param_groups both set the learning rate per group; "
@@ -93,10 +115,30 @@ class ClassificationTask(L.LightningModule):
         self.test_metrics = _eval_metrics(num_classes, "test/")
         self.val_cm = MulticlassConfusionMatrix(num_classes)
         self.test_cm = MulticlassConfusionMatrix(num_classes)
+        # What the loss weighs each class by ({"mode", "weights", "counts"?}), set at setup; None when off.
+        # A plain attribute, not a buffer: the EMA copy of this module is made before setup and must
+        # keep the same parameters and buffers.
+        self.class_weights_info: dict[str, Any] | None = None
+        self._loss_weight: Tensor | None = None
 
     # -- data contract ------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        adopt_data_contract(self)
+        dm = adopt_data_contract(self)
+        if self.hparams.class_weights is not None and self.class_weights_info is None:
+            from litvision.tasks.class_weights import resolve_class_weights
+
+            self.class_weights_info = resolve_class_weights(self.hparams.class_weights, self.num_classes, dm)
+            self._loss_weight = torch.tensor(self.class_weights_info["weights"], dtype=torch.float32)
+            log.info(
+                "class weights (%s): %s", self.class_weights_info["mode"], self.class_weights_info["weights"]
+            )
+
+    def configure_callbacks(self) -> list[Any]:
+        if self.hparams.ema_decay is None:
+            return []
+        from litvision.callbacks.ema import EMA
+
+        return [EMA(self.hparams.ema_decay)]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["hyper_parameters"]["class_names"] = list(self.class_names)
@@ -118,21 +160,27 @@ class ClassificationTask(L.LightningModule):
         return self
 
     def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
-        return F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
+        # y: class indices (N,) or probabilities (N, K) from MixUp/CutMix; cross_entropy takes both,
+        # and applies label smoothing and class weights to either.
+        weight = self._loss_weight
+        if weight is not None and weight.device != logits.device:
+            weight = self._loss_weight = weight.to(logits.device)
+        return F.cross_entropy(logits, y, weight=weight, label_smoothing=self.hparams.label_smoothing)
 
     # -- steps ------------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         logits = self(x)
         loss = self._loss(logits, y)
-        self.train_acc.update(logits.detach(), y)
-        self.log("train/loss", loss, prog_bar=True, batch_size=y.numel())
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=y.numel())
+        hard = y.argmax(dim=-1) if y.ndim == 2 else y
+        self.train_acc.update(logits.detach(), hard)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(hard))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(hard))
         return loss
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         x, y = batch
-        logits = self(x)
+        logits = tta_logits(self, x, self.hparams.test_tta) if stage == "test" else self(x)
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         cm = self.val_cm if stage == "val" else self.test_cm
         metrics.update(logits, y)
@@ -148,7 +196,7 @@ class ClassificationTask(L.LightningModule):
 
     def predict_step(self, batch: Any, batch_idx: int) -> Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x).softmax(dim=-1)
+        return tta_logits(self, x, self.hparams.test_tta).softmax(dim=-1)
 
     # -- confusion matrices -------------------------------------------------------------
     def _log_confusion(self, stage: str) -> None:

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from litvision.metrics.detection import make_iou_metric, make_map_metric, metric_targets
 from litvision.tasks.data_contract import adopt_data_contract
 from litvision.tasks.optim import build_param_groups, configure_optimization
+from litvision.tasks.options import check_ema_decay
 from litvision.utils.safe_load import PROVENANCE_KEY, plain, provenance
 
 
@@ -54,6 +55,7 @@ class DetectionTask(L.LightningModule):
         num_log_images: int = 4,
         draw_score_thresh: float = 0.3,
         experiment: str | None = None,
+        ema_decay: float | None = None,
     ) -> None:
         super().__init__()
         # Plain containers only (no OmegaConf objects): checkpoints load with weights_only=True.
@@ -73,8 +75,10 @@ class DetectionTask(L.LightningModule):
                 "draw_score_thresh": draw_score_thresh,
                 # The experiment's name (`${name}`), recorded in every checkpoint (see on_save_checkpoint).
                 "experiment": experiment,
+                "ema_decay": ema_decay,
             }
         )
+        check_ema_decay(ema_decay)
         self.net: nn.Module = instantiate(self.hparams.net)
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
@@ -91,6 +95,15 @@ class DetectionTask(L.LightningModule):
         ids = getattr(dm, "category_ids", None)
         if ids and len(ids) == self.num_classes:
             self.category_ids = [int(i) for i in ids]
+
+    def configure_callbacks(self) -> list[Any]:
+        # EMA of the weights, as for classification (litvision.callbacks.ema): validation, test and
+        # the checkpoints' state_dict use the average; the raw weights are current_model_state.
+        if self.hparams.ema_decay is None:
+            return []
+        from litvision.callbacks.ema import EMA
+
+        return [EMA(self.hparams.ema_decay)]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # predict maps labels back to names and dataset ids without the dataset at hand.

@@ -1,0 +1,62 @@
+"""Exponential moving average of the weights (`model.ema_decay`), via Lightning's EMAWeightAveraging.
+
+    make train EXP=resnet18_cifar10 ARGS="model.ema_decay=0.999"
+
+Lightning's callback (`lightning.pytorch.callbacks.EMAWeightAveraging`, a
+`torch.optim.swa_utils.AveragedModel` with `get_ema_avg_fn`) updates the average after
+every optimizer step, swaps it in for each validation epoch and copies it into the model
+when fitting ends. So model selection (`monitor`), early stopping, the best/last
+checkpoints and everything tested after fit use the EMA weights.
+
+A checkpoint written while EMA is on holds:
+    state_dict            the EMA weights (what load_from_checkpoint, eval, predict and export load)
+    current_model_state   the raw training weights (what training continues from)
+    averaging_state       {"n_averaged": tensor}, with the callback's step counter under "callbacks"
+all plain tensors and containers, so it loads with `torch.load(weights_only=True)`; resuming
+restores both weight sets and the counter exactly.
+
+This subclass adds two things: test and predict run on the EMA weights even when the callback
+still holds a live average (Lightning only swaps for validation), and loading a checkpoint
+outside fit stays quiet, because its `state_dict` already holds the EMA weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import EMAWeightAveraging
+
+from litvision.tasks.options import check_ema_decay
+
+
+class EMA(EMAWeightAveraging):
+    """EMA of all parameters and buffers (BatchNorm statistics too), updated every optimizer step."""
+
+    def __init__(self, decay: float) -> None:
+        check_ema_decay(decay)
+        super().__init__(decay=decay, use_buffers=True)
+        self.decay = decay
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._average_model is not None:
+            self._swap_models(pl_module)
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._average_model is not None:
+            self._swap_models(pl_module)
+
+    def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._average_model is not None:
+            self._swap_models(pl_module)
+
+    def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._average_model is not None:
+            self._swap_models(pl_module)
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if self._average_model is None:
+            return  # validate/test/predict: the model has just loaded state_dict, the EMA weights
+        super().on_load_checkpoint(trainer, pl_module, checkpoint)

@@ -1,0 +1,93 @@
+"""model.class_weights: auto = inverse class frequency of the training split; a list is used as given;
+either weighs the loss; a list of the wrong length is one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose_cfg
+
+from litvision.data.fixtures.classification import class_images, write_image
+
+COUNTS = {"ant": 20, "bee": 10, "cow": 5}
+
+
+def _imbalanced_folder(root: Path) -> Path:
+    i = 0
+    for label, (name, n) in enumerate(COUNTS.items()):
+        for img in class_images(np.full(n, label), 24, 24, 3, seed=label):
+            write_image(root / name / f"{name}_{i:03d}.png", img)
+            i += 1
+    return root
+
+
+def _overrides(root: Path) -> list[str]:
+    return [
+        "experiment=digits_cnn",
+        "data=image_folder",
+        f"data.root={root}",
+        "data.num_workers=0",
+        "data.batch_size=8",
+        "data.image_size=24",
+        "data.resize_size=24",
+        "data.val_fraction=0.2",
+        "model.net.in_channels=3",
+        "debug=fast_dev_run",
+    ]
+
+
+def test_auto_weights_are_inverse_class_frequency_of_the_training_split(
+    runs_dir: Path, tmp_path: Path
+) -> None:
+    """Catches: weights from the whole folder instead of the training split, not inverse to the counts,
+    or not reaching the task (class_weights_info is what summary.json reports)."""
+    from litvision.build import build_datamodule, build_task, build_trainer
+
+    cfg = compose_cfg(
+        [*_overrides(_imbalanced_folder(tmp_path / "folder")), "model.class_weights=auto"], runs_dir
+    )
+    dm, task = build_datamodule(cfg), build_task(cfg)
+    build_trainer(cfg).fit(task, datamodule=dm)
+    train_counts = np.bincount(dm.datasets["train"].labels, minlength=3)
+    assert train_counts.tolist() == [16, 8, 4]  # 80% of each class (stratified)
+    info = task.class_weights_info
+    assert info["mode"] == "auto" and info["counts"] == [16, 8, 4]
+    expected = [28 / (3 * 16), 28 / (3 * 8), 28 / (3 * 4)]
+    assert info["weights"] == pytest.approx(expected)
+    # Rarer classes weigh more, in inverse proportion to their counts.
+    assert info["weights"][2] / info["weights"][0] == pytest.approx(4.0)
+
+
+def test_given_weights_weigh_the_loss(runs_dir: Path, tmp_path: Path) -> None:
+    """class_weights=[1, 0, 0]: only class 0's images count. Catches: weights computed but not passed
+    to the loss."""
+    import torch.nn.functional as F
+
+    from litvision.build import build_datamodule, build_task, build_trainer
+
+    cfg = compose_cfg(
+        [*_overrides(_imbalanced_folder(tmp_path / "folder")), "model.class_weights=[1,0,0]"], runs_dir
+    )
+    dm, task = build_datamodule(cfg), build_task(cfg)
+    build_trainer(cfg).fit(task, datamodule=dm)
+    assert task.class_weights_info == {"mode": "given", "weights": [1.0, 0.0, 0.0]}
+    logits, y = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+    torch.testing.assert_close(task._loss(logits, y), F.cross_entropy(logits[y == 0], y[y == 0]))
+
+
+def test_wrong_length_is_one_line(tmp_path: Path) -> None:
+    """Catches: a 2-weight list for 10 classes reaching cross_entropy (a shape error mid-training)."""
+    from litvision.build import build_task
+    from litvision.errors import UserError
+    from litvision.tasks.options import check_training_options
+
+    cfg = compose_cfg(["model.class_weights=[1.0,2.0]"], tmp_path)
+    for check in (check_training_options, build_task):
+        with pytest.raises(
+            UserError, match=r"model\.class_weights has 2 values but there are 10 classes"
+        ) as e:
+            check(cfg)
+        assert "\n" not in str(e.value)
