@@ -36,11 +36,6 @@ def test_bad_option_is_one_line_and_writes_nothing(override: str, needle: str, t
     assert not _files(runs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the CLI's pre-flight checks to call litvision.tasks.options.check_training_options "
-    "(lead's lifecycle rewrite); remove this mark once wired",
-)
 def test_bad_option_is_refused_before_a_run_folder_exists(tmp_path: Path) -> None:
     """Catches: the option checks running only after Hydra made the run folder."""
     runs = tmp_path / "runs"

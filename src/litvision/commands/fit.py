@@ -55,6 +55,10 @@ def run(session: Session) -> dict[str, Any]:
     fields.update(best_val=best_val, test=test, world_size=trainer.world_size)
     # What the data checks found (duplicates within and across splits), for tools and people.
     fields["data_checks"] = getattr(datamodule, "data_checks", None) or {}
+    # Training options that change what the numbers mean (EMA weights tested, weighted loss, TTA).
+    fields["ema_decay"] = cfg.model.get("ema_decay")
+    fields["class_weights"] = getattr(task, "class_weights_info", None)
+    fields["test_tta"] = cfg.model.get("test_tta", "none")
     fields.update(getattr(task, "lr_scaling_info", None) or {})
     session.after_run(lambda summary: _finish_loggers(trainer, summary))
     session.after_run(lambda summary: release_ddp_launch(trainer))

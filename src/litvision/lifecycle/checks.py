@@ -245,8 +245,10 @@ def _read_only_fs(path: Path) -> bool:
 def preflight(cfg: DictConfig) -> None:
     """Everything that can be known wrong before a run folder is made."""
     from litvision.scale import check_hardware
+    from litvision.tasks.options import check_training_options
 
     check_values(cfg)
+    check_training_options(cfg)  # EMA decay, mixing strengths, class weights, TTA
     check_hardware(cfg)
     if cfg.get("paths") and cfg.paths.get("runs_dir"):
         check_writable(cfg.paths.runs_dir)

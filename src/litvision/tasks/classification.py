@@ -7,7 +7,7 @@ checkpoint alone rebuilds it: `ClassificationTask.load_from_checkpoint(path)`.
 `layer_decay` set up fine-tuning (see `litvision.tasks.finetune`).
 
 Training extras: `ema_decay` keeps an EMA of the weights that validation, test and the
-checkpoints' `state_dict` use (`litvision.callbacks.ema`); `class_weights` weighs the loss
+checkpoints' `state_dict` use (`litvision.tasks.ema`); `class_weights` weighs the loss
 per class (`litvision.tasks.class_weights`); `test_tta` averages test/predict outputs over
 flipped views (`litvision.tasks.tta`). Training batches may carry soft labels (N, K) when the
 DataModule mixes them (`litvision.data.mixing`): the loss takes them as they are, the
@@ -136,7 +136,7 @@ class ClassificationTask(L.LightningModule):
     def configure_callbacks(self) -> list[Any]:
         if self.hparams.ema_decay is None:
             return []
-        from litvision.callbacks.ema import EMA
+        from litvision.tasks.ema import EMA
 
         return [EMA(self.hparams.ema_decay)]
 

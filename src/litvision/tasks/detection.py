@@ -97,11 +97,11 @@ class DetectionTask(L.LightningModule):
             self.category_ids = [int(i) for i in ids]
 
     def configure_callbacks(self) -> list[Any]:
-        # EMA of the weights, as for classification (litvision.callbacks.ema): validation, test and
+        # EMA of the weights, as for classification (litvision.tasks.ema): validation, test and
         # the checkpoints' state_dict use the average; the raw weights are current_model_state.
         if self.hparams.ema_decay is None:
             return []
-        from litvision.callbacks.ema import EMA
+        from litvision.tasks.ema import EMA
 
         return [EMA(self.hparams.ema_decay)]
 

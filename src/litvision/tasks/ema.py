@@ -1,4 +1,6 @@
-"""Exponential moving average of the weights (`model.ema_decay`), via Lightning's EMAWeightAveraging.
+"""EMA of the weights, owned by the task (`model.ema_decay`): a Lightning callback the task adds itself
+in `configure_callbacks`, so it lives with the tasks rather than in callbacks/.
+
 
     make train EXP=resnet18_cifar10 ARGS="model.ema_decay=0.999"
 
