@@ -1,6 +1,5 @@
-"""EMA of the weights, owned by the task (`model.ema_decay`): a Lightning callback the task adds itself
-in `configure_callbacks`, so it lives with the tasks rather than in callbacks/.
-
+"""Exponential moving average of the weights (`model.ema_decay`), via Lightning's EMAWeightAveraging.
+The task adds this callback itself (`configure_callbacks`), so it lives with the tasks.
 
     make train EXP=resnet18_cifar10 ARGS="model.ema_decay=0.999"
 
