@@ -68,7 +68,7 @@ class DigitsDataModule(L.LightningDataModule):
         keep = np.isin(y, self.classes)
         x, y = x[keep], y[keep]
         y = np.searchsorted(np.asarray(sorted(self.classes)), y)
-        images = (torch.tensor(x, dtype=torch.float32).view(-1, 1, self.image_size, self.image_size) / 16.0 - DIGITS_MEAN) / DIGITS_STD
+        images = (torch.tensor(x, dtype=torch.float32).view(-1, 1, 8, 8) / 16.0 - DIGITS_MEAN) / DIGITS_STD
         labels = torch.tensor(y, dtype=torch.long)
         hp = self.hparams
         train_idx, val_idx, test_idx = stratified_split(y, (hp.val_fraction, hp.test_fraction), hp.seed)
