@@ -133,6 +133,7 @@ def test_figures_draw(tmp_path: Path) -> None:
         assert (tmp_path / f"{name}.png").stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_yolov1_shapes_run_has_the_images_and_the_table(tmp_path: Path) -> None:
     """Catches the task not producing the media, or the per-class table not reaching the task."""
     from litvision.build import build_datamodule, build_task, build_trainer
