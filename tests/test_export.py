@@ -220,3 +220,49 @@ def test_detector_exported_program_is_refused_in_one_line(
         capsys, [detector_run["run_dir"], "--format", "exported_program", "--out-dir", str(out)]
     )
     assert "use --format onnx or --format torchscript" in err
+
+
+def _checkpoint_of(cfg_overrides: list[str], runs: Path, path: Path, noise: float) -> Path:
+    """A checkpoint as litvision writes one (hyper-parameters and weights), of an untrained task
+    whose weights are perturbed so that its scores spread out like a trained model's."""
+    from omegaconf import OmegaConf
+
+    from litvision.build import build_task
+
+    cfg = compose_cfg(cfg_overrides, runs)
+    OmegaConf.resolve(cfg)
+    torch.manual_seed(0)
+    task = build_task(cfg)
+    with torch.no_grad():
+        for p in task.parameters():
+            p.add_(torch.randn_like(p) * noise)
+    hp = {**dict(task.hparams), "class_names": task.class_names}
+    torch.save({"hyper_parameters": hp, "state_dict": task.state_dict()}, path)
+    return path
+
+
+@pytest.mark.slow
+def test_an_export_that_only_fits_its_example_image_is_caught(
+    runs_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """SSDlite through the TorchScript-based ONNX exporter keeps values traced from the example image:
+    right on that image, wrong on the next. Catches a parity check run on the example image alone."""
+    ckpt = _checkpoint_of(
+        [
+            "experiment=ssdlite_voc",
+            "model.net.weights_backbone=null",
+            "model.net.min_size=128",
+            "data.num_classes=3",
+        ],
+        runs_dir,
+        tmp_path / "ssdlite.ckpt",
+        noise=0.3,
+    )
+    out = tmp_path / "onnx"
+    err = _one_line_error(
+        capsys, [str(ckpt), "--format", "onnx", "--image-size", "128", "--out-dir", str(out)]
+    )
+    assert "differs from the PyTorch model" in err
+    written = json.loads((out / "export.json").read_text())
+    first, second = written["checks"]
+    assert first["passed"] and not second["passed"] and not written["parity_passed"]
