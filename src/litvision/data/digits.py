@@ -30,6 +30,9 @@ class DigitsDataModule(L.LightningDataModule):
     for transfer-learning experiments between digit subsets.
     """
 
+    #: Fixed by the data (sklearn's digits are 8x8): what export and benchmarks feed a model trained here.
+    image_size = 8
+
     def __init__(
         self,
         num_classes: int | None = 10,

@@ -88,6 +88,8 @@ class DetectionTask(L.LightningModule):
         self.val_iou = make_iou_metric()
         self.test_iou = make_iou_metric()
         self._shown: list[tuple[Tensor, dict, dict]] = []
+        # Filled at the end of testing: class name -> AP, AP50, precision/recall/F1 at draw_score_thresh.
+        self.test_per_class_ap: dict[str, dict[str, Any]] | None = None
 
     # -- data contract ------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -203,7 +205,33 @@ class DetectionTask(L.LightningModule):
         self._shown = []
 
     def on_test_epoch_end(self) -> None:
+        # Before _log_metrics resets the metric: the report reads the same accumulated detections.
+        self._log_report("test", self.test_map)
         self._log_metrics("test")
+
+    def _log_report(self, stage: str, metric: Any) -> None:
+        """PR curves, F1 against confidence and the IoU-0.5 confusion matrix as figures (media/ and
+        loggers); the per-class AP table in `self.test_per_class_ap` for summary.json."""
+        from litvision.metrics.detection_report import (
+            confusion_figure,
+            detection_report,
+            f1_curve_figure,
+            metric_states,
+            pr_curve_figure,
+        )
+
+        if self.trainer.sanity_checking:
+            return
+        # Every rank's detections (a no-op without DDP), as the mAP metric's compute() gathers them.
+        with metric.sync_context():
+            preds, targets = metric_states(metric)
+        report = detection_report(preds, targets, self.class_names, float(self.hparams.draw_score_thresh))
+        self.test_per_class_ap = report.per_class
+        from litvision.utils.media import log_figure
+
+        log_figure(self.trainer, f"{stage}/pr_curve", pr_curve_figure(report))
+        log_figure(self.trainer, f"{stage}/f1_curve", f1_curve_figure(report))
+        log_figure(self.trainer, f"{stage}/confusion_matrix", confusion_figure(report))
 
     # -- optimization -------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:

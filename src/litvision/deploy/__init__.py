@@ -1,0 +1,1 @@
+"""Shipping a trained model: export to ONNX / TorchScript / ExportedProgram with a parity check."""

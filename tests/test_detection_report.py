@@ -1,0 +1,169 @@
+"""Detection PR curves, F1 against confidence and the IoU-0.5 confusion matrix: hand-checked numbers
+that agree with the mAP evaluator, and their images in a yolov1_shapes run folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose_cfg
+from test_detection_map import synthetic_detections
+
+from litvision.metrics.detection import make_map_metric
+from litvision.metrics.detection_report import (
+    confusion_figure,
+    detection_report,
+    f1_curve_figure,
+    pr_curve_figure,
+)
+
+CLASSES = ["cat", "dog"]
+
+
+def _det(boxes, scores, labels) -> dict:
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+        "scores": torch.tensor(scores, dtype=torch.float32),
+        "labels": torch.tensor(labels, dtype=torch.int64),
+    }
+
+
+def _gt(boxes, labels, crowd=None) -> dict:
+    t = {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), "labels": torch.tensor(labels)}
+    t["iscrowd"] = torch.tensor(crowd if crowd is not None else [0] * len(labels))
+    return t
+
+
+def hand_made() -> tuple[list[dict], list[dict]]:
+    """Four images; every detection's fate is worked out by hand in the comments (IoU threshold 0.5)."""
+    targets = [
+        # cat A, dog B, a crowd of cats (ignored, as are detections on it)
+        _gt([[0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 70, 70]], [0, 1, 0], crowd=[0, 0, 1]),
+        _gt([[0, 0, 20, 20], [30, 30, 50, 50]], [1, 1]),  # dogs D, E
+        _gt([[0, 0, 30, 30]], [0]),  # cat F
+        _gt([[0, 0, 10, 10]], [0]),  # cat G
+    ]
+    preds = [
+        _det(
+            [[0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 40, 40], [51, 51, 70, 70], [80, 80, 90, 90]],
+            # cat on A (TP), dog on A (IoU .81, A already taken: background), dog on B (TP),
+            # cat on the crowd (ignored), cat on nothing below the confidence threshold
+            [0.9, 0.8, 0.7, 0.6, 0.2],
+            [0, 1, 1, 0, 0],
+        ),
+        _det(
+            [[0, 0, 20, 20], [60, 60, 70, 70]], [0.95, 0.5], [1, 0]
+        ),  # dog on D (TP), cat on nothing; E missed
+        _det([[0, 0, 30, 28]], [0.85], [1]),  # dog on cat F (IoU .93): a cat seen as a dog
+        # COCO matches G to the higher-scoring cat (IoU .9), not to the dog that overlaps it more
+        # (IoU 1): the dog is background, not a cat seen as a dog.
+        _det([[0, 0, 10, 9], [0, 0, 10, 10]], [0.9, 0.8], [0, 1]),
+    ]
+    return preds, targets
+
+
+def test_hand_made_case_numbers() -> None:
+    """Catches confusion entries off the COCO matches (e.g. the crowd detection counted, a cat-as-dog
+    missed), sums that do not close, or precision/recall at the wrong threshold."""
+    preds, targets = hand_made()
+    report = detection_report(preds, targets, CLASSES, conf_thresh=0.25)
+    #                       pred cat, dog, background
+    expected = np.array([[2, 1, 0], [0, 2, 1], [1, 2, 0]])  # true cat / dog / background
+    np.testing.assert_array_equal(report.confusion, expected)
+    cat, dog = report.per_class["cat"], report.per_class["dog"]
+    assert (cat["objects"], cat["detections"], dog["objects"], dog["detections"]) == (3, 3, 3, 5)
+    assert cat["precision"] == pytest.approx(2 / 3, abs=1e-6) and cat["recall"] == pytest.approx(
+        2 / 3, abs=1e-6
+    )
+    assert dog["precision"] == 0.4 and dog["recall"] == pytest.approx(2 / 3, abs=1e-6)
+    # COCO's 101-point AP at IoU 0.5. cat: precision 1 up to recall 2/3 -> 67 of 101 points.
+    # dog: 1 up to recall 1/3 (34 points), then 2/5 up to 2/3 (33 points).
+    assert report.ap_50[0] == pytest.approx(67 / 101)
+    assert report.ap_50[1] == pytest.approx((34 + 0.4 * 33) / 101)
+    # The F1 curve at the threshold equals the table's F1.
+    _, _, f1 = report.f1_curves()
+    assert f1[1, 25] == pytest.approx(dog["f1"], abs=1e-6)
+    # The matched detections in each class are the diagonal at that threshold.
+    for c, m in enumerate(report.matches):
+        assert int(m.tp[m.scores >= 0.25].sum()) == report.confusion[c, c]
+
+
+def _evaluator(preds, targets) -> dict:
+    metric = make_map_metric(class_metrics=True)
+    metric.update(preds, targets)
+    return metric.compute()
+
+
+def test_hand_made_case_agrees_with_the_map_evaluator() -> None:
+    """Catches a report that matches boxes its own way instead of the evaluator's (AP per class, mAP50)."""
+    preds, targets = hand_made()
+    report = detection_report(preds, targets, CLASSES)
+    res = _evaluator(preds, targets)
+    np.testing.assert_allclose(report.ap, res["map_per_class"].numpy(), atol=1e-6)
+    assert report.ap_50.mean() == pytest.approx(float(res["map_50"]), abs=1e-6)
+
+
+def test_random_detections_agree_with_the_map_evaluator() -> None:
+    """Many images with crowds, misses, relabels and false positives: per-class AP equals the evaluator's."""
+    targets, preds = synthetic_detections(num_images=40, num_classes=4, seed=1)
+    report = detection_report(preds, targets, ["a", "b", "c", "d"], conf_thresh=0.3)
+    res = _evaluator(preds, targets)
+    np.testing.assert_allclose(report.ap, res["map_per_class"].numpy(), atol=1e-6)
+    assert report.ap_50.mean() == pytest.approx(float(res["map_50"]), abs=1e-6)
+    # Rows close on the non-crowd objects, columns on the confident detections counted.
+    crowd_free = sum(int((t["iscrowd"] == 0).sum()) for t in targets)
+    assert report.confusion[:4].sum() == crowd_free
+    for c, m in enumerate(report.matches):
+        assert report.confusion[c].sum() == m.num_gt
+        assert report.confusion[:, c].sum() == int((m.scores >= 0.3).sum())
+
+
+def test_figures_draw(tmp_path: Path) -> None:
+    preds, targets = hand_made()
+    report = detection_report(preds, targets, CLASSES)
+    for name, fig in (
+        ("pr", pr_curve_figure(report)),
+        ("f1", f1_curve_figure(report)),
+        ("cm", confusion_figure(report)),
+    ):
+        fig.savefig(tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").stat().st_size > 5000
+
+
+@pytest.mark.slow
+def test_yolov1_shapes_run_has_the_images_and_the_table(tmp_path: Path) -> None:
+    """Catches the task not producing the media, or the per-class table not reaching the task."""
+    from litvision.build import build_datamodule, build_task, build_trainer
+
+    cfg = compose_cfg(
+        [
+            "experiment=yolov1_shapes",
+            "trainer.max_epochs=1",
+            "trainer.limit_train_batches=2",
+            "trainer.limit_val_batches=1",
+            "trainer.limit_test_batches=2",
+            "logger=csv",
+            "callbacks=none",
+            f"paths.data_dir={tmp_path / 'data'}",
+            # An untrained detector's scores are low: keep every box so the curves have points.
+            "model.net.score_thresh=0.0",
+        ],
+        tmp_path / "runs",
+    )
+    from omegaconf import OmegaConf
+
+    OmegaConf.resolve(cfg)
+    dm, task = build_datamodule(cfg), build_task(cfg)
+    trainer = build_trainer(cfg)
+    trainer.fit(task, datamodule=dm)
+    trainer.test(task, datamodule=dm, verbose=False)
+    media = Path(cfg.paths.output_dir) / "media"
+    for name in ("test_pr_curve", "test_f1_curve", "test_confusion_matrix"):
+        assert (media / f"{name}.png").stat().st_size > 5000, name
+    table = task.test_per_class_ap
+    assert set(table) == {"circle", "square", "triangle"}
+    assert all(row["objects"] > 0 for row in table.values())
+    json.dumps(table)  # goes into summary.json as it is
