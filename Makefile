@@ -7,6 +7,8 @@ EXP   ?=
 ARGS  ?=
 CKPT  ?=
 RUNS  ?=
+RUN   ?=
+FORMAT ?=
 GROUP_BY ?=
 SWEEP ?=
 INPUT ?=
@@ -32,7 +34,7 @@ SETUP :=
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval predict list test test-fast lint format bench clean sweep wandb-sweep compare notebooks submit
+.PHONY: help install train eval predict tune export list test test-fast lint format bench clean sweep wandb-sweep compare notebooks submit
 
 help:  ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -53,6 +55,12 @@ eval: $(SETUP)  ## test a checkpoint: make eval CKPT=runs/.../best.ckpt [EXP=...
 
 predict: $(SETUP)  ## classify/detect a folder: make predict CKPT=runs/.../last.ckpt INPUT=photos/ (= litvision predict)
 	$(PY) -m litvision predict $(if $(EXP),experiment=$(EXP)) ckpt_path=$(CKPT) input=$(INPUT) $(ARGS)
+
+tune: $(SETUP)  ## LR and batch-size finders: make tune EXP=digits_cnn (= litvision tune)
+	$(PY) -m litvision tune $(if $(EXP),experiment=$(EXP)) $(ARGS)
+
+export: $(SETUP)  ## export a run: make export RUN=runs/<exp>/<stamp> FORMAT=onnx (= litvision export)
+	$(PY) -m litvision export $(RUN) --format $(or $(FORMAT),onnx) $(ARGS)
 
 submit: $(SETUP)  ## SLURM via submitit: make submit EXP=X NODES=2 GPUS=8 PARTITION=gpu TIME=12:00:00
 	$(PY) -m litvision submit --nodes=$(NODES) --gpus=$(GPUS) --tasks=$(TASKS) --time=$(TIME) \

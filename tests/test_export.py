@@ -91,7 +91,9 @@ def test_cli_exports_into_the_experiments_export_folder(digits_run: dict) -> Non
 
 
 def _one_line_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
-    assert main(argv) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err, err
     return err

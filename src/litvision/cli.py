@@ -38,6 +38,11 @@ logger.* and paths.* may change. Experiments: `litvision list`. --cfg prints the
 
 Test a checkpoint on its experiment's test split, in a run folder of its own
 (runs/<experiment>/eval/<stamp>/). A checkpoint inside a run folder brings that run's config.""",
+    "tune": """usage: litvision tune [experiment=<name>] [key=value ...] [+tune.max_trials=3 ...]
+
+Lightning's batch-size finder, then its LR finder, on one device (DDP is refused). Writes
+runs/<experiment>/tune/<stamp>/ with lr_find.png and summary.json (the suggested
+data.batch_size and model.optimizer.lr as overrides to paste into `litvision fit`).""",
     "predict": """usage: litvision predict ckpt_path=<file.ckpt> input=<folder> [key=value ...]
 
 Classify or detect every image in a folder with a trained checkpoint; writes
@@ -103,6 +108,14 @@ def sweep(args: list[str]) -> None:
     os.execv(sys.executable, [sys.executable, "-m", "litvision.train", "--multirun", *args])
 
 
+def export(args: list[str]) -> None:
+    from litvision.deploy.export import main as export_main
+
+    code = export_main(args)
+    if code:
+        raise SystemExit(code)
+
+
 def submit(args: list[str]) -> None:
     from litvision.submit import main as submit_main
 
@@ -121,6 +134,8 @@ COMMANDS: dict[str, CliCommand] = {
     "fit": CliCommand(lambda a: run_command("fit", a), "train an experiment, then test its best checkpoint"),
     "test": CliCommand(lambda a: run_command("test", a), "test a checkpoint on its experiment's test split"),
     "predict": CliCommand(lambda a: run_command("predict", a), "classify/detect a folder of images"),
+    "tune": CliCommand(lambda a: run_command("tune", a), "LR and batch-size finders on one device"),
+    "export": CliCommand(export, "ONNX / TorchScript / ExportedProgram with a parity check"),
     "list": CliCommand(list_experiments, "every experiment with its description"),
     "compare": CliCommand(compare, "table and curves of runs (make compare)"),
     "sweep": CliCommand(sweep, "a Hydra grid or Optuna sweep (make sweep)"),

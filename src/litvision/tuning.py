@@ -198,3 +198,8 @@ def lr_figure(results: dict[str, list[float]], suggestion: float | None, configu
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+def run(session: Any) -> dict[str, Any]:
+    """The lifecycle's entry (`litvision tune`): tune into the session's run folder."""
+    return run_tune(session.cfg, session.run_dir)

@@ -98,26 +98,10 @@ def _run_checkpoint(run: Path) -> Path:
 
 
 def _load_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint as a dict of plain types and tensors, unpickled with weights_only=True.
+    """The checkpoint through the project's one safe loader (weights only; a payload is refused)."""
+    from litvision.utils.safe_load import load_checkpoint
 
-    The one place export reads a checkpoint: swap in `litvision.utils.safe_load.load_checkpoint`
-    when it lands.
-    """
-    import torch
-
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # the weights-only unpickler fails on foreign files in many ways
-        reason = f"{type(e).__name__}: {_first_line(e)}"
-        raise UserError(
-            f"{path} is not a litvision checkpoint (torch.load with weights_only=True failed: {reason}); "
-            "pass a .ckpt written by `litvision train`."
-        ) from None
-    if not isinstance(ckpt, dict):
-        raise UserError(
-            f"{path} is not a litvision checkpoint (it holds a {type(ckpt).__name__}, not a dict)."
-        )
-    return ckpt
+    return load_checkpoint(path)
 
 
 def _hyper_parameters(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -605,11 +589,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", default=None, help="input side H or HxW (default: the training size)")
     parser.add_argument("--batch-size", type=int, default=2, help="parity-check batch (classification)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        record = export_checkpoint(args.source, args.format, args.out_dir, args.image_size, args.batch_size)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from litvision.errors import guarded
+
+    record = guarded(
+        export_checkpoint, args.source, args.format, args.out_dir, args.image_size, args.batch_size
+    )
     print(
         f"{record['format']}: {record['file']} (max abs diff {record['max_abs_diff']:.3g}, "
         f"outputs {json.dumps(record['checks'][0]['output_shapes'])}) -> {Path(record['file']).parent / EXPORT_JSON}"

@@ -146,8 +146,9 @@ def remove_unstarted(run: Path) -> bool:
     if ckpts.is_dir() and any(ckpts.glob("*.ckpt")):
         return False
     shutil.rmtree(run, ignore_errors=True)
-    # The experiment folder (and eval/ or predict/ under it) made for this run alone goes too.
-    parents = [run.parent, run.parent.parent] if run.parent.name in ("eval", "predict") else [run.parent]
+    # The experiment folder (and eval/, predict/ or tune/ under it) made for this run alone goes too.
+    nested = run.parent.name in ("eval", "predict", "tune")
+    parents = [run.parent, run.parent.parent] if nested else [run.parent]
     for parent in parents:
         try:
             parent.rmdir()

@@ -55,6 +55,14 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "fit": Command("fit", "train", "litvision.train", "litvision.commands.fit:run"),
     "test": Command("test", "eval", "litvision.eval", "litvision.commands.test:run", needs_checkpoint=True),
+    "tune": Command(
+        "tune",
+        "train",
+        "litvision.train",
+        "litvision.tuning:run",
+        run_dir="${paths.runs_dir}/${name}/tune/${now:%Y-%m-%d_%H-%M-%S-%f}",
+        precheck="litvision.tuning:check_tunable",
+    ),
     "predict": Command(
         "predict",
         "predict",
@@ -189,6 +197,8 @@ def plan_run(command: Command, args: list[str]) -> Plan:
         overrides.append(f"hydra.run.dir={source_run}")
     if command.run_dir and value_of(overrides, "hydra.run.dir") is None:
         overrides.append(f"hydra.run.dir={command.run_dir}")
+    if command.name == "tune":
+        overrides.append("task_name=tune")  # tools tell its folder from a training run's
 
     cfg = compose_checked(overrides, command.config_name)
     composed_yaml = _resolve(cfg)
@@ -367,7 +377,7 @@ def execute(plan: Plan) -> dict[str, Any]:
         fields = _call(plan.command.runner, session)
         summary = {
             "experiment": cfg.name,
-            "task": plan.command.config_name,
+            "task": {"fit": "train", "test": "eval"}.get(plan.command.name, plan.command.name),
             "command": plan.command.name,
             "seed": cfg.seed,
             "run_dir": str(run),
