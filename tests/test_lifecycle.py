@@ -308,3 +308,11 @@ def test_checkpoint_of_another_experiment_is_one_line(finished: Path, tmp_path: 
     )
     _one_line_refusal(proc, "digits_cnn", "yolov1_shapes")
     assert not runs.exists() or not any(runs.rglob("*"))
+
+
+def test_tune_under_ddp_is_one_line_and_leaves_no_folder(tmp_path: Path) -> None:
+    """Catches: the tuner's DDP refusal running after the lifecycle made the tune folder."""
+    runs = tmp_path / "runs"
+    proc = run_cli("litvision", "tune", "trainer=ddp_cpu", f"paths.runs_dir={runs}", timeout=300)
+    _one_line_refusal(proc, "tune runs on one device", "trainer.devices=2")
+    assert not runs.exists() or not any(runs.rglob("*"))

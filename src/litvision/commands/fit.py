@@ -59,6 +59,8 @@ def run(session: Session) -> dict[str, Any]:
     fields["ema_decay"] = cfg.model.get("ema_decay")
     fields["class_weights"] = getattr(task, "class_weights_info", None)
     fields["test_tta"] = cfg.model.get("test_tta", "none")
+    if getattr(task, "test_per_class_ap", None) is not None:  # detection: AP, P, R, F1 per class
+        fields["test_per_class_ap"] = task.test_per_class_ap
     fields.update(getattr(task, "lr_scaling_info", None) or {})
     session.after_run(lambda summary: _finish_loggers(trainer, summary))
     session.after_run(lambda summary: release_ddp_launch(trainer))

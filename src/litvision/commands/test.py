@@ -17,4 +17,7 @@ def run(session: Session) -> dict[str, Any]:
     datamodule, task = session.datamodule(), session.task(pretrained=False)
     trainer = session.trainer(callbacks=[])
     metrics = trainer.test(task, datamodule=datamodule, ckpt_path=session.ckpt_path, verbose=False)
-    return {"checkpoint": str(Path(session.ckpt_path).resolve()), "test": to_floats(metrics[0])}
+    fields = {"checkpoint": str(Path(session.ckpt_path).resolve()), "test": to_floats(metrics[0])}
+    if getattr(task, "test_per_class_ap", None) is not None:  # detection: AP, P, R, F1 per class
+        fields["test_per_class_ap"] = task.test_per_class_ap
+    return fields
