@@ -184,7 +184,7 @@ def plan_run(command: Command, args: list[str]) -> Plan:
     if source_run is not None:
         run_overrides = replayable(folders.original_overrides(source_run))
         if command.name != "fit":
-            base = run_overrides  # the run's own data and model
+            base = _known_to(command, run_overrides)  # the run's own data and model
         elif folders.is_finished(source_run):
             mode = "fork"
             base = run_overrides if resume else []
@@ -246,6 +246,21 @@ def _resolve(cfg: DictConfig) -> str:
         return composed
     except OmegaConfBaseException as e:
         raise (find_user_error(e) or UserError(_one_line(e))) from None
+
+
+def _known_to(command: Command, overrides: list[str]) -> list[str]:
+    """The overrides whose top-level key the command's entry config has (a training run's
+    `test=false` means nothing to predict's config, and Hydra would refuse it)."""
+    import yaml
+
+    from litvision.config import config_dir
+
+    entry = yaml.safe_load((config_dir() / f"{command.config_name}.yaml").read_text()) or {}
+    known = set(entry) - {"defaults"}
+    for item in entry.get("defaults") or []:
+        known |= set(item) if isinstance(item, dict) else {str(item)}
+    known = {k.replace("override ", "").split("/")[0] for k in known}
+    return [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".")[0].split("/")[0] in known]
 
 
 def _merge_overrides(base: list[str], args: list[str]) -> list[str]:
