@@ -28,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from litvision.data.datasets import ImageSource, ImageSubset
+from litvision.data.device_cache import DeviceLoader, cache_classification, cache_for, parse_mode
 from litvision.data.presets import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -91,6 +92,8 @@ class ClassificationDataModule(L.LightningDataModule):
         normalize_on: str = "auto",
         download: bool = True,
         pin_memory: bool | None = None,
+        device_cache: str | bool = "auto",
+        device_cache_max_gb: float = 4.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -130,6 +133,7 @@ class ClassificationDataModule(L.LightningDataModule):
         self.num_classes: int | None = num_classes if num_classes is not None else self.known_num_classes
         self.class_names: list[str] | None = None
         self.datasets: dict[str, ImageSubset] = {}
+        parse_mode(device_cache)
 
     # -- what subclasses provide -----------------------------------------------------------
     def _read(self) -> RawSplits:
@@ -200,7 +204,10 @@ class ClassificationDataModule(L.LightningDataModule):
                 return self.normalize(images), labels
         return batch
 
-    def _loader(self, name: str, train: bool = False) -> DataLoader:
+    def _loader(self, name: str, train: bool = False) -> DataLoader | DeviceLoader:
+        cache = cache_for(self, cache_classification)
+        if cache is not None:
+            return cache.loader(name, train, self.trainer)
         ds = self.datasets[name]
         hp = self.hparams
         sampler: torch.utils.data.Sampler | None = None

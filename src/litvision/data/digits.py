@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from litvision.data.device_cache import CachedSplits, DeviceLoader, cache_for, cache_tensors, parse_mode
 from litvision.data.samplers import EpochShuffleSampler, seeded_generator
 from litvision.data.splits import stratified_split
 from litvision.errors import UserError
@@ -36,6 +37,8 @@ class DigitsDataModule(L.LightningDataModule):
         classes: list[int] | None = None,
         train_fraction: float = 1.0,
         in_channels: int = 1,
+        device_cache: str | bool = "auto",
+        device_cache_max_gb: float = 4.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -55,6 +58,7 @@ class DigitsDataModule(L.LightningDataModule):
         self.in_channels = 1
         self.mean, self.std = (DIGITS_MEAN,), (DIGITS_STD,)
         self.datasets: dict[str, TensorDataset] = {}
+        parse_mode(device_cache)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -75,7 +79,23 @@ class DigitsDataModule(L.LightningDataModule):
         for name, idx in (("train", train_idx), ("val", val_idx), ("test", test_idx)):
             self.datasets[name] = TensorDataset(images[idx], labels[idx])
 
-    def _loader(self, name: str, train: bool = False) -> DataLoader:
+    def _cache(self) -> CachedSplits | None:
+        hp = self.hparams
+        splits = {k: tuple(ds.tensors) for k, ds in self.datasets.items()}
+        return cache_tensors(
+            splits,
+            hp.device_cache,
+            hp.device_cache_max_gb,
+            self.trainer,
+            hp.batch_size,
+            hp.seed,
+            "the digits splits",
+        )
+
+    def _loader(self, name: str, train: bool = False) -> DataLoader | DeviceLoader:
+        cache = cache_for(self, DigitsDataModule._cache)
+        if cache is not None:
+            return cache.loader(name, train, self.trainer)
         ds = self.datasets[name]
         return DataLoader(
             ds,
