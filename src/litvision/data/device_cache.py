@@ -88,7 +88,7 @@ def decide(
             )
         if size_gb > max_gb:
             raise UserError(
-                f"data.device_cache=true, but {where} take {size_gb:.2f} GB on the device, over "
+                f"data.device_cache=true, but {where} take {size_gb:.3g} GB on the device, over "
                 f"data.device_cache_max_gb={max_gb:g}; raise data.device_cache_max_gb or set data.device_cache=false."
             )
         return True
@@ -99,13 +99,13 @@ def decide(
         return False
     if size_gb > max_gb:
         log.info(
-            "data.device_cache=auto: worker pipeline, since %s take %.2f GB, over data.device_cache_max_gb=%g.",
+            "data.device_cache=auto: worker pipeline, since %s take %.3g GB, over data.device_cache_max_gb=%g.",
             where,
             size_gb,
             max_gb,
         )
         return False
-    log.info("data.device_cache=auto: %s (%.3f GB) cached on %s.", where, size_gb, device)
+    log.info("data.device_cache=auto: %s (%.3g GB) cached on %s.", where, size_gb, device)
     return True
 
 
@@ -211,6 +211,8 @@ class DeviceLoader:
         self.images, self.labels = images, labels
         self.batch_size = int(batch_size)
         self.sampler = sampler
+        # Lightning reads a loader's batch_sampler (shuffle checks) and calls sampler.set_epoch.
+        self.batch_sampler = None
         self.augment = augment
         self.seed = seed
         self.device = images.device
