@@ -54,7 +54,7 @@ CPU_PLAN = {
     # A ResNet-18 step at batch 128 takes seconds on 2 cores: few steps, and the loader's
     # one-worker prefetch is drained by the warm-up step.
     "warm": {"loader": 2, "device": 1},
-    "steps": {128: 3, 16: 4},
+    "steps": {128: 4, 16: 4},
     "detector_batches": [16],
     "detector_images": 256,
     "compile": [],
@@ -208,6 +208,30 @@ def hand_loop(cfg: Any, device: Any, bf16: bool, warm: int, steps: int, detector
     return _timed_loop(step, forever(), warm, steps, device)
 
 
+def data_only(cfg: Any, device: Any, warm: int, steps: int) -> dict:
+    """The training batches alone, no model: litvision's loader as the Trainer would get it.
+
+    The worker DataLoader's batches are copied to the device and normalised there (as `c` does
+    under a GPU Trainer); the device cache's come out ready. Shows the data path's own cost.
+    """
+    from litvision.build import build_datamodule
+
+    dm = build_datamodule(cfg)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+
+    def step(batch: Any) -> None:
+        x = batch[0].to(device, non_blocking=True)
+        dm.normalize(x).sum()
+
+    def forever() -> Any:
+        while True:
+            yield from loader
+
+    out = _timed_loop(step, forever(), warm, steps, device)
+    return {**out, "loader": type(loader).__name__}
+
+
 # -- (c)-(e): litvision -------------------------------------------------------------------------------
 class _Clock:
     """A callback that times the training steps after the first `warm` ones (across epochs)."""
@@ -302,6 +326,11 @@ def _variant(
         return lambda: ceiling(compose(base), device, bf16, warm, steps, detector)
     if name == "b_hand_loop":
         return lambda: hand_loop(compose(base), device, bf16, warm, steps, detector)
+    if name in ("c_data_only", "d_data_only"):
+        extra = VARIANT_OVERRIDES[
+            name.replace("data_only", "litvision" if name[0] == "c" else "device_cache")
+        ]
+        return lambda: data_only(compose([*base, *extra]), device, warm, steps)
     extra = [] if detector else VARIANT_OVERRIDES[name]
     presets = [o for o in extra if o.startswith("trainer=")]
     if presets:  # a preset replaces the base's trainer group (Hydra takes one value per group)
@@ -337,7 +366,6 @@ def run() -> dict:
         for model in models:
             detector = model == DETECTOR
             for bs in plan["detector_batches"] if detector else plan["batches"]:
-                steps = plan["steps"][bs]
                 for precision in plan["precisions"]:
                     bf16 = precision.startswith("bf16")
                     base = _overrides(model, root, root / "runs", bs, precision, accel, workers)
@@ -347,8 +375,11 @@ def run() -> dict:
                     if not detector:
                         names.append("d_device_cache")
                         names += ["e_fast"] if (precision, bs) in plan["compile"] else []
+                        names += ["c_data_only", "d_data_only"] if not cuda else []
                     for name in names:
-                        warm = plan["warm"]["loader" if name in ("b_hand_loop", "c_litvision") else "device"]
+                        loader_fed = name in ("b_hand_loop", "c_litvision", "c_data_only")
+                        warm = plan["warm"]["loader" if loader_fed else "device"]
+                        steps = plan["steps"][bs] * (10 if name.endswith("data_only") else 1)
                         fn = _variant(name, base, device, bf16, warm, steps, detector)
                         started = time.time()
                         try:
@@ -385,6 +416,8 @@ def ratios(rows: list[dict]) -> dict:
         entry = {f"{k}_over_ceiling": round(x / a, 3) for k, x in v.items() if a and k != "a_ceiling"}
         if v.get("c_litvision") and v.get("d_device_cache"):
             entry["device_cache_over_default"] = round(v["d_device_cache"] / v["c_litvision"], 3)
+        if v.get("c_data_only") and v.get("d_data_only"):
+            entry["data_only_device_cache_over_default"] = round(v["d_data_only"] / v["c_data_only"], 3)
         if v.get("d_device_cache") and v.get("e_fast"):
             entry["compile_channels_last_gain"] = round(v["e_fast"] / v["d_device_cache"], 3)
         out[key] = entry
@@ -393,7 +426,15 @@ def ratios(rows: list[dict]) -> dict:
 
 def table(rows: list[dict]) -> str:
     """A compact text table: one line per (model, batch, precision), one column per variant."""
-    variants = ["a_ceiling", "b_hand_loop", "c_litvision", "d_device_cache", "e_fast"]
+    variants = [
+        "a_ceiling",
+        "b_hand_loop",
+        "c_litvision",
+        "d_device_cache",
+        "e_fast",
+        "c_data_only",
+        "d_data_only",
+    ]
     lines = [f"{'model/batch/precision':38s}" + "".join(f"{v:>16s}" for v in variants)]
     keys: dict[tuple, dict] = {}
     for r in rows:

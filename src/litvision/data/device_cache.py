@@ -174,17 +174,18 @@ class BatchAugment:
         self.padding, self.hflip = int(padding), float(hflip)
 
     def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        n, _, h, w = x.shape
+        n, c, h, w = x.shape
         p = self.padding
         if p > 0:
+            # Two gathers (rows, then columns) of the zero-padded batch: one kernel each on a GPU,
+            # no host sync, and twice as fast on the CPU as indexing all four dimensions at once.
             padded = torch.nn.functional.pad(x, (p, p, p, p))
             dy = torch.randint(0, 2 * p + 1, (n,), device=x.device, generator=gen)
             dx = torch.randint(0, 2 * p + 1, (n,), device=x.device, generator=gen)
-            rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-            cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
-            batch = torch.arange(n, device=x.device)[:, None, None, None]
-            chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
-            x = padded[batch, chans, rows, cols]
+            rows = (dy[:, None] + torch.arange(h, device=x.device)).view(n, 1, h, 1)
+            x = torch.gather(padded, 2, rows.expand(n, c, h, w + 2 * p))
+            cols = (dx[:, None] + torch.arange(w, device=x.device)).view(n, 1, 1, w)
+            x = torch.gather(x, 3, cols.expand(n, c, h, w))
         if self.hflip > 0:
             flip = torch.rand(n, device=x.device, generator=gen) < self.hflip
             x = torch.where(flip[:, None, None, None], x.flip(-1), x)
