@@ -427,7 +427,8 @@ def ratios(rows: list[dict]) -> dict:
     for (model, bs, precision), v in by_key.items():
         key = f"{model}/{bs}/{precision}"
         a = v.get("a_ceiling")
-        entry = {f"{k}_over_ceiling": round(x / a, 3) for k, x in v.items() if a and k != "a_ceiling"}
+        trained = [k for k in v if k != "a_ceiling" and not k.endswith("data_only")]
+        entry = {f"{k}_over_ceiling": round(v[k] / a, 3) for k in trained if a}
         if v.get("c_litvision") and v.get("d_device_cache"):
             entry["device_cache_over_default"] = round(v["d_device_cache"] / v["c_litvision"], 3)
         if v.get("c_data_only") and v.get("d_data_only"):
