@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from litvision.data.datasets import ImageSource, ImageSubset
+from litvision.data.device_cache import DeviceLoader, cache_classification, cache_for, parse_mode
 from litvision.data.duplicates import check_mode, check_subsets
 from litvision.data.mixing import BatchMixing, mix_training_batch
 from litvision.data.presets import (
@@ -115,6 +116,8 @@ class ClassificationDataModule(L.LightningDataModule):
         cutmix_alpha: float = 0.0,
         mix_prob: float = 1.0,
         random_erasing: float = 0.0,
+        device_cache: str | bool = "auto",
+        device_cache_max_gb: float = 4.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -159,6 +162,7 @@ class ClassificationDataModule(L.LightningDataModule):
         self.datasets: dict[str, ImageSubset] = {}
         # Duplicate/leakage counts found at set-up, for summary.json's `data_checks`.
         self.data_checks: dict = {}
+        parse_mode(device_cache)
 
     # -- inference ------------------------------------------------------------------------
     @classmethod
@@ -260,7 +264,10 @@ class ClassificationDataModule(L.LightningDataModule):
                 batch = self.normalize(images), labels
         return mix_training_batch(self, batch)
 
-    def _loader(self, name: str, train: bool = False) -> DataLoader:
+    def _loader(self, name: str, train: bool = False) -> DataLoader | DeviceLoader:
+        cache = cache_for(self, cache_classification)
+        if cache is not None:
+            return cache.loader(name, train, self.trainer)
         ds = self.datasets[name]
         hp = self.hparams
         sampler: torch.utils.data.Sampler | None = None

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from litvision.data.device_cache import CachedSplits, DeviceLoader, cache_for, cache_tensors, parse_mode
 from litvision.data.duplicates import check_arrays, check_mode
 from litvision.data.mixing import BatchMixing, mix_training_batch
 from litvision.data.samplers import EpochShuffleSampler, seeded_generator
@@ -51,6 +52,8 @@ class DigitsDataModule(L.LightningDataModule):
         cutmix_alpha: float = 0.0,
         mix_prob: float = 1.0,
         random_erasing: float = 0.0,
+        device_cache: str | bool = "auto",
+        device_cache_max_gb: float = 4.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -75,6 +78,7 @@ class DigitsDataModule(L.LightningDataModule):
         self.datasets: dict[str, TensorDataset] = {}
         # Duplicate/leakage counts found at set-up, for summary.json's `data_checks`.
         self.data_checks: dict = {}
+        parse_mode(device_cache)
 
     @classmethod
     def inference_transform(cls, hparams: Mapping[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -118,7 +122,23 @@ class DigitsDataModule(L.LightningDataModule):
         pixels = x.astype(np.uint8).reshape(-1, 1, 8, 8)  # the raw 0..16 values, before scaling
         self.data_checks = check_arrays({k: pixels[v] for k, v in splits.items()}, hp.check_duplicates)
 
-    def _loader(self, name: str, train: bool = False) -> DataLoader:
+    def _cache(self) -> CachedSplits | None:
+        hp = self.hparams
+        splits = {k: tuple(ds.tensors) for k, ds in self.datasets.items()}
+        return cache_tensors(
+            splits,
+            hp.device_cache,
+            hp.device_cache_max_gb,
+            self.trainer,
+            hp.batch_size,
+            hp.seed,
+            "the digits splits",
+        )
+
+    def _loader(self, name: str, train: bool = False) -> DataLoader | DeviceLoader:
+        cache = cache_for(self, DigitsDataModule._cache)
+        if cache is not None:
+            return cache.loader(name, train, self.trainer)
         ds = self.datasets[name]
         return DataLoader(
             ds,
