@@ -292,3 +292,28 @@ def test_detection_boxes_and_coco_json(tmp_path_factory, tmp_path: Path) -> None
     for r in results:
         assert set(r) == {"image_id", "category_id", "bbox", "score"}
         assert r["image_id"] in id_map and r["category_id"] in (1, 2, 3)
+
+
+def test_hflip_tta_in_predict_averages_image_and_mirror(digits_ckpt: Path, tmp_path: Path) -> None:
+    """Catches: predict ignoring test_tta (the probabilities would be those of the image alone)."""
+    from litvision.data.digits import DIGITS_MEAN, DIGITS_STD
+    from litvision.tasks.classification import ClassificationTask
+
+    images = tmp_path / "images"
+    paths, raw = write_digit_pngs(images, n=4)
+    run_dir = tmp_path / "run"
+    summary = run_predict(
+        predict_cfg(digits_ckpt, images, tmp_path / "runs", "top_k=10", "test_tta=hflip"), run_dir
+    )
+    assert summary["test_tta"] == "hflip"
+    task = ClassificationTask.load_from_checkpoint(digits_ckpt, map_location="cpu").eval()
+    x = (torch.tensor(raw, dtype=torch.float32).unsqueeze(1) / 16.0 - DIGITS_MEAN) / DIGITS_STD
+    with torch.no_grad():
+        plain = task(x).softmax(-1)
+        mean = (plain + task(x.flip(-1)).softmax(-1)) / 2
+    rows = json.loads((run_dir / "predictions.json").read_text())
+    for row, want, alone in zip(rows, mean, plain, strict=True):
+        got = {t["index"]: t["prob"] for t in row["top_k"]}
+        # (PNG rounding of the 0..16 pixel values moves probabilities by ~1e-4.)
+        assert max(abs(got[c] - float(want[c])) for c in range(10)) < 1e-3
+    assert float((plain - mean).abs().max()) > 5e-3, "the mirror must change the probabilities"

@@ -308,12 +308,17 @@ def _predict_classification(
 ) -> dict[str, Any]:
     import torch
 
+    from litvision.tasks.options import check_tta
+    from litvision.tasks.tta import predict_probabilities
+
+    tta = cfg.get("test_tta") or "none"  # hflip: the mean of the image's and its mirror's softmax
+    check_tta(tta)
     k = min(int(cfg.top_k), task.num_classes)
     rows: list[dict[str, Any]] = []
     with torch.inference_mode():
         for batch in _batches(items, int(cfg.batch_size)):
             x = torch.stack([transform(image) for _, image in batch])
-            probs, idx = task(x).softmax(dim=-1).topk(k, dim=-1)
+            probs, idx = predict_probabilities(task, x, tta).topk(k, dim=-1)
             for (path, _), p, i in zip(batch, probs.tolist(), idx.tolist(), strict=True):
                 top = [
                     {"class": task.class_names[c], "index": c, "prob": round(q, 6)}
@@ -327,7 +332,7 @@ def _predict_classification(
         for row in rows:
             writer.writerow([row["file"], *(v for t in row["top_k"] for v in (t["class"], t["prob"]))])
     print(f"top-{k} classes of {len(rows)} images -> {run_dir / 'predictions.csv'}")
-    return {"images": len(rows), "top_k": k, "predictions": "predictions.csv"}
+    return {"images": len(rows), "top_k": k, "test_tta": tta, "predictions": "predictions.csv"}
 
 
 def _predict_detection(
