@@ -312,7 +312,7 @@ def test_hflip_tta_in_predict_averages_image_and_mirror(digits_ckpt: Path, tmp_p
         plain = task(x).softmax(-1)
         mean = (plain + task(x.flip(-1)).softmax(-1)) / 2
     rows = json.loads((run_dir / "predictions.json").read_text())
-    for row, want, alone in zip(rows, mean, plain, strict=True):
+    for row, want in zip(rows, mean, strict=True):
         got = {t["index"]: t["prob"] for t in row["top_k"]}
         # (PNG rounding of the 0..16 pixel values moves probabilities by ~1e-4.)
         assert max(abs(got[c] - float(want[c])) for c in range(10)) < 1e-3
