@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, compose_cfg, run_cli
+from conftest import ROOT, compose_cfg, run_cli, run_folders
 
 COMMON = [
     "experiment=digits_cnn",
@@ -80,7 +80,7 @@ def test_checkpoint_state_dict_holds_the_ema_weights_for_predict(ema_run: dict) 
 
 @pytest.mark.slow
 def test_resume_restores_ema_bit_exactly(tmp_path: Path) -> None:
-    """Stop after epoch 1, resume last.ckpt with the real CLI: the EMA and raw weights, n_averaged and
+    """Crash after epoch 1, resume last.ckpt with the real CLI: the EMA and raw weights, n_averaged and
     the callback's step equal an uninterrupted run's. Catches: EMA state not saved or not restored
     (e.g. the average restarting from the raw weights on resume)."""
     from litvision.train import train
@@ -89,13 +89,17 @@ def test_resume_restores_ema_bit_exactly(tmp_path: Path) -> None:
     # when the top-k checkpoint is replaced too (pvnet#544), so last.ckpt may lag behind the stop.
     common = [*COMMON, "test=false", "callbacks.model_checkpoint.monitor=null"]
     full = train(compose_cfg(common, tmp_path / "full"))
-    part = train(
-        compose_cfg(
-            [*common, "+callbacks.stop._target_=conftest.StopAfterEpoch", "+callbacks.stop.epoch=1"],
-            tmp_path / "part",
+    # Interrupted (crashed at the start of epoch 2): a finished run would be read-only.
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(
+            compose_cfg(
+                [*common, "+callbacks.crash._target_=conftest.CrashAtEpochStart", "+callbacks.crash.epoch=2"],
+                tmp_path / "part",
+            )
         )
-    )
-    last = Path(part["run_dir"]) / "checkpoints" / "last.ckpt"
+    (part_dir,) = run_folders(tmp_path / "part")
+    part = {"run_dir": str(part_dir)}
+    last = part_dir / "checkpoints" / "last.ckpt"
     assert _load(last)["epoch"] == 1
     run_cli(
         "litvision.train",

@@ -115,7 +115,7 @@ def test_missing_or_foreign_checkpoint_is_one_line_and_writes_nothing(
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_text("not a checkpoint")
     err = _one_line_error(capsys, [str(garbage), "--format", "torchscript", "--out-dir", str(out)])
-    assert "is not a litvision checkpoint" in err
+    assert "is not a readable PyTorch checkpoint" in err  # the project's one safe loader says so
 
     empty_run = tmp_path / "run"
     empty_run.mkdir()
