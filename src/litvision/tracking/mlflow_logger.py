@@ -38,6 +38,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
 from litvision.errors import UserError
+from litvision.utils.run import flatten
 
 RUN_FILE = "mlflow_run.json"
 STORE_DIR = "mlflow"
@@ -65,17 +66,6 @@ def _artifact_location(uri: str, run_dir: Path | None) -> str | None:
 
 def default_tracking_uri(run_dir: str | Path) -> str:
     return f"sqlite:///{(Path(run_dir) / STORE_DIR / 'mlflow.db').resolve()}"
-
-
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, Mapping) and v:
-            out.update(flatten(v, key))
-        else:
-            out[key] = v
-    return out
 
 
 class MLFlowLogger(_LightningMLFlowLogger):
@@ -145,7 +135,7 @@ class MLFlowLogger(_LightningMLFlowLogger):
         config = self.run_dir / "config.yaml"
         if config.is_file():
             values.update(flatten(yaml.safe_load(config.read_text()) or {}))
-        values.update(flatten(_convert_params(params) or {}, "hparams"))
+        values.update(flatten(dict(_convert_params(params) or {}), "hparams"))
         existing = self.experiment.get_run(self.run_id).data.params
         new, changed = [], []
         for k, v in values.items():
