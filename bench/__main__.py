@@ -17,8 +17,26 @@ def available() -> list[str]:
     return sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
 
 
+def usage() -> str:
+    lines = ['usage: python -m bench [name ...]   (make bench ARGS="name ..."); no name runs them all', ""]
+    for name in available():
+        doc = (importlib.import_module(f"bench.bench_{name}").__doc__ or "").strip().splitlines()
+        lines.append(f"  {name:<16} {doc[0] if doc else ''}")
+    lines.append(
+        "\nEach writes bench/results/<name>.json: ratios against a baseline measured in the same run."
+    )
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
-    names = [a for a in argv if not a.startswith("-")] or available()
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage())
+        return 0
+    options = [a for a in argv if a.startswith("-")]
+    if options:
+        print(f"error: unknown option {options[0]}; see `python -m bench --help`.", file=sys.stderr)
+        return 2
+    names = list(argv) or available()
     unknown = sorted(set(names) - set(available()))
     if unknown:
         print(f"error: unknown benchmark(s) {unknown}; available: {available()}", file=sys.stderr)

@@ -105,7 +105,30 @@ def compose_checked(overrides: list[str], config_name: str = "train"):
     try:
         return compose(overrides, config_name)
     except (HydraException, OmegaConfBaseException) as e:
-        raise (find_user_error(e) or UserError(_one_line(e))) from None
+        line = _one_line(e)
+        typo = re.match(r"Unknown config key '([^']+)'", line)
+        close = _close_key(typo.group(1), overrides, config_name) if typo else None
+        if close:
+            line = f"Unknown config key '{typo.group(1)}': did you mean {close}?"
+        raise (find_user_error(e) or UserError(line)) from None
+
+
+def _close_key(key: str, overrides: list[str], config_name: str) -> str | None:
+    """The existing key closest to a misspelled one (trainer.max_epoch -> trainer.max_epochs)."""
+    import difflib
+
+    from omegaconf import OmegaConf
+
+    from litvision.utils.run import flatten
+
+    rest = [o for o in overrides if o.lstrip("+~").split("=", 1)[0] != key]
+    try:
+        cfg = compose(rest, config_name)
+    except Exception:  # the typo's neighbours are broken too: no suggestion, the plain line stands
+        return None
+    keys = list(flatten(OmegaConf.to_container(cfg, resolve=False)))
+    close = difflib.get_close_matches(key, keys, n=1, cutoff=0.8)
+    return close[0] if close else None
 
 
 def check_overrides(overrides: list[str], config_name: str = "train") -> None:
