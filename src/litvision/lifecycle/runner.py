@@ -38,8 +38,6 @@ class Command:
     name: str
     #: Entry config in configs/ (train.yaml, eval.yaml, predict.yaml); also the run's log file name.
     config_name: str
-    #: `python -m <module>`: Lightning's DDP launcher re-runs this module in each extra process.
-    module: str
     #: "module:function" taking a Session and returning the command's summary fields.
     runner: str
     needs_checkpoint: bool = False
@@ -53,12 +51,11 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "fit": Command("fit", "train", "litvision.train", "litvision.commands.fit:run"),
-    "test": Command("test", "eval", "litvision.eval", "litvision.commands.test:run", needs_checkpoint=True),
+    "fit": Command("fit", "train", "litvision.commands.fit:run"),
+    "test": Command("test", "eval", "litvision.commands.test:run", needs_checkpoint=True),
     "tune": Command(
         "tune",
         "train",
-        "litvision.train",
         "litvision.tuning:run",
         run_dir="${paths.runs_dir}/${name}/tune/${now:%Y-%m-%d_%H-%M-%S-%f}",
         precheck="litvision.tuning:check_tunable",
@@ -66,7 +63,6 @@ COMMANDS: dict[str, Command] = {
     "predict": Command(
         "predict",
         "predict",
-        "litvision.predict",
         "litvision.commands.predict:run",
         needs_checkpoint=True,
         run_dir="${paths.runs_dir}/${name}/predict/${now:%Y-%m-%d_%H-%M-%S-%f}",
