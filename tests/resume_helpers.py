@@ -23,3 +23,41 @@ class RecordBatches(Callback):
         line = {"epoch": trainer.current_epoch, "batch": batch_idx, "hash": digest.hexdigest()[:16]}
         with open(self.path, "a") as f:
             f.write(json.dumps(line) + "\n")
+
+
+class RecordLR(Callback):
+    """Appends one JSON line per optimizer step to `path`: the global step and the learning rate of
+    every parameter group at the start of that step (the LR the step trains with)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        lrs = [g["lr"] for g in trainer.optimizers[0].param_groups]
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": trainer.global_step, "lrs": lrs}) + "\n")
+
+
+class KillJob(Callback):
+    """SIGKILLs this process in the run folder named `job` (a sweep's job number), at batch 1 of
+    epoch `epoch`, once: a resumed run (ckpt_path set) is not killed again. Hydra's local launcher
+    runs the jobs in the sweep's process, so the whole sweep dies, as with `kill -9` or an OOM kill.
+    Every run that starts training appends "<job> <ckpt_path or None>" to `marker`."""
+
+    def __init__(self, job: str, marker: str, epoch: int = 1) -> None:
+        self.job, self.marker, self.epoch = str(job), marker, epoch
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        from pathlib import Path
+
+        with open(self.marker, "a") as f:
+            f.write(f"{Path(trainer.default_root_dir).name} {trainer.ckpt_path}\n")
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        import os
+        import signal
+        from pathlib import Path
+
+        here = Path(trainer.default_root_dir).name == self.job
+        if here and trainer.ckpt_path is None and trainer.current_epoch == self.epoch and batch_idx == 1:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -31,6 +31,7 @@ def run(session: Session) -> dict[str, Any]:
         if trainer.interrupted:
             raise SystemExit(1)
 
+    extensions = _schedule_extensions(trainer)
     # Read the checkpoint callback now: validate/test below restore callback state from the
     # best checkpoint, which holds stale paths and scores.
     ckpt_cb = _checkpoint_callback(trainer)
@@ -53,6 +54,8 @@ def run(session: Session) -> dict[str, Any]:
     if cfg.get("test", True):
         test = to_floats(trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)[0])
     fields.update(best_val=best_val, test=test, world_size=trainer.world_size)
+    if extensions:
+        fields["lr_schedule_extensions"] = extensions
     # What the data checks found (duplicates within and across splits), for tools and people.
     fields["data_checks"] = getattr(datamodule, "data_checks", None) or {}
     # Training options that change what the numbers mean (EMA weights tested, weighted loss, TTA).
@@ -65,6 +68,15 @@ def run(session: Session) -> dict[str, Any]:
     session.after_run(lambda summary: _finish_loggers(trainer, summary))
     session.after_run(lambda summary: release_ddp_launch(trainer))
     return fields
+
+
+def _schedule_extensions(trainer: Any) -> list[dict[str, Any]]:
+    """Re-plans of the LR schedule (a run extended with more epochs), as the checkpoints keep them."""
+    out: list[dict[str, Any]] = []
+    for config in trainer.lr_scheduler_configs:
+        lambdas = getattr(config.scheduler, "lr_lambdas", None) or [None]
+        out += getattr(lambdas[0], "extensions", None) or []
+    return out
 
 
 def _finish_loggers(trainer: Any, summary: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -82,6 +82,16 @@ class WarmupSchedule:
 
     A callable object rather than a lambda so that LambdaLR saves and restores it
     in checkpoints.
+
+    Extending a run (`litvision fit resume=<run> trainer.max_epochs=<more>`) re-plans the schedule
+    to the new end (`replan`), from the step it resumes at:
+    - cosine: continues from its current multiplier down to `min_lr_ratio` at the new last step
+      (a new cosine half-wave over the remaining steps; no jump in the LR). Resumed during warm-up,
+      the warm-up goes on and the cosine is planned over the new length;
+    - step: the milestones stay every `step_epochs` epochs (the decay goes on past the old end);
+    - constant and warm-up: unchanged (warm-up is never redone).
+    A cosine that had already reached its floor stays there: to train longer at a higher LR, start a
+    new run from the weights (model.net.weights=<checkpoint>).
     """
 
     name: str
@@ -91,6 +101,11 @@ class WarmupSchedule:
     min_lr_ratio: float = 0.0
     step_epochs: float = 30.0
     gamma: float = 0.1
+    #: The re-planned cosine starts at `from_step` with multiplier `from_value` (None: as first planned).
+    from_step: int = 0
+    from_value: float | None = None
+    #: One record per re-plan: the step, the old and new planned number of steps, the multiplier.
+    extensions: list[dict[str, Any]] = field(default_factory=list)
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
@@ -101,10 +116,57 @@ class WarmupSchedule:
             epoch = step / self.steps_per_epoch
             return self.gamma ** int(epoch // self.step_epochs + 1e-9)
         if self.name == "cosine":
-            span = max(1, self.total_steps - self.warmup_steps)
-            progress = min(1.0, (step - self.warmup_steps) / span)
-            return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+            start, top = self.warmup_steps, 1.0
+            if self.from_value is not None and step >= self.from_step:
+                start, top = self.from_step, self.from_value
+            span = max(1, self.total_steps - start)
+            progress = min(1.0, (step - start) / span)
+            return self.min_lr_ratio + (top - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
         raise ValueError(f"unknown scheduler name '{self.name}': use constant, cosine or step")
+
+    def replan(self, total_steps: int, step: int) -> dict[str, Any] | None:
+        """Re-plan to end at `total_steps`, resuming at `step` (the class docstring has the rule);
+        returns the record of the change, or None when the planned length is the same."""
+        total_steps = int(total_steps)
+        if total_steps == self.total_steps:
+            return None
+        record: dict[str, Any] = {
+            "at_step": int(step),
+            "from_total_steps": self.total_steps,
+            "to_total_steps": total_steps,
+            "multiplier": self(step),
+        }
+        if self.name == "cosine" and step > self.warmup_steps:
+            self.from_step, self.from_value = int(step), self(step)
+        self.total_steps = total_steps
+        self.extensions.append(record)
+        return record
+
+
+class PlannedLambdaLR(torch.optim.lr_scheduler.LambdaLR):
+    """LambdaLR whose restored schedule is re-planned to the length of the run it resumes in.
+
+    LambdaLR's load_state_dict puts the checkpoint's schedule (its `__dict__`, with the old number of
+    steps) over the one configure_optimizers just planned, so an extended run would keep the old end
+    (a cosine would sit at its floor for the added epochs). Here the plan of this run wins, by the
+    rule of `WarmupSchedule.replan`.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        planned = [getattr(fn, "total_steps", None) for fn in self.lr_lambdas]
+        super().load_state_dict(state_dict)
+        for fn, total in zip(self.lr_lambdas, planned):
+            # The same schedule object may serve several groups (finetuning): re-planned once.
+            if isinstance(fn, WarmupSchedule) and total is not None:
+                record = fn.replan(total, self.last_epoch)
+                if record is not None:
+                    from lightning.pytorch.utilities import rank_zero_info
+
+                    rank_zero_info(
+                        f"LR schedule ({fn.name}) re-planned from {record['from_total_steps']} to "
+                        f"{record['to_total_steps']} steps at step {record['at_step']} "
+                        f"(multiplier {record['multiplier']:.4g})."
+                    )
 
 
 def build_scheduler(
@@ -117,7 +179,8 @@ def build_scheduler(
     step_epochs: float = 30.0,
     gamma: float = 0.1,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A LambdaLR stepped once per optimizer step; epochs are converted to steps."""
+    """A LambdaLR stepped once per optimizer step; epochs are converted to steps. Restored from a
+    checkpoint of a run planned for another length, it is re-planned (WarmupSchedule.replan)."""
     steps_per_epoch = max(1.0, total_steps / max(1, max_epochs))
     schedule = WarmupSchedule(
         name=name,
@@ -129,7 +192,7 @@ def build_scheduler(
         gamma=gamma,
     )
     schedule(schedule.warmup_steps)  # fail on a bad name now, not at the first step
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return PlannedLambdaLR(optimizer, schedule)
 
 
 def trainable(params: Iterable[torch.nn.Parameter]) -> list[torch.nn.Parameter]:

@@ -1,0 +1,275 @@
+"""Resumable sweeps (grid and Optuna, after a real SIGKILL), `litvision sweep resume=`, its refusals,
+and extending a run with the LR schedule re-planned to the new end."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, compose_cfg, run_cli
+
+TESTS = Path(__file__).parent
+ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")])}
+TINY = [
+    "experiment=digits_cnn",
+    "debug=limit",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=3",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.model_summary=null",
+    "callbacks.sample_grid=null",
+    "logger=csv",
+]
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _one_line_refusal(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def _trained(marker: Path) -> list[tuple[str, str]]:
+    """(job folder name, checkpoint it started from or 'None') for every run that started training."""
+    if not marker.exists():
+        return []
+    return [tuple(line.split(" ", 1)) for line in marker.read_text().splitlines()]
+
+
+def _kill(job: int, marker: Path) -> list[str]:
+    return [
+        "+callbacks.kill._target_=resume_helpers.KillJob",
+        f"+callbacks.kill.job={job}",
+        f"+callbacks.kill.marker={marker}",
+    ]
+
+
+# -- grid -----------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_killed_grid_sweep_rerun_trains_only_the_missing_jobs(tmp_path: Path) -> None:
+    """Catches a rerun that starts a new sweep folder, retrains or rewrites finished jobs (Hydra's
+    .hydra/ files included), or restarts the killed job from scratch instead of its last.ckpt."""
+    runs, marker = tmp_path / "runs", tmp_path / "trained.txt"
+    args = [*TINY, "model.optimizer.lr=1e-3,1e-2", "seed=1,2", *_kill(2, marker), f"paths.runs_dir={runs}"]
+    first = run_cli("litvision", "sweep", *args, env=ENV, timeout=600)
+    assert first.returncode == -9, first.stderr[-3000:]  # SIGKILL, in job 2 at epoch 1
+    [sweep] = (runs / "digits_cnn" / "multirun").iterdir()
+    assert sweep.name.startswith("sweep-")
+    assert [r for r, _ in _trained(marker)] == ["0", "1", "2"]
+    assert all((sweep / j / "summary.json").is_file() for j in ("0", "1"))
+    assert (sweep / "2" / "checkpoints" / "last.ckpt").is_file() and not (
+        sweep / "2" / "summary.json"
+    ).exists()
+    assert not (sweep / "3").exists()
+    before = {j: _digest(sweep / j) for j in ("0", "1")}
+    marker.unlink()
+
+    again = run_cli("litvision", "sweep", *args, env=ENV, timeout=600)  # the same command
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [p.name for p in (runs / "digits_cnn" / "multirun").iterdir()] == [sweep.name]
+    assert _trained(marker) == [("2", str(sweep / "2" / "checkpoints" / "last.ckpt")), ("3", "None")]
+    assert {j: _digest(sweep / j) for j in ("0", "1")} == before
+    summaries = {j: json.loads((sweep / j / "summary.json").read_text()) for j in ("0", "1", "2", "3")}
+    assert all(s["global_step"] == 6 and s["epochs_completed"] == 2 for s in summaries.values())
+    resumed = yaml.safe_load((sweep / "2" / "resume-1.yaml").read_text())
+    assert resumed["checkpoint"] == str(sweep / "2" / "checkpoints" / "last.ckpt")
+    assert summaries["2"]["resumes"] == 1 and "resumes" not in summaries["3"]
+    seen = {
+        (s["seed"], yaml.safe_load((sweep / j / "config.yaml").read_text())["model"]["optimizer"]["lr"])
+        for j, s in summaries.items()
+    }
+    assert seen == {(1, 1e-3), (2, 1e-3), (1, 1e-2), (2, 1e-2)}
+    assert f"{sweep / '0'} is finished: skipped." in again.stderr
+
+
+# -- Optuna ---------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_optuna_sweep_killed_in_trial_3_resumed_to_6_trials_is_one_study(tmp_path: Path) -> None:
+    """Catches a resumed search that starts a new study, renumbers trials into finished folders,
+    re-runs finished trials, gives the killed trial new parameters, or counts n_trials as 'more'."""
+    from litvision.lifecycle.optuna_study import load_study
+
+    runs, marker = tmp_path / "runs", tmp_path / "trained.txt"
+    args = ["hparams_search=digits_cnn_optuna", *TINY, *_kill(3, marker), f"paths.runs_dir={runs}"]
+    first = run_cli("litvision", "sweep", *args, "hydra.sweeper.n_trials=4", env=ENV, timeout=600)
+    assert first.returncode == -9, first.stderr[-3000:]
+    [sweep] = (runs / "digits_cnn" / "multirun").iterdir()
+    journal = json.loads((sweep / "optuna_study.json").read_text())
+    assert [(t["number"], t["state"]) for t in journal["trials"]] == [
+        (0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE"), (3, "RUNNING"),
+    ]  # fmt: skip
+    killed_params = journal["trials"][3]["params"]
+    before = {j: _digest(sweep / j) for j in ("0", "1", "2")}
+    marker.unlink()
+
+    again = run_cli("litvision", "sweep", f"resume={sweep}", "hydra.sweeper.n_trials=6", env=ENV, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert _trained(marker) == [
+        ("3", str(sweep / "3" / "checkpoints" / "last.ckpt")),
+        ("4", "None"),
+        ("5", "None"),
+    ]
+    assert {j: _digest(sweep / j) for j in ("0", "1", "2")} == before
+
+    study = load_study(sweep)  # optuna's own Study, rebuilt from the sweep folder
+    assert [t.number for t in study.trials] == [0, 1, 2, 3, 4, 5]
+    assert all(t.state.name == "COMPLETE" for t in study.trials)
+    assert study.trials[3].params == killed_params
+    for t in study.trials:
+        summary = json.loads((sweep / str(t.number) / "summary.json").read_text())
+        assert t.value == summary["best_val"]["val/acc"]
+        cfg = yaml.safe_load((sweep / str(t.number) / "config.yaml").read_text())
+        assert cfg["model"]["optimizer"]["lr"] == t.params["model.optimizer.lr"]
+    # Distinct draws: a sampler restarted with its seed would repeat trial 0's parameters as trial 4.
+    assert study.trials[4].params != study.trials[0].params
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["best_value"] == max(t.value for t in study.trials)
+
+
+# -- refusals ------------------------------------------------------------------------------------
+def test_sweep_resume_of_a_missing_folder_or_a_non_sweep_is_one_line(tmp_path: Path) -> None:
+    """Catches resume= that silently starts a new sweep (or writes into the folder) when it names no sweep."""
+    runs = tmp_path / "runs"
+    proc = run_cli("litvision", "sweep", f"resume={tmp_path / 'nope'}", f"paths.runs_dir={runs}", env=ENV)
+    _one_line_refusal(proc, f"resume={tmp_path / 'nope'}: no such folder")
+
+    plain = tmp_path / "plain"
+    (plain / "sub").mkdir(parents=True)
+    (plain / "notes.txt").write_text("not a sweep")
+    proc = run_cli("litvision", "sweep", f"resume={plain}", f"paths.runs_dir={runs}", env=ENV)
+    _one_line_refusal(proc, "is not a sweep folder", "sweep.yaml")
+
+    run = tmp_path / "a_run"
+    run.mkdir()
+    (run / "config.yaml").write_text("name: digits_cnn\n")
+    proc = run_cli("litvision", "sweep", f"resume={run}", env=ENV)
+    _one_line_refusal(proc, "is not a sweep folder", f"litvision fit resume={run}")
+
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "a_run", "a_run/config.yaml", "plain", "plain/notes.txt", "plain/sub",
+    ]  # fmt: skip
+
+
+def test_sweep_resume_that_changes_what_jobs_train_is_refused(tmp_path: Path) -> None:
+    """Catches resume=<sweep> mixing new training settings into a sweep's finished results."""
+    sweep = tmp_path / "runs" / "digits_cnn" / "multirun" / "sweep-0123456789"
+    sweep.mkdir(parents=True)
+    (sweep / "sweep.yaml").write_text(yaml.safe_dump({"overrides": [*TINY, "seed=1,2"]}))
+    before = _digest(sweep)
+    proc = run_cli("litvision", "sweep", f"resume={sweep}", "model.optimizer.lr=0.5", env=ENV)
+    _one_line_refusal(proc, "model.optimizer.lr=0.5 would change what its jobs train")
+    assert _digest(sweep) == before and sorted(p.name for p in sweep.iterdir()) == ["sweep.yaml"]
+
+
+def test_same_overrides_give_the_same_folder_and_launch_settings_do_not_count() -> None:
+    """Catches a sweep folder that depends on the time, or on where the sweep runs (which would
+    make a rerun or a move to SLURM start over), or that ignores what the jobs train."""
+    from litvision.lifecycle.sweeps import sweep_id
+
+    base = ["experiment=digits_cnn", "model.optimizer.lr=1e-3,1e-2", "seed=1,2"]
+    same = [
+        *base,
+        "hydra/launcher=slurm",
+        "hydra.sweeper.n_trials=9",
+        "data.num_workers=4",
+        "paths.runs_dir=/x",
+    ]
+    assert sweep_id(base) == sweep_id(list(base)) == sweep_id(same)
+    assert sweep_id(base) != sweep_id([*base, "trainer.max_epochs=5"])
+    # The order numbers the jobs (job n's folder holds its config): another order is another sweep.
+    assert sweep_id(base) != sweep_id([base[0], base[2], base[1]])
+
+
+def test_fold_out_of_range_from_the_cli_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    """Catches a fold refusal raised late (inside the DataModule) that leaves its run folder behind."""
+    runs = tmp_path / "runs"
+    proc = run_cli(
+        "litvision",
+        "fit",
+        "experiment=digits_cnn",
+        "data.num_folds=5",
+        "data.fold=5",
+        f"paths.runs_dir={runs}",
+    )
+    _one_line_refusal(proc, "data.fold=5 is out of range for data.num_folds=5")
+    assert not runs.exists() or not any(runs.rglob("*"))
+
+
+# -- extending a run ------------------------------------------------------------------------------
+def _expected_multiplier(step: int, *, total: int, warmup: int, floor: float, resumed_at: int | None = None,
+                         old_total: int | None = None) -> float:  # fmt: skip
+    """The documented rule, written out: warm-up, cosine to `floor` at `total`; extended at
+    `resumed_at`, the cosine continues from its value then (old plan) down to `floor` at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if resumed_at is None or step < resumed_at:
+        end = old_total if old_total is not None else total
+        return floor + (1 - floor) * 0.5 * (
+            1 + math.cos(math.pi * min(1.0, (step - warmup) / (end - warmup)))
+        )
+    top = _expected_multiplier(resumed_at, total=old_total, warmup=warmup, floor=floor)
+    return floor + (top - floor) * 0.5 * (1 + math.cos(math.pi * (step - resumed_at) / (total - resumed_at)))
+
+
+@pytest.mark.slow
+def test_extended_run_follows_the_replanned_cosine_at_every_step(tmp_path: Path) -> None:
+    """Catches an extension that keeps the checkpoint's old end (the LR sits at the floor for the
+    added epochs), restarts the cosine or the warm-up, or jumps the LR at the resume."""
+    from litvision.train import train
+
+    lr_log = tmp_path / "lr.jsonl"
+    runs = tmp_path / "runs"
+    cfg = compose_cfg(
+        [
+            *TINY,
+            "trainer.max_epochs=3",
+            "trainer.deterministic=true",
+            "model.scheduler.name=cosine",
+            "model.scheduler.warmup_epochs=1",
+            "model.scheduler.min_lr_ratio=0.1",
+            "+callbacks.lr._target_=resume_helpers.RecordLR",
+            f"+callbacks.lr.path={lr_log}",
+            "+callbacks.crash._target_=conftest.CrashAtEpochStart",
+            "+callbacks.crash.epoch=2",
+        ],
+        runs,
+    )
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg)  # a 3-epoch run, interrupted after epoch 1 (last.ckpt at step 6 of 9)
+    [run] = (runs / "digits_cnn").iterdir()
+
+    proc = run_cli("litvision", "fit", f"resume={run}", "trainer.max_epochs=5", env=ENV, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    base = cfg.model.optimizer.lr
+    steps = [json.loads(line) for line in lr_log.read_text().splitlines()]
+    assert [s["step"] for s in steps] == list(range(15))  # 6 steps, then 9 more to the new end (5 x 3)
+    for s in steps:
+        want = base * _expected_multiplier(
+            s["step"], total=15, warmup=3, floor=0.1, resumed_at=6, old_total=9
+        )
+        assert all(math.isclose(lr, want, rel_tol=1e-9) for lr in s["lrs"]), (s, want)
+    # It ends at the floor, at the new end, and not before: the LR still decays after step 9.
+    assert steps[9]["lrs"][0] > steps[14]["lrs"][0] > base * 0.1
+
+    summary = json.loads((run / "summary.json").read_text())
+    [ext] = summary["lr_schedule_extensions"]
+    assert ext["at_step"] == 6 and ext["from_total_steps"] == 9 and ext["to_total_steps"] == 15
+    assert math.isclose(ext["multiplier"], _expected_multiplier(6, total=9, warmup=3, floor=0.1))
+    changed = yaml.safe_load((run / "resume-1.yaml").read_text())["changed"]
+    assert changed["trainer.max_epochs"] == {"from": 3, "to": 5}
