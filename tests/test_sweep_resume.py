@@ -28,9 +28,10 @@ TINY = [
 ]
 
 
-def _digest(folder: Path) -> dict[str, str]:
+def _digest(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every file's content hash and modification time: a file rewritten with the same bytes counts."""
     return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
