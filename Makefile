@@ -11,6 +11,7 @@ RUN   ?=
 FORMAT ?=
 GROUP_BY ?=
 SWEEP ?=
+RESUME ?=
 INPUT ?=
 VENV  ?= .venv
 PYTEST_ARGS ?=
@@ -70,8 +71,8 @@ submit: $(SETUP)  ## SLURM via submitit: make submit EXP=X NODES=2 GPUS=8 PARTIT
 list: $(SETUP)  ## list every experiment with its description
 	@$(PY) -m litvision list
 
-sweep: $(SETUP)  ## Hydra multirun: make sweep EXP=digits_cnn ARGS="model.optimizer.lr=1e-3,1e-2 seed=1,2,3"
-	$(PY) -m litvision sweep experiment=$(or $(EXP),digits_cnn) $(ARGS)
+sweep: $(SETUP)  ## Hydra multirun: make sweep EXP=digits_cnn ARGS="model.optimizer.lr=1e-3,1e-2 seed=1,2,3" (again: resumes it; or RESUME=<sweep folder>)
+	$(PY) -m litvision sweep $(if $(RESUME),resume=$(RESUME),experiment=$(or $(EXP),digits_cnn)) $(ARGS)
 
 wandb-sweep: $(SETUP)  ## write/validate a W&B sweep for `wandb agent`: make wandb-sweep EXP=digits_cnn [SWEEP=file.yaml]
 	$(PY) -m litvision.tracking.sweep --exp $(or $(EXP),digits_cnn) $(if $(SWEEP),--sweep $(SWEEP)) $(ARGS)

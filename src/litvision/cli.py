@@ -100,9 +100,12 @@ def sweep(args: list[str]) -> None:
     """Hydra multirun in its own process: Lightning's DDP launcher re-runs `python -m litvision.train`."""
     if any(a in ("-h", "--help") for a in args):
         print(
-            "usage: litvision sweep experiment=<name> key=a,b,c [hparams_search=<name>] [hydra/launcher=...]\n\n"
-            "A Hydra multirun: one run folder per job under runs/<experiment>/multirun/<stamp>/; finished\n"
-            "jobs of a rerun are skipped. `hparams_search=digits_cnn_optuna` runs an Optuna search."
+            "usage: litvision sweep experiment=<name> key=a,b,c [hparams_search=<name>] [hydra/launcher=...]\n"
+            "       litvision sweep resume=<sweep folder> [hydra.sweeper.n_trials=<total>]\n\n"
+            "A Hydra multirun: one run folder per job under runs/<experiment>/multirun/sweep-<id>/, the id\n"
+            "a hash of the overrides. The same command again resumes the sweep: finished jobs are skipped,\n"
+            "interrupted ones continue from their last.ckpt, the others run. `hparams_search=digits_cnn_optuna`\n"
+            "runs an Optuna search; its study is kept in the sweep folder and n_trials counts all its trials."
         )
         return
     os.execv(sys.executable, [sys.executable, "-m", "litvision.train", "--multirun", *args])

@@ -117,7 +117,8 @@ def resume_args(resume: str, args: list[str]) -> list[str]:
         raise UserError(
             f"resume={resume} is not a sweep folder (it has no {SWEEP_FILE} or {HYDRA_MULTIRUN_FILE}).{hint}"
         )
-    changes = [a for a in args if override_key(a) != "resume"]
+    saved = saved_overrides(folder)
+    changes = [a for a in args if override_key(a) != "resume" and a not in saved]
     refused = [a for a in changes if "=" in a and not a.startswith("-") and not may_change(a)]
     if refused:
         raise UserError(
@@ -126,7 +127,7 @@ def resume_args(resume: str, args: list[str]) -> list[str]:
             "devices, workers, loggers and paths may change)."
         )
     changed_keys = {override_key(a) for a in changes}
-    kept = [o for o in saved_overrides(folder) if override_key(o) not in changed_keys]
+    kept = [o for o in saved if override_key(o) not in changed_keys]
     kept = [o for o in kept if override_key(o) != "hydra.sweep.dir"]
     return [*kept, *changes, f"hydra.sweep.dir={folder}"]
 
