@@ -274,3 +274,42 @@ def test_extended_run_follows_the_replanned_cosine_at_every_step(tmp_path: Path)
     assert math.isclose(ext["multiplier"], _expected_multiplier(6, total=9, warmup=3, floor=0.1))
     changed = yaml.safe_load((run / "resume-1.yaml").read_text())["changed"]
     assert changed["trainer.max_epochs"] == {"from": 3, "to": 5}
+
+
+def test_replan_keeps_step_milestones_and_warmup_and_a_finished_cosine_at_its_floor() -> None:
+    """Catches a re-plan that moves step milestones, redoes or skips the warm-up, lifts a cosine that
+    had finished off its floor, or is not applied when the scheduler's checkpoint state is loaded."""
+    import torch
+
+    from litvision.tasks.optim import WarmupSchedule, build_scheduler
+
+    step = WarmupSchedule(
+        "step", total_steps=100, steps_per_epoch=10, warmup_steps=5, step_epochs=3, gamma=0.5
+    )
+    before = [step(s) for s in range(100)]
+    assert step.replan(200, 40) is not None
+    assert [step(s) for s in range(100)] == before and step(150) == 0.5**5
+
+    # Resumed inside the warm-up: it goes on, and the cosine is planned over the new length.
+    cos = WarmupSchedule("cosine", total_steps=20, steps_per_epoch=2, warmup_steps=6)
+    cos.replan(40, 3)
+    fresh = WarmupSchedule("cosine", total_steps=40, steps_per_epoch=2, warmup_steps=6)
+    assert all(math.isclose(cos(s), fresh(s)) for s in range(40))
+
+    done = WarmupSchedule("cosine", total_steps=20, steps_per_epoch=2, min_lr_ratio=0.05)
+    done.replan(40, 20)
+    assert all(math.isclose(done(s), 0.05) for s in range(20, 40))
+    assert done.replan(40, 25) is None and len(done.extensions) == 1  # same length: nothing re-planned
+
+    def scheduler(total: int) -> torch.optim.lr_scheduler.LambdaLR:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        return build_scheduler(opt, total_steps=total, max_epochs=total // 3, name="cosine", warmup_epochs=1)
+
+    old = scheduler(9)
+    for _ in range(6):
+        old.optimizer.step()
+        old.step()
+    new = scheduler(15)
+    new.load_state_dict(old.state_dict())
+    fn = new.lr_lambdas[0]
+    assert (fn.total_steps, fn.from_step) == (15, 6) and math.isclose(fn.from_value, old.lr_lambdas[0](6))

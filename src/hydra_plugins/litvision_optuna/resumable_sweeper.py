@@ -14,7 +14,9 @@ What differs from the plugin's own `sweep` (hydra_plugins/hydra_optuna_sweeper/_
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,11 @@ class _ResumableImpl(OptunaSweeperImpl):
         space, fixed = create_params_from_overrides(params_conf)
         if self.search_space_distributions:
             space = {**self.search_space_distributions, **space}
+        if isinstance(self.sampler, functools.partial) and self.sampler.func == optuna.samplers.GridSampler:
+            # As the plugin does: the grid is the search space; n_trials at most its size.
+            grid = {name: self._to_grid_sampler_choices(d) for name, d in space.items()}
+            self.sampler = self.sampler(grid)
+            self.n_trials = min(self.n_trials, math.prod(len(v) for v in grid.values()))
         for name in fixed:
             space.pop(name, None)
         directions = self._get_directions()

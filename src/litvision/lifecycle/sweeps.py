@@ -82,6 +82,11 @@ def sweep_folder(args: list[str], runs_dir: str | Path, name: str) -> Path:
 
     explicit = value_of(args, "hydra.sweep.dir")
     if explicit:
+        if "${" in explicit:
+            raise UserError(
+                f"hydra.sweep.dir={explicit}: give a plain folder (a sweep is found again by its folder), "
+                "or leave it unset for runs/<experiment>/multirun/sweep-<id>."
+            )
         return Path(explicit).expanduser().resolve()
     return (Path(runs_dir) / name / "multirun" / sweep_id(args)).resolve()
 
