@@ -178,6 +178,19 @@ def test_sweep_resume_that_changes_what_jobs_train_is_refused(tmp_path: Path) ->
     assert _digest(sweep) == before and sorted(p.name for p in sweep.iterdir()) == ["sweep.yaml"]
 
 
+def test_resume_of_an_older_timestamped_sweep_replays_its_multirun_yaml(tmp_path: Path) -> None:
+    """Catches resume= that ignores Hydra's multirun.yaml (sweeps made before sweep.yaml) or drops the
+    sweep's folder, so that the jobs would land in a new sweep."""
+    from litvision.lifecycle.sweeps import resume_args
+
+    old = tmp_path / "multirun" / "2026-11-20_10-00-00-000000"
+    old.mkdir(parents=True)
+    task = ["experiment=digits_cnn", "model.optimizer.lr=1e-3,1e-2", "seed=1,2"]
+    (old / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": task}}}))
+    args = resume_args(str(old), [f"resume={old}", "experiment=digits_cnn", "data.num_workers=2"])
+    assert args == [*task, "data.num_workers=2", f"hydra.sweep.dir={old.resolve()}"]
+
+
 def test_same_overrides_give_the_same_folder_and_launch_settings_do_not_count() -> None:
     """Catches a sweep folder that depends on the time, or on where the sweep runs (which would
     make a rerun or a move to SLURM start over), or that ignores what the jobs train."""
