@@ -8,8 +8,10 @@
 
 Reads each run folder's `summary.json`, its configs (`.hydra/config.yaml` as composed, with
 interpolations kept, so `data.seed: ${seed}` does not count as a second difference; and the
-resolved `config.yaml` for the values shown) and `csv/metrics.csv`. Prints a rich table and
-writes, into `<folder>/compare/`: `runs.md` (the table in markdown, every metric), `runs.csv`,
+resolved `config.yaml` for the values shown) and `csv/metrics.csv`. Prints a rich table (at most
+8 differing keys, the most informative first: see `ranked_keys`) and writes, into `<folder>/compare/`
+(a glob or a list of runs: `<their common folder>/compare/glob-<hash>/`, never over the folder's own
+comparison): `runs.md` (the table in markdown, every key and metric), `runs.csv`,
 `loss.png` and one PNG per main metric (learning curves of every run, overlaid). Runs that differ
 only in seed or data.fold are aggregated per group (n, mean, std, 95% CI, Welch t-test between the
 best two; `--group-by` / GROUP_BY= chooses the keys): `groups.md`, `groups.csv`, `groups_*.png`
