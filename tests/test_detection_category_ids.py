@@ -143,6 +143,7 @@ def _cocoeval_map(results: list[dict], ann_file: Path) -> dict[str, float]:
     return {"map": float(ev.stats[0]), "map_50": float(ev.stats[1])}
 
 
+@pytest.mark.slow  # trains a detector (~30 s with the predict runs on 2 loaded cores)
 def test_detections_json_carries_gapped_ids_and_scores_as_litvision(gapped_run, tmp_path: Path) -> None:
     """Catches: detections.json written with contiguous labels (0..2) or 1..C instead of the
     dataset's ids 1, 17, 90, and ids lost between training and predict (not in the checkpoint)."""
@@ -193,6 +194,7 @@ def test_datasets_without_ids_get_one_to_c(tmp_path: Path) -> None:
     assert yolo.category_ids == [1, 2, 3]
 
 
+@pytest.mark.slow  # trains a detector (~30 s with the predict runs on 2 loaded cores)
 def test_no_detection_above_the_threshold_says_which_key_to_lower(gapped_run, tmp_path: Path, capsys) -> None:
     """Catches: a bare "0 detections" with nothing on the threshold that removed every box, or a
     suggested value that still keeps nothing."""

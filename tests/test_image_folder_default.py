@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from conftest import run_cli, run_folders
+from conftest import compose_cfg, run_folders
 
 # One colour per class: a model that saw only grey levels could not tell them apart.
 COLOURS = {"red": (200, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 200)}
@@ -35,18 +35,13 @@ def test_rgb_image_folder_trains_an_rgb_model_on_the_default_experiment(tmp_path
     channel mismatch at the first batch), or the folder's images turned grey to fit it."""
     import torch
 
+    from litvision.train import train
+
     root = write_rgb_folder(tmp_path / "photos")
     runs = tmp_path / "runs"
-    # The README's line on the default experiment (no EXP), one epoch.
-    run_cli(
-        "litvision",
-        "fit",
-        "data=image_folder",
-        f"data.root={root}",
-        "trainer.max_epochs=1",
-        f"paths.runs_dir={runs}",
-        check=True,
-    )
+    # The README's line on the default experiment (no EXP); one epoch of small images.
+    small = ["trainer.max_epochs=1", "data.num_workers=0", "data.image_size=32", "data.resize_size=36"]
+    train(compose_cfg(["data=image_folder", f"data.root={root}", *small], runs))
     (run,) = run_folders(runs)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["test"], summary  # trained, then tested
@@ -58,8 +53,6 @@ def test_rgb_image_folder_trains_an_rgb_model_on_the_default_experiment(tmp_path
 
 def test_grey_data_still_builds_a_grey_model(tmp_path: Path) -> None:
     """Catches: the interpolation giving every dataset 3 channels (digits would then fail)."""
-    from conftest import compose_cfg
-
     assert compose_cfg(["experiment=digits_cnn"], tmp_path).model.net.in_channels == 1
     cfg = compose_cfg(["data=image_folder", f"data.root={tmp_path}", "data.in_channels=1"], tmp_path)
     assert cfg.model.net.in_channels == 1
