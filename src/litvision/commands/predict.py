@@ -349,9 +349,10 @@ def _predict_detection(
     from litvision.tasks.detection import draw_detections
 
     net = task.net
-    # YOLOv1 (and torchvision's RetinaNet, FCOS, SSD) read these at decoding time. Its own score threshold is only ever lowered: boxes
-    # between the two still tell the "0 detections" line how far the threshold is from the best box,
-    # and the filter below applies score_thresh (NMS never lets a lower box remove a higher one).
+    # YOLOv1 (and torchvision's RetinaNet, FCOS, SSD) read these at decoding time. The net's own
+    # score threshold is only ever lowered: boxes between the two still tell the "0 detections" line
+    # how far off the best box is, and the filter below applies score_thresh (NMS never lets a
+    # lower-scoring box remove a higher one, so the boxes kept are the same).
     if isinstance(getattr(net, "score_thresh", None), (int, float)):
         net.score_thresh = min(float(net.score_thresh), float(cfg.score_thresh))
     if cfg.get("nms_thresh") is not None and hasattr(net, "nms_thresh"):
