@@ -152,8 +152,9 @@ def test_detections_json_carries_gapped_ids_and_scores_as_litvision(gapped_run, 
     ckpt, root = gapped_run
     cfg = compose_cfg(
         [
+            # No data overrides: the ids come from the checkpoint, not from a dataset at hand (the
+            # experiment's own data, the generated shapes, numbers its classes 1, 2, 3).
             "experiment=fasterrcnn_shapes",
-            *data_overrides(root),
             f"ckpt_path={ckpt}",
             f"input={root / 'test'}",
             "score_thresh=0.0",
@@ -202,7 +203,7 @@ def test_no_detection_above_the_threshold_says_which_key_to_lower(gapped_run, tm
 
     ckpt, root = gapped_run
     cfg = compose_cfg(
-        ["experiment=fasterrcnn_shapes", *data_overrides(root), f"ckpt_path={ckpt}", f"input={root / 'test'}"]
+        ["experiment=fasterrcnn_shapes", f"ckpt_path={ckpt}", f"input={root / 'test'}"]
         + ["score_thresh=1.0"],
         tmp_path / "runs",
         config_name="predict",
