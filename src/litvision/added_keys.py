@@ -75,32 +75,44 @@ def _exists(cfg: Any, parts: list[str]) -> bool:
 
 
 def _target_reads(target: str, name: str) -> bool | None:
-    """Whether building `target` reads an argument `name`; None when the target cannot be loaded
-    (instantiate will report that itself)."""
+    """Whether building `target` reads an argument `name`; None when that cannot be told (the
+    target does not load, or has no signature): then `instantiate` has the last word."""
     from hydra.utils import get_object
 
     try:
         obj = get_object(target)
+        params = inspect.signature(obj).parameters
     except Exception:
         return None
-    chain = [c for c in inspect.getmro(obj) if "__init__" in vars(c)] if inspect.isclass(obj) else [obj]
-    for fn in chain:
-        init = fn.__init__ if inspect.isclass(fn) else fn
+    if _names(params, name):
+        return True
+    if not _takes_kwargs(params):
+        return False
+    if not inspect.isclass(obj):  # a function's **kwargs: passed on to what it builds (timm)
+        return True
+    # A class taking **kwargs passes them to its bases: one of their __init__s must name it.
+    for cls in obj.__mro__[1:]:
+        if cls is object:
+            return False
+        if "__init__" not in vars(cls):
+            continue
         try:
-            params = inspect.signature(init).parameters
+            base = inspect.signature(cls.__init__).parameters
         except (TypeError, ValueError):
             return None
-        if name in params and params[name].kind not in (
-            params[name].VAR_POSITIONAL,
-            params[name].VAR_KEYWORD,
-        ):
+        if _names(base, name):
             return True
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        if not _takes_kwargs(base):
             return False
-        if not inspect.isclass(fn):  # a function's **kwargs: passed on to what it builds
-            return True
-    # Every __init__ up to `object` forwards **kwargs: none of them names it.
     return False
+
+
+def _names(params: Any, name: str) -> bool:
+    return name in params and params[name].kind not in (params[name].VAR_POSITIONAL, params[name].VAR_KEYWORD)
+
+
+def _takes_kwargs(params: Any) -> bool:
+    return any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def _params_of(target: str) -> list[str]:
