@@ -39,6 +39,8 @@ NOISE: tuple[str, ...] = (
     r"isinstance\(treespec, LeafSpec\)` is deprecated",
     r"^LOCAL_RANK: \d+ - CUDA_VISIBLE_DEVICES",
     r"Loading `train_dataloader` to estimate number of stepping batches",
+    # `litvision test` restores weights only; the training callbacks are left out on purpose.
+    r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be provided",
 )
 _NOISE = re.compile("|".join(f"(?:{p})" for p in NOISE))
 
@@ -147,7 +149,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     for name in sorted(set(val) | set(test)):
         row = [name] + ([_fmt(val.get(name))] if val else []) + [_fmt(test.get(name))]
         table.add_row(*row)
-    console = Console()
+    console = Console(soft_wrap=True)  # paths on one line, whatever the terminal width
     console.print(table)
     console.print(f"[bold]run folder[/]: {summary.get('run_dir')}")
     if summary.get("best_checkpoint"):
