@@ -114,6 +114,7 @@ def test_plus_keys_a_component_reads_compose(overrides: list[str]) -> None:
         (["+data.foo=1"], "DigitsDataModule takes no argument 'foo'"),
         (["+model.scheduler.warmup_epoch=2"], "did you mean model.scheduler.warmup_epochs?"),
         (["+model.param_groups.head.rate=0.01"], "a parameter group takes prefixes, lr"),
+        (["+model.param_groups.head.lrr=0.01"], "did you mean model.param_groups.head.lr?"),
         (
             [
                 "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping",

@@ -151,6 +151,9 @@ def check_added_keys(cfg: Any, base: Any, keys: list[str]) -> None:
         if entry is not None:
             at, wrong, after = [*where, new], rest[0], rest[1:]
             names = _params_of(str(entry.get("_target_"))) if entry.get("_target_") else []
+        elif where == ["model", "param_groups"] and rest:  # a new group's misspelt key
+            at, wrong, after = [*where, new], rest[0], rest[1:]
+            names = list(_PARAM_GROUP_KEYS)
         else:
             at, wrong, after = where, new, rest
             names = _readable(_node(base, where) if where else base, where)
