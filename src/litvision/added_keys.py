@@ -7,13 +7,13 @@ read when it lands in one of these places:
 
 - an argument of the object its node builds: the node's `_target_` (a class or function) names
   it, or takes `**kwargs` that reach code that reads it (followed through a class's bases);
-  e.g. `+trainer.detect_anomaly=true`, `+model.net.drop_path_rate=0.1` (timm's **kwargs);
+  e.g. `+trainer.detect_anomaly=true`, `+model.net.attn_drop_rate=0.1` on a timm model (its **kwargs);
 - a new entry of a collection the run builds from whatever it holds: `+callbacks.<name>._target_=...`
   and `+logger.<name>._target_=...` (its other keys are then that target's arguments);
 - a free-form map a component reads: `model.param_groups.<group>.{prefixes,lr,lr_scale,weight_decay}`
   (tasks/optim.build_param_groups), `tune.<option>` (litvision tune checks the option names);
-- `extra.<anything>`: read by nothing, recorded in the run's config.yaml (and so shown by
-  `make compare`): the documented place for notes and keys of your own.
+- `extra.<anything>`: read by nothing, recorded in the run's config.yaml: the documented place
+  for notes and keys of your own.
 
 Anything else is refused in one line, with the nearest existing key when there is one.
 """
