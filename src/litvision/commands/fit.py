@@ -30,6 +30,7 @@ def run(session: Session) -> dict[str, Any]:
         trainer.fit(task, datamodule=datamodule, ckpt_path=session.ckpt_path)
         if trainer.interrupted:
             raise SystemExit(1)
+        _tell_early_stop(trainer)
 
     # Read the checkpoint callback now: validate/test below restore callback state from the
     # best checkpoint, which holds stale paths and scores.
@@ -65,6 +66,26 @@ def run(session: Session) -> dict[str, Any]:
     session.after_run(lambda summary: _finish_loggers(trainer, summary))
     session.after_run(lambda summary: release_ddp_launch(trainer))
     return fields
+
+
+def _tell_early_stop(trainer: Any) -> None:
+    """Early stopping ended the run: one line (Lightning says so only in its log, if at all)."""
+    import logging
+
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from litvision.utils.warn import tell_user
+
+    for cb in trainer.callbacks:
+        reason = getattr(cb, "stopping_reason", None)
+        if isinstance(cb, EarlyStopping) and reason is not None and reason.name != "NOT_STOPPED":
+            why = (cb.stopping_reason_message or reason.name.lower()).replace(
+                " Signaling Trainer to stop.", ""
+            )
+            tell_user(
+                logging.getLogger(__name__),
+                f"early stopping ended the run at epoch {cb.stopped_epoch}: {why}",
+            )
 
 
 def _finish_loggers(trainer: Any, summary: dict[str, Any]) -> None:
