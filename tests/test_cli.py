@@ -64,3 +64,72 @@ def test_list_shows_every_experiment_with_its_description() -> None:
 def test_train_help_does_not_train(tmp_path: Path) -> None:
     proc = run_cli("litvision.train", "--help", check=True)
     assert "usage: litvision fit" in proc.stdout and "experiment" in proc.stdout
+
+
+def test_plus_key_nothing_reads_is_refused(tmp_path: Path) -> None:
+    """`+foo=1` is refused in one line, nothing written (catches: added_keys' check skipped in compose_checked)."""
+    runs = tmp_path / "runs"
+    proc = run_cli("litvision.train", "+foo=1", f"paths.runs_dir={runs}")
+    _assert_clean_error(proc, runs, "'+foo'", "no part of litvision reads it", "+extra.foo=")
+
+
+def test_plus_typo_points_at_the_existing_key(tmp_path: Path) -> None:
+    """Hydra's '+key' hint for a typo leads to the real key (catches: Trainer's signature not consulted)."""
+    runs = tmp_path / "runs"
+    proc = run_cli("litvision.train", "+trainer.max_epoch=2", f"paths.runs_dir={runs}")
+    _assert_clean_error(proc, runs, "did you mean trainer.max_epochs?")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["+trainer.detect_anomaly=false"],  # a Trainer argument the config does not list
+        ["+model.param_groups.head.prefixes=[head]", "+model.param_groups.head.lr=0.01"],
+        ["+extra.note=baseline"],  # the documented place for keys nothing reads
+        [
+            "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping",
+            "+callbacks.stop.monitor=val/loss",
+        ],
+        ["experiment=vit_flowers", "+model.net.attn_drop_rate=0.1"],  # timm_model's **kwargs reach timm
+        ["+tune.max_trials=3"],  # litvision tune's own options (it checks their names)
+    ],
+)
+def test_plus_keys_a_component_reads_compose(overrides: list[str]) -> None:
+    """Keys read by their target (or a free-form map) are accepted (catches: every new key refused)."""
+    from omegaconf import OmegaConf
+
+    from litvision.config import compose_checked
+
+    cfg = compose_checked(overrides)
+    for o in overrides:
+        key, value = o.lstrip("+").split("=", 1)
+        if "." in key and not key.startswith("experiment"):
+            assert OmegaConf.select(cfg, key) is not None, key
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["+model.optimizer.momentum=0.9"], "torch.optim.AdamW takes no argument 'momentum'"),
+        (["+data.foo=1"], "DigitsDataModule takes no argument 'foo'"),
+        (["+model.scheduler.warmup_epoch=2"], "did you mean model.scheduler.warmup_epochs?"),
+        (["+model.param_groups.head.rate=0.01"], "a parameter group takes prefixes, lr"),
+        (["+model.param_groups.head.lrr=0.01"], "did you mean model.param_groups.head.lr?"),
+        (
+            [
+                "+callbacks.stop._target_=lightning.pytorch.callbacks.EarlyStopping",
+                "+callbacks.stop.monitr=x",
+            ],
+            "did you mean callbacks.stop.monitor?",
+        ),
+        (["+callbacks.stop.monitor=val/loss"], "needs its class"),
+    ],
+)
+def test_plus_keys_nothing_reads_are_refused(overrides: list[str], needle: str) -> None:
+    """Each unread new key gets its reason in one line (catches: **kwargs or sibling names misjudged)."""
+    from litvision.config import compose_checked
+    from litvision.errors import UserError
+
+    with pytest.raises(UserError) as err:
+        compose_checked(overrides)
+    assert needle in str(err.value) and "\n" not in str(err.value), str(err.value)

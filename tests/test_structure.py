@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: dict[str, int] = {
     "errors": 0, "utils": 0,
     "data": 1, "models": 1, "metrics": 1,
-    "tasks": 2, "config": 2,
+    "tasks": 2, "config": 2, "added_keys": 2,
     "callbacks": 3, "tracking": 3, "aggregate": 3,
     "build": 4, "scale": 4,
     "lifecycle": 5, "commands": 5, "deploy": 5, "tuning": 5,

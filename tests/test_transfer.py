@@ -107,7 +107,8 @@ def test_freeze_errors(runs_dir: Path) -> None:
         )
 
 
-def test_unfreeze_schedule_gives_the_backbone_its_own_rate(runs_dir: Path) -> None:
+def test_unfreeze_schedule_gives_the_backbone_its_own_rate(runs_dir: Path, capfd) -> None:
+    """Also catches: the unfreeze not said on the console at its epoch (one `note:` line)."""
     task, probe, before, trainer = _fit(
         [
             "callbacks=[lr_monitor,unfreeze]",
@@ -142,6 +143,9 @@ def test_unfreeze_schedule_gives_the_backbone_its_own_rate(runs_dir: Path) -> No
         rows = list(csv.DictReader(f))
     logged = [float(r["lr-AdamW/backbone"]) for r in rows if r.get("lr-AdamW/backbone")]
     assert logged and set(logged) == {5e-4}
+    notes = [line for line in capfd.readouterr().out.splitlines() if "unfroze" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: epoch 1: unfroze the backbone (features"), notes
+    assert "at lr 0.0005" in notes[0], notes
 
 
 def test_unfreeze_schedule_resumes_after_the_unfreeze(runs_dir: Path) -> None:

@@ -8,8 +8,10 @@
 
 Reads each run folder's `summary.json`, its configs (`.hydra/config.yaml` as composed, with
 interpolations kept, so `data.seed: ${seed}` does not count as a second difference; and the
-resolved `config.yaml` for the values shown) and `csv/metrics.csv`. Prints a rich table and
-writes, into `<folder>/compare/`: `runs.md` (the table in markdown, every metric), `runs.csv`,
+resolved `config.yaml` for the values shown) and `csv/metrics.csv`. Prints a rich table (at most
+8 differing keys, the most informative first: see `ranked_keys`) and writes, into `<folder>/compare/`
+(a glob or a list of runs: `<their common folder>/compare/glob-<hash>/`, never over the folder's own
+comparison): `runs.md` (the table in markdown, every key and metric), `runs.csv`,
 `loss.png` and one PNG per main metric (learning curves of every run, overlaid). Runs that differ
 only in seed or data.fold are aggregated per group (n, mean, std, 95% CI, Welch t-test between the
 best two; `--group-by` / GROUP_BY= chooses the keys): `groups.md`, `groups.csv`, `groups_*.png`
@@ -23,7 +25,10 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
+import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,45 @@ from litvision.tracking.run_records import (
 )
 
 COMPARE_DIR = "compare"
+# The console table shows at most this many differing config keys (runs.md has them all): past
+# ~8, a terminal's columns shrink to nothing (65 keys printed as zero-width columns).
+MAX_KEY_COLUMNS = 8
+# Longer values (lists, dicts, long names) are cut in the console; runs.md and runs.csv keep them whole.
+MAX_CELL = 24
+
+
+def ranked_keys(runs: list[Run], keys: list[str], group_by: list[str] | None = None) -> list[str]:
+    """`keys` (the differing ones), most informative first: the GROUP_BY keys, the keys set on the
+    runs' command lines (sweep parameters), keys every run has (a key missing from some runs is
+    usually a newer config, not a choice), then the keys with the most distinct values."""
+    chosen = set(group_by or ())
+    overridden = set().union(*(r.overridden for r in runs)) if runs else set()
+
+    def is_overridden(k: str) -> bool:
+        # `data=image_folder` (a group choice) shows as the group's `_target_`.
+        return k in overridden or (k.endswith("._target_") and k[: -len("._target_")] in overridden)
+
+    def rank(k: str) -> tuple:
+        present = [r for r in runs if k in r.resolved or k in r.composed]
+        distinct = {json.dumps(_value(r, k), sort_keys=True, default=str) for r in present}
+        return (k not in chosen, not is_overridden(k), len(present) < len(runs), -len(distinct), k)
+
+    return sorted(keys, key=rank)
+
+
+def default_out_dir(targets: list[str | Path], runs: list[Run]) -> Path:
+    """`<folder>/compare/` for one experiment or sweep folder: that folder's own comparison. Any
+    other choice of runs (a glob, several folders, one run) gets a folder of its own inside it,
+    `compare/glob-<hash>/` or `compare/selection-<hash>/` (the hash of the patterns as given,
+    made absolute), so comparing a subset never overwrites the folder's own comparison."""
+    if len(targets) == 1 and not glob.has_magic(str(targets[0])):
+        folder = Path(targets[0]).expanduser().resolve()
+        if folder.is_dir() and not is_run_dir(folder):
+            return folder / COMPARE_DIR
+    patterns = sorted(os.path.abspath(os.path.expanduser(str(t))) for t in targets)
+    kind = "glob" if any(glob.has_magic(p) for p in patterns) else "selection"
+    digest = hashlib.sha1("\n".join(patterns).encode()).hexdigest()[:8]
+    return _common_root([r.path for r in runs]) / COMPARE_DIR / f"{kind}-{digest}"
 
 
 def _legend(run: Run, keys: list[str]) -> str:
@@ -60,7 +104,7 @@ def plot_curves(runs: list[Run], out_dir: Path) -> list[Path]:
     curves = [(r, df) for r, df in curves if df is not None and "step" in df]
     if not curves:
         return []
-    keys = differing_keys(runs)
+    keys = ranked_keys(runs, differing_keys(runs))
     names = {r.path: _legend(r, keys) for r in runs}
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -118,15 +162,22 @@ def _fmt(v: Any, column: str = "") -> str:
     return str(v)
 
 
-def shown_columns(df: Any, runs: list[Run], all_metrics: bool = False) -> list[str]:
-    """Differing keys, status, the main metric and loss (val and test; all metrics if asked), epochs, time."""
-    keys = differing_keys(runs)
+def shown_columns(
+    df: Any, runs: list[Run], all_metrics: bool = False, keys: list[str] | None = None
+) -> list[str]:
+    """Differing keys (`keys`: all of them by default), status, the main metric and loss (val and
+    test; all metrics if asked), epochs, time."""
+    keys = differing_keys(runs) if keys is None else keys
     metrics = [c for c in df.columns if c.startswith(("val/", "test/"))]
     if not all_metrics:
         names = {m.split("/", 1)[1] for m in {r.monitor for r in runs}} | {"loss"}
         metrics = [c for c in metrics if c.split("/", 1)[1] in names]
     metrics.sort(key=lambda c: (not c.startswith("val/"), c))
     return [*keys, "status", *metrics, "epochs", "wall_time_s"]
+
+
+def _cut(text: str, width: int = MAX_CELL) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def to_markdown(df: Any, columns: list[str]) -> str:
@@ -138,22 +189,82 @@ def to_markdown(df: Any, columns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def print_table(df: Any, runs: list[Run], columns: list[str], title: str) -> None:
+def console_width() -> int:
+    from rich.console import Console
+
+    return max(160, Console().width)
+
+
+def _text_width(df: Any, column: str, header: str, cut: bool) -> int:
+    cells = [_fmt(row.get(column), column) for _, row in df.iterrows()]
+    cells = [_cut(c) if cut else c for c in cells]
+    return max([len(header), *map(len, cells)])
+
+
+def fit_key_columns(
+    df: Any, ranked: list[str], others: list[str], width: int
+) -> tuple[list[str], dict[str, str]]:
+    """(the key columns, their headers): the best-ranked keys, at most MAX_KEY_COLUMNS, by their
+    full names when the table then fits `width` characters, else by short names (legend printed),
+    dropping the lowest-ranked keys until it fits, so no column is squeezed to nothing."""
+    run_width = max([3, *(len(str(label)) for label in df.index)])
+    fixed = 1 + (run_width + 3) + sum(_text_width(df, c, c, False) + 3 for c in others)
+    keys = ranked[:MAX_KEY_COLUMNS]
+
+    def total(headers: dict[str, str]) -> int:
+        return fixed + sum(_text_width(df, k, headers[k], True) + 3 for k in headers)
+
+    full = {k: k for k in keys}
+    if total(full) <= width:
+        return keys, full
+    while keys:
+        headers = short_names(keys)
+        if total(headers) <= width or len(keys) == 1:
+            return keys, headers
+        keys = keys[:-1]
+    return [], {}
+
+
+def print_table(
+    df: Any, runs: list[Run], columns: list[str], title: str, headers: dict[str, str] | None = None
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
     keys = set(differing_keys(runs))
+    short = headers if headers is not None else {c: c for c in columns if c in keys}
     table = Table(title=title, title_justify="left")
     table.add_column("run", style="bold", no_wrap=True)
     for c in columns:
+        # Headers wrap rather than end in "…": a cut key name says nothing.
         table.add_column(
-            c, justify="left" if c in keys or c == "status" else "right", style="cyan" if c in keys else None
+            short.get(c, c),
+            justify="left" if c in keys or c == "status" else "right",
+            style="cyan" if c in keys else None,
+            overflow="fold",
         )
     for label, row in df.iterrows():
-        cells = [_fmt(row.get(c), c) for c in columns]
+        cells = [_cut(_fmt(row.get(c), c)) if c in keys else _fmt(row.get(c), c) for c in columns]
         style = None if row.get("status") == "ok" else "yellow"
         table.add_row(str(label), *cells, style=style)
-    Console(width=max(160, Console().width)).print(table)
+    console = Console(width=console_width())
+    console.print(table)
+    renamed = [f"{n} = {k}" for k, n in short.items() if n != k]
+    if renamed:
+        console.print("key columns: " + ", ".join(renamed), highlight=False, markup=False, soft_wrap=True)
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Each key by its shortest dotted suffix that no other shown key ends with (model.optimizer.lr -> lr)."""
+    out = {}
+    for k in keys:
+        parts = k.split(".")
+        for n in range(1, len(parts) + 1):
+            name = ".".join(parts[-n:])
+            if not any(o != k and (o == name or o.endswith("." + name)) for o in keys):
+                break
+        out[k] = name
+    return out
 
 
 def compare(
@@ -173,17 +284,29 @@ def compare(
     # Before anything is written: an unknown GROUP_BY key is refused here.
     agg = aggregate(runs, group_by)
     df = compare_frame(runs)
-    if out_dir is None:
-        first = Path(sorted(glob.glob(str(targets[0])))[0]).resolve()
-        base = first if len(targets) == 1 and not is_run_dir(first) else _common_root([r.path for r in runs])
-        out_dir = base / COMPARE_DIR
+    # A selection (glob, several folders, one run) gets compare/<kind>-<hash>/, not compare/ itself.
+    selection = out_dir is None and default_out_dir(targets, runs).name != COMPARE_DIR
+    out_dir = out_dir or default_out_dir(targets, runs)
     out_dir.mkdir(parents=True, exist_ok=True)
-    columns = shown_columns(df, runs, all_metrics)
     keys = differing_keys(runs)
+    others = shown_columns(df, runs, all_metrics, keys=[])
+    shown_keys, headers = fit_key_columns(df, ranked_keys(runs, keys, group_by), others, console_width())
+    columns = [*shown_keys, *others]
     title = f"{len(runs)} run(s) under {_common_root([r.path for r in runs])}"
-    print_table(df, runs, columns, title)
+    print_table(df, runs, columns, title, headers)
     if not keys and len(runs) > 1:
         print("The runs' configs are identical (only seeds of randomness outside the config differ).")
+    if len(keys) > len(shown_keys):
+        print(
+            f"{len(shown_keys)} of the {len(keys)} config keys that differ are shown (GROUP_BY keys, then "
+            f"command-line overrides, then the most varied, as many as fit); all are in {out_dir}/runs.md"
+        )
+    if selection:
+        # Which runs this folder compares: its name is only a hash of the patterns.
+        (out_dir / "selection.txt").write_text(
+            "".join(f"{t}\n" for t in targets) + "".join(f"  {r.path}\n" for r in runs)
+        )
+        print(f"comparing a selection of runs ({', '.join(map(str, targets))}): written to its own folder")
     (out_dir / "runs.md").write_text(
         f"# {title}\n\n" + to_markdown(df, shown_columns(df, runs, all_metrics=True))
     )
@@ -202,7 +325,15 @@ def compare(
         + (", groups.md, groups.csv" if agg is not None else "")
         + (", " + ", ".join(p.name for p in plots) if plots else " (no csv/metrics.csv: no learning curves)")
     )
-    return {"frame": df, "runs": runs, "keys": keys, "out_dir": out_dir, "plots": plots, "groups": agg}
+    return {
+        "frame": df,
+        "runs": runs,
+        "keys": keys,
+        "shown_keys": shown_keys,
+        "out_dir": out_dir,
+        "plots": plots,
+        "groups": agg,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -103,7 +103,7 @@ def compose_checked(overrides: list[str], config_name: str = "train"):
     from litvision.errors import find_user_error
 
     try:
-        return compose(overrides, config_name)
+        cfg = compose(overrides, config_name)
     except (HydraException, OmegaConfBaseException) as e:
         line = _one_line(e)
         typo = re.match(r"Unknown config key '([^']+)'", line)
@@ -111,6 +111,34 @@ def compose_checked(overrides: list[str], config_name: str = "train"):
         if close:
             line = f"Unknown config key '{typo.group(1)}': did you mean {close}?"
         raise (find_user_error(e) or UserError(line)) from None
+    _check_added(cfg, overrides, config_name)
+    return cfg
+
+
+def _check_added(cfg, overrides: list[str], config_name: str) -> None:
+    """`+key=` overrides must name keys that something reads (litvision.added_keys)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from litvision.added_keys import added_keys, check_added_keys
+
+    keys = added_keys(overrides, lambda key: (config_dir() / key).is_dir())
+    if not keys:
+        return
+
+    # The same command line without the new keys (nor overrides below them) shows where each
+    # new key starts. Composing again must not change the run folder HydraConfig now holds.
+    def _under(o: str) -> bool:
+        k = o.lstrip("+~").split("=", 1)[0]
+        return any(k == a or k.startswith(a + ".") for a in keys)
+
+    held = HydraConfig.instance().cfg
+    try:
+        base = compose([o for o in overrides if not _under(o)], config_name)
+    except Exception:  # the rest does not compose alone: nothing to compare with, Hydra's checks stand
+        return
+    finally:
+        HydraConfig.instance().cfg = held
+    check_added_keys(cfg, base, keys)
 
 
 def _close_key(key: str, overrides: list[str], config_name: str) -> str | None:
@@ -150,8 +178,8 @@ def _one_line(e: BaseException) -> str:
         key = overridden.group(1)
     if ("Could not override" in msg or "is not in struct" in msg) and key:
         return (
-            f"Unknown config key '{key}': check its spelling (see the config tree a run prints), "
-            f"or add a new key with '+{key}=...'."
+            f"Unknown config key '{key}': check its spelling (`litvision fit --cfg` prints every key), "
+            f"or add a key a component reads with '+{key}=...'."
         )
     if "Could not find" in msg:
         return (

@@ -11,6 +11,7 @@ checkpoints so that a resumed run has it again. The new group is named (default
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,8 @@ from torch.optim.lr_scheduler import LambdaLR
 from litvision.errors import UserError
 from litvision.models.heads import head_prefixes, is_head_param
 from litvision.tasks.finetune import sync_batchnorm_modes
+
+log = logging.getLogger(__name__)
 
 
 class UnfreezeBackbone(BaseFinetuning):
@@ -149,6 +152,15 @@ class UnfreezeBackbone(BaseFinetuning):
                 )
                 added.append(optimizer.param_groups[-1])
         self._follow_schedule(pl_module, optimizer, added)
+        from litvision.utils.warn import tell_user
+
+        stages = {id(m) for m in self.backbone_modules(net)}
+        names = ", ".join(n for n, m in net.named_modules() if id(m) in stages)
+        tell_user(
+            log,
+            f"epoch {epoch}: unfroze the backbone ({names}; {sum(p.numel() for p in new):,} parameters) "
+            f"at lr {lr:g} (group {self.group_name})",
+        )
 
     def _lr(self, optimizer: Optimizer) -> float:
         if self.backbone_lr is not None:

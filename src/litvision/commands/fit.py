@@ -30,6 +30,7 @@ def run(session: Session) -> dict[str, Any]:
         trainer.fit(task, datamodule=datamodule, ckpt_path=session.ckpt_path)
         if trainer.interrupted:
             raise SystemExit(1)
+        _tell_early_stop(trainer)
 
     extensions = _schedule_extensions(trainer)
     # Read the checkpoint callback now: validate/test below restore callback state from the
@@ -77,6 +78,26 @@ def _schedule_extensions(trainer: Any) -> list[dict[str, Any]]:
         lambdas = getattr(config.scheduler, "lr_lambdas", None) or [None]
         out += getattr(lambdas[0], "extensions", None) or []
     return out
+
+
+def _tell_early_stop(trainer: Any) -> None:
+    """Early stopping ended the run: one line (Lightning says so only in its log, if at all)."""
+    import logging
+
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    from litvision.utils.warn import tell_user
+
+    for cb in trainer.callbacks:
+        reason = getattr(cb, "stopping_reason", None)
+        if isinstance(cb, EarlyStopping) and reason is not None and reason.name != "NOT_STOPPED":
+            why = (cb.stopping_reason_message or reason.name.lower()).replace(
+                " Signaling Trainer to stop.", ""
+            )
+            tell_user(
+                logging.getLogger(__name__),
+                f"early stopping ended the run at epoch {cb.stopped_epoch}: {why}",
+            )
 
 
 def _finish_loggers(trainer: Any, summary: dict[str, Any]) -> None:

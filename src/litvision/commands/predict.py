@@ -13,10 +13,13 @@ normalisation the model was trained with), its state dict the weights.
 Classification (`top_k` best classes per image, probabilities from the softmax):
   predictions.csv   file, class_1, prob_1, ..., class_k, prob_k (one row per image)
   predictions.json  [{"file", "top_k": [{"class", "index", "prob"}, ...]}, ...]
-Detection (boxes scoring at least `score_thresh`):
+Detection (boxes scoring at least `score_thresh`, 0.3 by default; when none does, one line names
+the best box's score and a value of `score_thresh` to try):
   images/<name>.png predicted boxes drawn with class names and scores
-  detections.json   COCO results (image_id, category_id, bbox [x, y, w, h], score); category ids
-                    mapped back through the data's `category_ids` when it has them
+  detections.json   COCO results (image_id, category_id, bbox [x, y, w, h], score); category_id is
+                    the dataset's own id, recorded in the checkpoint at training time: COCO's from
+                    its annotation file (1..90 with gaps), 1..C in class order for VOC, YOLO and
+                    the shapes (see DetectionDataModule.category_ids); summary.json lists them
   images.json       image id -> file name; ids are the file stems when all are numbers (COCO file
                     names), else positions in sorted order
 
@@ -32,6 +35,7 @@ import csv
 import inspect
 import json
 import logging
+import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -345,31 +349,82 @@ def _predict_detection(
     from litvision.tasks.detection import draw_detections
 
     net = task.net
-    for key in ("score_thresh", "nms_thresh"):
-        if cfg.get(key) is not None and hasattr(net, key):
-            setattr(net, key, float(cfg[key]))  # YOLOv1 reads them at decoding time
+    # YOLOv1 (and torchvision's RetinaNet, FCOS, SSD) read these at decoding time. The net's own
+    # score threshold is only ever lowered: boxes between the two still tell the "0 detections" line
+    # how far off the best box is, and the filter below applies score_thresh (NMS never lets a
+    # lower-scoring box remove a higher one, so the boxes kept are the same).
+    if isinstance(getattr(net, "score_thresh", None), (int, float)):
+        net.score_thresh = min(float(net.score_thresh), float(cfg.score_thresh))
+    if cfg.get("nms_thresh") is not None and hasattr(net, "nms_thresh"):
+        net.nms_thresh = float(cfg.nms_thresh)
     out_images = run_dir / "images"
     out_images.mkdir(parents=True, exist_ok=True)
     # Ids over every listed file, so that an image's id does not depend on which others were skipped.
     id_of = dict(zip(files, image_ids(files), strict=True))
     thresh = float(cfg.score_thresh)
     predictions, ids, done = [], [], []
+    best = None  # the highest score of any box the model returned, kept or not
     with torch.inference_mode():
         for batch in _batches(items, int(cfg.batch_size)):
             images = [image.float() / 255.0 for _, image in batch]
             for (path, _), img, pred in zip(batch, images, task(images), strict=True):
+                if len(pred["scores"]):
+                    top = float(pred["scores"].max())
+                    best = top if best is None else max(best, top)
                 pred = {k: v[pred["scores"] >= thresh] for k, v in pred.items()}
                 predictions.append(pred)
                 ids.append(id_of[path])
                 done.append(path)
                 write_png(draw_detections(img, pred, task.class_names), str(out_images / f"{path.stem}.png"))
-    results = coco_results(predictions, ids, task.category_ids)
+    category_ids = _category_ids(task)
+    results = coco_results(predictions, ids, category_ids)
     (run_dir / "detections.json").write_text(json.dumps(results))
     (run_dir / "images.json").write_text(
         json.dumps([{"id": id_of[p], "file_name": p.name} for p in done], indent=1)
     )
-    print(f"{len(results)} detections in {len(done)} images -> {run_dir}")
-    return {"images": len(done), "detections": len(results), "score_thresh": thresh}
+    print(f"{len(results)} detections scoring >= score_thresh={thresh:g} in {len(done)} images -> {run_dir}")
+    if not results and done:
+        print(no_detections_line(thresh, best))
+    return {
+        "images": len(done),
+        "detections": len(results),
+        "score_thresh": thresh,
+        "best_score": best,
+        # label -> the category id written to detections.json, with its name (COCO's "categories").
+        "categories": [
+            {"id": int(c), "name": n} for c, n in zip(category_ids, task.class_names, strict=False)
+        ],
+    }
+
+
+def _category_ids(task: Any) -> list[int]:
+    """The dataset's own category id of each label, as recorded in the checkpoint."""
+    from litvision.utils.warn import warn_user
+
+    if task.category_ids is not None and len(task.category_ids) == task.num_classes:
+        return [int(c) for c in task.category_ids]
+    # A checkpoint from before the ids were recorded: 1..C is what the data modules give every
+    # dataset without ids of its own (litvision.data.detection); COCO's gapped ids are lost.
+    warn_user(
+        log,
+        "The checkpoint records no category ids: detections.json uses 1..C in class order; "
+        "for COCO data retrain (or re-save) the checkpoint so results carry the dataset's own ids.",
+    )
+    return list(range(1, task.num_classes + 1))
+
+
+def no_detections_line(thresh: float, best: float | None) -> str:
+    """What to do when no box reaches the threshold: the key to lower and a value to try."""
+    if best is None:
+        return (
+            f"0 detections: the model returned no boxes at all (score_thresh={thresh:g} was not the "
+            "cause); check the checkpoint was trained, and the model's own model.net.score_thresh."
+        )
+    suggest = 0.05 if best >= 0.05 else math.floor(best * 1000) / 1000
+    return (
+        f"0 detections above score_thresh={thresh:g} (the best box scored {best:.3f}); "
+        f'lower it with score_thresh={suggest:g} (make predict ... ARGS="score_thresh={suggest:g}").'
+    )
 
 
 def run_predict(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:

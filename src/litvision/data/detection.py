@@ -229,6 +229,17 @@ class DetectionDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def category_ids(self) -> list[int]:
+        """Contiguous label -> the category id results files (`detections.json`) carry.
+
+        VOC XML names its classes and YOLO txt numbers them 0..C-1, so neither has ids of its own
+        for COCO tools: they get 1..C in class order, the ids this project's converters
+        (`convert yolo2coco`) and the shapes' COCO files give the same classes (ultralytics writes
+        1..C for non-COCO data too). COCO data overrides this with the file's own ids.
+        """
+        return list(range(1, self.num_classes + 1))
+
     def _check_num_classes(self) -> None:
         if self._expected_classes is not None and self._expected_classes != len(self.class_names):
             raise UserError(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 from collections.abc import Sequence
@@ -30,6 +31,8 @@ from typing import Any
 import numpy as np
 
 SHAPES_CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
+log = logging.getLogger(__name__)
+
 FORMAT_VERSION = 1
 
 
@@ -259,7 +262,12 @@ def ensure(out: str | Path, **kwargs: Any) -> Path:
                 return out
         except json.JSONDecodeError:
             pass
-    return generate(out, **{**defaults, **kw})
+    from litvision.utils.warn import tell_user
+
+    params = {**defaults, **kw}
+    n = params["num_train"] + params["num_val"] + params["num_test"]
+    tell_user(log, f"generating the shapes dataset ({n} images, {params['image_size']} px) in {out}")
+    return generate(out, **params)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

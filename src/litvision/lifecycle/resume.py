@@ -31,6 +31,9 @@ RESUME_MAY_CHANGE: tuple[str, ...] = (
     "trainer.strategy",
     "trainer.enable_progress_bar",
     "data.num_workers",
+    # What the console shows (the model summary callback prints; it changes no training).
+    "verbose",
+    "callbacks.model_summary",
     "logger",
     "paths",
     "callbacks.rich_progress_bar",

@@ -376,8 +376,8 @@ def execute(plan: Plan) -> dict[str, Any]:
 
         session = Session(cfg, run, plan.ckpt_path, rank_zero)
         if plan.command.name == "fit":
-            console.print_config_tree(cfg)
-        console.print_start(cfg, str(run))
+            console.print_config_tree(cfg)  # the log file always; the console with verbose=true
+        console.print_start(cfg, str(run), plan.overrides)
         import lightning as L
 
         L.seed_everything(cfg.seed, workers=True, verbose=False)  # the start panel shows the seed
@@ -385,7 +385,8 @@ def execute(plan: Plan) -> dict[str, Any]:
 
         # Lightning's own checkpoint loads (fit/test ckpt_path) accept what the safe loader accepts.
         allow_project_types()
-        fields = _call(plan.command.runner, session)
+        with console.quiet_console(bool(cfg.get("verbose", False))):
+            fields = _call(plan.command.runner, session)
         summary = {
             "experiment": cfg.name,
             "task": {"fit": "train", "test": "eval"}.get(plan.command.name, plan.command.name),

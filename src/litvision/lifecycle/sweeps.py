@@ -54,6 +54,8 @@ SWEEP_MAY_CHANGE: tuple[str, ...] = (
     "trainer.enable_progress_bar",
     "logger",
     "callbacks.rich_progress_bar",
+    "callbacks.model_summary",
+    "verbose",
 )
 
 

@@ -6,6 +6,7 @@ shows each one under its name.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 def _is_no_decay(name: str, p: torch.Tensor) -> bool:
@@ -160,12 +163,13 @@ class PlannedLambdaLR(torch.optim.lr_scheduler.LambdaLR):
             if isinstance(fn, WarmupSchedule) and total is not None:
                 record = fn.replan(total, self.last_epoch)
                 if record is not None:
-                    from lightning.pytorch.utilities import rank_zero_info
+                    from litvision.utils.warn import tell_user
 
-                    rank_zero_info(
+                    tell_user(
+                        log,
                         f"LR schedule ({fn.name}) re-planned from {record['from_total_steps']} to "
                         f"{record['to_total_steps']} steps at step {record['at_step']} "
-                        f"(multiplier {record['multiplier']:.4g})."
+                        f"(multiplier {record['multiplier']:.4g}, README: The life of a run).",
                     )
 
 
@@ -240,6 +244,19 @@ def configure_optimization(
     task.lr_scaling_info = scaling
     for g in groups:
         g["lr"] = g["lr"] * scaling["lr_scale"]
+    if scaling.get("scale_lr"):
+        from litvision.utils.warn import tell_user
+
+        tell_user(
+            log,
+            f"scale_lr={scaling['scale_lr']}: lr x{scaling['lr_scale']:.4g} = "
+            + ", ".join(
+                f"{g.get('name', 'default')} {g['lr']:.4g}"
+                for g in groups
+                if "/no_decay" not in str(g.get("name"))
+            )
+            + f" (global batch {scaling['global_batch_size']} / base_batch_size {scaling['base_batch_size']})",
+        )
     optimizer = factory(groups)
     scheduler = build_scheduler(
         optimizer,

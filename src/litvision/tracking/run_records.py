@@ -33,6 +33,8 @@ class Run:
     resolved: dict[str, Any] = field(default_factory=dict)  # config.yaml, flattened
     summary: dict[str, Any] | None = None
     problem: str | None = None
+    # The keys set on the run's command line (`.hydra/overrides.yaml`, sweep parameters included).
+    overridden: set[str] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -97,12 +99,27 @@ def load_run(path: Path, root: Path | None = None) -> Run:
     run.label = run.label if run.label not in ("", ".") else path.name
     run.composed = flatten(_read_yaml(path / ".hydra" / "config.yaml"))
     run.resolved = flatten(_read_yaml(path / "config.yaml"))
+    run.overridden = overridden_keys(path / ".hydra" / "overrides.yaml")
     summary = path / "summary.json"
     if summary.is_file():
         run.summary, run.problem = read_summary_checked(summary)
     else:
         run.problem = NO_SUMMARY
     return run
+
+
+def overridden_keys(path: Path) -> set[str]:
+    """The config keys a Hydra overrides file sets (`+k=v`, `k=v`; `~k` deletions left out)."""
+    try:
+        with open(path) as f:
+            items = yaml.safe_load(f)
+    except (OSError, ValueError, yaml.YAMLError):
+        return set()
+    if not isinstance(items, list):
+        return set()
+    return {
+        str(o).split("=", 1)[0].lstrip("+") for o in items if "=" in str(o) and not str(o).startswith("~")
+    }
 
 
 def read_summary_checked(path: Path) -> tuple[dict[str, Any] | None, str | None]:

@@ -1,7 +1,19 @@
-"""What a run prints: the config tree and start panel, and the final metrics table (rank zero only)."""
+"""What a run prints (rank zero only): a one-screen start panel (the full config tree with
+`verbose=true`), the events that change what is trained as they happen, and one table of results.
+
+Lightning's own console is quietened for the run (`quiet_console`): its tips and environment
+notices ("GPU available: ...", the `srun` hint, the litlogger tip) never reach the terminal, its
+other info lines only with `verbose=true`; every one of them still goes to the run's log file
+(<run folder>/<command>.log), as does the resolved config.
+"""
 
 from __future__ import annotations
 
+import logging
+import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
@@ -9,13 +21,84 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 _FIRST = ("data", "model", "trainer", "callbacks", "logger", "paths")
+log = logging.getLogger(__name__)
+
+#: Lightning's tips and notices that say nothing about this run (lightning 2.6): never on the
+#: console, always in the log file. The `srun` hint is a warning on every machine with SLURM tools
+#: (a login node included), the LeafSpec deprecation Lightning's own use of torch's pytree.
+NOISE: tuple[str, ...] = (
+    r"The `srun` command is available on your system but is not used",
+    r"💡 Tip:",
+    r"Trainer already configured with model summary callbacks",
+    r"^(GPU|TPU|HPU|IPU) available: ",
+    r"You are using a CUDA device .* that has Tensor Cores",
+    r"isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"^LOCAL_RANK: \d+ - CUDA_VISIBLE_DEVICES",
+    r"Loading `train_dataloader` to estimate number of stepping batches",
+    # `litvision test` restores weights only; the training callbacks are left out on purpose.
+    r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be provided",
+)
+_NOISE = re.compile("|".join(f"(?:{p})" for p in NOISE))
+
+
+def is_noise(message: str) -> bool:
+    return bool(_NOISE.search(message))
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not is_noise(record.getMessage())
+
+
+@contextmanager
+def quiet_console(verbose: bool) -> Iterator[None]:
+    """For the length of a run: Lightning's console handler shows warnings only (all its lines with
+    `verbose`), never its tips; Python warnings that are tips go to the log file only."""
+    handlers = [
+        h
+        for h in logging.getLogger("lightning").handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
+    drop = _DropNoise()
+    levels = [h.level for h in handlers]
+    for h in handlers:
+        h.addFilter(drop)
+        if not verbose:
+            h.setLevel(max(h.level, logging.WARNING))
+    show = warnings.showwarning
+    to_file = logging.getLogger("py.warnings")
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        text = warnings.formatwarning(message, category, filename, lineno, line).rstrip()
+        if is_noise(str(message)):
+            to_file.info(text)  # the root logger's file handler only
+            return
+        to_file.warning(text)
+        show(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = showwarning
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
+        for h, level in zip(handlers, levels):
+            h.removeFilter(drop)
+            h.setLevel(level)
+
+
+def config_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
 
 
 @rank_zero_only
 def print_config_tree(cfg: DictConfig) -> None:
+    log.info("config\n%s", config_yaml(cfg))
+    if not cfg.get("verbose"):
+        return
     tree = Tree("config", guide_style="dim")
     keys = [k for k in _FIRST if k in cfg] + [k for k in cfg if k not in _FIRST]
     for key in keys:
@@ -29,17 +112,25 @@ def print_config_tree(cfg: DictConfig) -> None:
 
 
 @rank_zero_only
-def print_start(cfg: DictConfig, run_dir: str) -> None:
+def print_start(cfg: DictConfig, run_dir: str, overrides: list[str] | None = None) -> None:
     t = cfg.trainer
+    from rich.markup import escape
+
+    given = [o for o in overrides or [] if not o.startswith("hydra.")]
     lines = [
         f"[bold]experiment[/] {cfg.name}   [bold]seed[/] {cfg.seed}",
         f"[bold]data[/] {cfg.data._target_.rsplit('.', 1)[-1]}   [bold]model[/] "
         f"{cfg.model.get('net', {}).get('_target_', cfg.model._target_).rsplit('.', 1)[-1]}",
         f"[bold]trainer[/] {t.get('accelerator')} x{t.get('devices')}  nodes={t.get('num_nodes', 1)}  "
         f"precision={t.get('precision')}  max_epochs={t.get('max_epochs')}",
-        f"[bold]run folder[/] {run_dir}",
+        *([f"[bold]overrides[/] {escape(' '.join(given))}"] if given else []),
+        f"[bold]run folder[/] {escape(run_dir)}",
     ]
-    Console().print(Panel("\n".join(lines), title=f"litvision {cfg.task_name}", expand=False))
+    if not cfg.get("verbose"):
+        lines.append("[dim]full config: verbose=true, or config.yaml in the run folder[/]")
+    text = "\n".join(lines)
+    log.info("start\n%s", Text.from_markup(text).plain)
+    Console().print(Panel(text, title=f"litvision {cfg.task_name}", expand=False))
 
 
 def _fmt(v: Any) -> str:
@@ -58,7 +149,7 @@ def print_summary(summary: dict[str, Any]) -> None:
     for name in sorted(set(val) | set(test)):
         row = [name] + ([_fmt(val.get(name))] if val else []) + [_fmt(test.get(name))]
         table.add_row(*row)
-    console = Console()
+    console = Console(soft_wrap=True)  # paths on one line, whatever the terminal width
     console.print(table)
     console.print(f"[bold]run folder[/]: {summary.get('run_dir')}")
     if summary.get("best_checkpoint"):
