@@ -29,7 +29,8 @@ config.yaml, checkpoints/ (best and last), logs and summary.json.
 
   litvision fit experiment=resnet50_flowers data.root=/data/flower_photos trainer=gpu
   litvision fit resume=runs/digits_cnn/<stamp>                    interrupted run, its own config
-  litvision fit resume=runs/digits_cnn/<stamp> trainer.max_epochs=60   allowed change on resume
+  litvision fit resume=runs/digits_cnn/<stamp> trainer.max_epochs=60   extend: the LR schedule is
+                                                                  re-planned to the new end
   litvision fit resume=<finished run> trainer.max_epochs=60      new run from its last.ckpt
 
 On resume only trainer.max_epochs/max_steps/devices/num_nodes/accelerator/strategy, data.num_workers,
