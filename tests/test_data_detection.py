@@ -258,6 +258,59 @@ def test_coco_datamodule_maps_labels_back_to_category_ids(tmp_path: Path, runs_d
     )
 
 
+def test_map_size_buckets_follow_the_annotation_area_not_the_box(tmp_path: Path, runs_dir: Path) -> None:
+    """COCOeval buckets objects by the annotation's `area` (a mask's area), not the box's. Object A:
+    an 80x80 box (medium) whose area is 900 (small), detected; object B: a 30x30 box (small) whose
+    area is 6400 (medium), missed. So mAP_small is 1 and mAP_medium 0; box areas would swap them.
+    Catches: the COCO reader giving the box area, or the transforms overwriting area with the box's."""
+    from coco_helpers import write_coco_split
+
+    from litvision.build import build_datamodule
+    from litvision.data.coco import COCODetection
+    from litvision.metrics.detection import make_map_metric, metric_targets
+
+    anns = [(1, 17, [40.0, 40.0, 80.0, 80.0], 900.0), (1, 17, [250.0, 250.0, 30.0, 30.0], 6400.0)]
+    for split in ("train2017", "val2017"):
+        write_coco_split(tmp_path, split, {1: (400, 400)}, anns)
+
+    def buckets(target: dict) -> tuple[float, float]:
+        pred = {
+            "boxes": _box_tensor(target)[:1],
+            "scores": torch.tensor([0.9]),
+            "labels": target["labels"][:1],
+        }
+        metric = make_map_metric(class_metrics=False)
+        metric.update([pred], metric_targets([target]))
+        result = metric.compute()
+        return float(result["map_small"]), float(result["map_medium"])
+
+    _, raw = COCODetection(tmp_path / "val2017", tmp_path / "annotations" / "instances_val2017.json")[0]
+    assert raw["area"].tolist() == [900.0, 6400.0]
+    assert buckets(raw) == (1.0, 0.0)
+    # Through the DataModule's eval transform (400 -> 200 px): the areas scale with their boxes.
+    cfg = compose_cfg(
+        [
+            "data=coco",
+            f"data.root={tmp_path}",
+            "data.num_classes=3",
+            "data.splits={train: train2017, val: val2017, test: val2017}",
+            "data.image_size=200",
+            "data.num_workers=0",
+        ],
+        runs_dir,
+    )
+    dm = build_datamodule(cfg)
+    dm.setup("validate")
+    _, (target,) = next(iter(dm.val_dataloader()))
+    _close(_boxes(target), [[20.0, 20.0, 60.0, 60.0], [125.0, 125.0, 140.0, 140.0]])
+    torch.testing.assert_close(target["area"], torch.tensor([225.0, 1600.0]))
+    assert buckets(target) == (1.0, 0.0)
+
+
+def _box_tensor(target: dict) -> torch.Tensor:
+    return target["boxes"].as_subclass(torch.Tensor)
+
+
 def _coco_json(tmp_path: Path, data: dict) -> Path:
     path = tmp_path / "instances_bad.json"
     path.write_text(json.dumps(data))
