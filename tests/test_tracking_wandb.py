@@ -99,6 +99,9 @@ def wandb_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_offline_run_holds_config_tags_group_and_final_metrics(wandb_run: dict) -> None:
+    """The offline run holds the config, tags, group, metrics, figures and model artifact, and the API
+    key is in none of the run's output, run folder, wandb config/cache/data dirs or HOME.
+    Catches: the key printed (a debug line in build_logger showed it in the captured output)."""
     run_dir = wandb_run["run_dir"]
     summary = json.loads((run_dir / "summary.json").read_text())
     [run] = offline_runs(run_dir)
@@ -136,7 +139,6 @@ def test_offline_run_holds_config_tags_group_and_final_metrics(wandb_run: dict) 
     models = [a for a in run.artifacts if a["type"] == "model"]
     assert any("best" in a["aliases"] for a in models), run.artifacts
     assert all(a["files"] == ["model.ckpt"] for a in models)
-    # Catches: the key printed (e.g. a debug line in build_logger) or written under wandb's dirs/HOME.
     output = (wandb_run["tmp"] / "output.txt").read_text(errors="replace")
     assert "W&B offline" in output  # the capture saw the run's own output
     _assert_no_secret(wandb_run["tmp"], output)
