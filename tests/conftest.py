@@ -33,6 +33,9 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """Run `python -m <module> <args>` the way a user would; returns the finished process."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # This checkout's litvision first, whatever PYTHONPATH a test passes: a test run from a worktree
+    # must not exercise the code of the checkout litvision is installed from.
+    full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), full_env.get("PYTHONPATH")) if p)
     proc = subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd or ROOT,

@@ -61,3 +61,30 @@ class KillJob(Callback):
         here = Path(trainer.default_root_dir).name == self.job
         if here and trainer.ckpt_path is None and trainer.current_epoch == self.epoch and batch_idx == 1:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class RecordFitStart(Callback):
+    """Appends one JSON line to `path` at the start of each fit: the global step, epoch and per-group
+    learning rates the run starts from. A resumed run starts where its checkpoint stopped; a run
+    that silently restarted starts at step 0 with the initial optimizer."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero:
+            return
+        groups = trainer.optimizers[0].param_groups if trainer.optimizers else []
+        line = {
+            "global_step": trainer.global_step,
+            "epoch": trainer.current_epoch,
+            "lrs": {g.get("name", str(i)): g["lr"] for i, g in enumerate(groups)},
+        }
+        with open(self.path, "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+def fit_starts(path) -> list[dict]:
+    """The lines RecordFitStart wrote, in order."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]

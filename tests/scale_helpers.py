@@ -43,3 +43,49 @@ class SlowTraining(Callback):
         import time
 
         time.sleep(self.seconds)
+
+
+class SaveRankWeights(Callback):
+    """At the end of training each rank saves its parameters to `<folder>/rank<k>.pt`: under DDP
+    every rank must end with the same weights."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        import torch
+
+        os.makedirs(self.folder, exist_ok=True)
+        params = {n: p.detach().cpu().clone() for n, p in pl_module.named_parameters()}
+        torch.save(params, os.path.join(self.folder, f"rank{trainer.global_rank}.pt"))
+
+
+class RecordOutputDtypes(Callback):
+    """Records the dtype of every Conv2d/Linear output during training steps, and the parameters'
+    dtypes, into the JSON file `path` at the end of training: bf16-mixed computes in bfloat16
+    under autocast while the weights stay float32."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.outputs: set[str] = set()
+        self.handles: list = []
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        import torch
+
+        def hook(module, args, output) -> None:
+            if module.training:
+                self.outputs.add(str(output.dtype).removeprefix("torch."))
+
+        for m in pl_module.modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+                self.handles.append(m.register_forward_hook(hook))
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        import json
+
+        for h in self.handles:
+            h.remove()
+        params = sorted({str(p.dtype).removeprefix("torch.") for p in pl_module.parameters()})
+        with open(self.path, "w") as f:
+            json.dump({"outputs": sorted(self.outputs), "params": params}, f)

@@ -158,6 +158,12 @@ def test_cifar100_fine_labels_and_names(tmp_path: Path, runs_dir: Path) -> None:
 
 
 def test_cifar_alexnet_resize_224_bicubic(tmp_path: Path, runs_dir: Path) -> None:
+    """The 32 px images reach 224 px through a bicubic resize: equal to torchvision's own bicubic
+    resize of the stored image, and unlike its bilinear one.
+    Catches: data.resize_interpolation ignored (the bilinear default used)."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
     overrides = fx.make_cifar10(tmp_path)
     dm = datamodule(
         ["data=cifar10", *overrides, "data.image_size=224", "data.resize_interpolation=bicubic"], runs_dir
@@ -165,6 +171,13 @@ def test_cifar_alexnet_resize_224_bicubic(tmp_path: Path, runs_dir: Path) -> Non
     x, _ = dm.datasets["test"][0]
     xt, _ = dm.datasets["train"][0]
     assert x.shape == xt.shape == (3, 224, 224) and x.dtype == torch.uint8
+    test = dm.datasets["test"]
+    raw = test.source.image(int(test.indices[0]))
+    assert tuple(raw.shape) == (3, 32, 32)
+    bicubic = TF.resize(raw, [224, 224], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    bilinear = TF.resize(raw, [224, 224], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    assert torch.equal(x, bicubic)
+    assert not torch.equal(x, bilinear)
 
 
 def test_cifar_bad_files(tmp_path: Path, runs_dir: Path) -> None:
@@ -373,15 +386,36 @@ def test_flowers_download_is_verified(tmp_path: Path, runs_dir: Path, monkeypatc
 # -- transforms -------------------------------------------------------------------------------
 @pytest.mark.parametrize("augment", ["randaugment", "trivialaugment"])
 def test_policy_augmentations_on_uint8(augment: str, tmp_path: Path, runs_dir: Path) -> None:
+    """The train pipeline is the plain one plus the policy (RandAugment with the configured num_ops
+    and magnitude, or TrivialAugmentWide), which changes the images; eval images are untouched.
+    Catches: data.augment ignored, or RandAugment built with its defaults (2 ops, magnitude 9)
+    instead of data.augment_num_ops=3 / data.augment_magnitude=13."""
+    from torchvision.transforms import v2
+
+    policy = {"randaugment": v2.RandAugment, "trivialaugment": v2.TrivialAugmentWide}[augment]
+    knobs = ["data.augment_num_ops=3", "data.augment_magnitude=13"]
     for name in ("mnist", "cifar10"):
         overrides = fixture_maker(name)(tmp_path)
-        dm = datamodule([f"data={name}", *overrides, f"data.augment={augment}"], runs_dir)
-        assert type(dm.datasets["train"].transform.transforms[-1]).__name__ in (
-            "RandAugment",
-            "TrivialAugmentWide",
-        )
+        dm = datamodule([f"data={name}", *overrides, f"data.augment={augment}", *knobs], runs_dir)
+        plain = datamodule([f"data={name}", *overrides, "data.augment=none", *knobs], runs_dir)
+        ops = dm.datasets["train"].transform.transforms
+        (found,) = [t for t in ops if isinstance(t, policy)]
+        if augment == "randaugment":
+            assert (found.num_ops, found.magnitude) == (3, 13)
+        rest = [type(t) for t in ops if t is not found]
+        assert rest == [type(t) for t in plain.datasets["train"].transform.transforms]
+        # The same seed for both pipelines: crops and flips draw alike, the policy alone differs.
+        changed = 0
+        for i in range(16):
+            torch.manual_seed(i)
+            x, _ = dm.datasets["train"][i]
+            torch.manual_seed(i)
+            y, _ = plain.datasets["train"][i]
+            assert x.dtype == torch.uint8 and x.shape == y.shape and x.shape[0] == dm.in_channels
+            changed += int(not torch.equal(x, y))
+        assert changed >= 10, f"{name}: the policy changed {changed} of 16 images"
+        assert torch.equal(dm.datasets["val"][0][0], plain.datasets["val"][0][0])
         x, _ = dm.datasets["train"][0]
-        assert x.dtype == torch.uint8 and x.shape[0] == dm.in_channels
         assert dm.normalize(x).dtype == torch.float32
 
 

@@ -258,6 +258,162 @@ def test_coco_datamodule_maps_labels_back_to_category_ids(tmp_path: Path, runs_d
     )
 
 
+def test_map_size_buckets_follow_the_annotation_area_not_the_box(tmp_path: Path, runs_dir: Path) -> None:
+    """COCOeval buckets objects by the annotation's `area` (a mask's area), not the box's. Object A:
+    an 80x80 box (medium) whose area is 900 (small), detected; object B: a 30x30 box (small) whose
+    area is 6400 (medium), missed. So mAP_small is 1 and mAP_medium 0; box areas would swap them.
+    Catches: the COCO reader giving the box area, or the transforms overwriting area with the box's."""
+    from coco_helpers import write_coco_split
+
+    from litvision.build import build_datamodule
+    from litvision.data.coco import COCODetection
+    from litvision.metrics.detection import make_map_metric, metric_targets
+
+    anns = [(1, 17, [40.0, 40.0, 80.0, 80.0], 900.0), (1, 17, [250.0, 250.0, 30.0, 30.0], 6400.0)]
+    for split in ("train2017", "val2017"):
+        write_coco_split(tmp_path, split, {1: (400, 400)}, anns)
+
+    def buckets(target: dict) -> tuple[float, float]:
+        pred = {
+            "boxes": _box_tensor(target)[:1],
+            "scores": torch.tensor([0.9]),
+            "labels": target["labels"][:1],
+        }
+        metric = make_map_metric(class_metrics=False)
+        metric.update([pred], metric_targets([target]))
+        result = metric.compute()
+        return float(result["map_small"]), float(result["map_medium"])
+
+    _, raw = COCODetection(tmp_path / "val2017", tmp_path / "annotations" / "instances_val2017.json")[0]
+    assert raw["area"].tolist() == [900.0, 6400.0]
+    assert buckets(raw) == (1.0, 0.0)
+    # Through the DataModule's eval transform (400 -> 200 px): the areas scale with their boxes.
+    cfg = compose_cfg(
+        [
+            "data=coco",
+            f"data.root={tmp_path}",
+            "data.num_classes=3",
+            "data.splits={train: train2017, val: val2017, test: val2017}",
+            "data.image_size=200",
+            "data.num_workers=0",
+        ],
+        runs_dir,
+    )
+    dm = build_datamodule(cfg)
+    dm.setup("validate")
+    _, (target,) = next(iter(dm.val_dataloader()))
+    _close(_boxes(target), [[20.0, 20.0, 60.0, 60.0], [125.0, 125.0, 140.0, 140.0]])
+    torch.testing.assert_close(target["area"], torch.tensor([225.0, 1600.0]))
+    assert buckets(target) == (1.0, 0.0)
+
+
+def test_coco_gapped_category_ids_round_trip_into_detections_json(tmp_path: Path, runs_dir: Path) -> None:
+    """Categories 1, 17 and 90 train as labels 0, 1, 2; the checkpoint carries the ids, and labels map
+    back to each annotation's own id (coco_results) and into detections.json (predict's writer).
+    Catches: the task not taking the data's category_ids (checkpoint without ids), and predict writing
+    label + 1 (ids 1, 2, 3) into detections.json."""
+    from coco_helpers import GAPPED, write_coco_split
+    from conftest import run_cli, run_folders
+
+    from litvision.build import build_datamodule
+    from litvision.metrics.detection import coco_results
+    from litvision.tasks.detection import DetectionTask
+    from litvision.train import train
+
+    anns = [
+        (1, 90, [4.0, 4.0, 20.0, 20.0], None),
+        (1, 1, [30.0, 30.0, 24.0, 20.0], None),
+        (2, 17, [10.0, 20.0, 30.0, 30.0], None),
+        (2, 90, [40.0, 2.0, 20.0, 12.0], None),
+    ]
+    for split in ("train2017", "val2017"):
+        write_coco_split(tmp_path / "coco", split, {1: (64, 64), 2: (64, 48)}, anns)
+    # The small YOLOv1 of yolov1_shapes on COCO-format data.
+    base = [
+        "experiment=yolov1_shapes",
+        "data=coco",
+        f"data.root={tmp_path / 'coco'}",
+        "data.num_classes=3",
+        "data.splits={train: train2017, val: val2017, test: val2017}",
+        "data.image_size=64",
+        "data.num_workers=0",
+        "model.net.image_size=64",
+        "model.net.grid_size=4",
+        "model.net.head_channels=16",
+    ]
+    overrides = [
+        *base,
+        "trainer.max_epochs=1",
+        "++trainer.limit_train_batches=1",
+        "++trainer.limit_val_batches=1",
+        "test=false",
+        "logger=csv",
+        "model.net.score_thresh=0.0",
+    ]
+    cfg = compose_cfg(overrides, runs_dir)
+    dm = build_datamodule(cfg)
+    assert dm.category_ids == [i for i, _ in GAPPED] and dm.class_names == [n for _, n in GAPPED]
+    dm.setup("validate")
+    targets = [t for _, batch in dm.val_dataloader() for t in batch]
+    assert [dm.category_ids[label] for t in targets for label in t["labels"].tolist()] == [a[1] for a in anns]
+
+    summary = train(cfg)
+    ckpt = summary["last_checkpoint"]
+    task = DetectionTask.load_from_checkpoint(ckpt, map_location="cpu")
+    assert task.category_ids == [1, 17, 90]
+    # The ground truth written back as COCO results carries each annotation's own category id.
+    as_preds = [{**t, "scores": torch.ones(len(t["labels"]))} for t in targets]
+    results = coco_results(as_preds, [t["image_id"] for t in targets], task.category_ids)
+    assert [r["category_id"] for r in results] == [a[1] for a in anns]
+
+    proc = run_cli(
+        "litvision.predict",
+        "experiment=yolov1_shapes",
+        f"ckpt_path={ckpt}",
+        f"input={tmp_path / 'coco' / 'val2017'}",
+        f"paths.runs_dir={runs_dir / 'predict'}",
+        "score_thresh=0.0",
+        check=True,
+    )
+    (run,) = [f for f in run_folders(runs_dir / "predict") if f.name != ".hydra"]
+    detections = json.loads((run / "detections.json").read_text())
+    assert detections, proc.stdout
+    assert {d["category_id"] for d in detections} <= {1, 17, 90}, {d["category_id"] for d in detections}
+
+
+def _box_tensor(target: dict) -> torch.Tensor:
+    return target["boxes"].as_subclass(torch.Tensor)
+
+
+@pytest.mark.parametrize(
+    ("size", "ok"),
+    [
+        (None, True),  # the experiment's own {min_size: 800, max_size: 1333}
+        ([300, 400], True),
+        (512, True),
+        ({"min_size": 0, "max_size": 10}, False),
+        ({"min_size": 800, "max_size": 600}, False),
+        ([300], False),
+    ],
+)
+def test_detection_image_size_forms_pass_the_preflight_check(size, ok: bool, runs_dir: Path) -> None:
+    """Catches: data.image_size checked as an int only, which refused `make train EXP=fasterrcnn_coco`
+    (and fcos_coco, fasterrcnn_voc) before any run folder, although the transforms read every form."""
+    from omegaconf import OmegaConf
+
+    from litvision.lifecycle.checks import check_values
+
+    cfg = compose_cfg(["experiment=fasterrcnn_coco"], runs_dir)
+    if size is not None:
+        OmegaConf.update(cfg, "data.image_size", size, merge=False)
+    if ok:
+        check_values(cfg)
+        return
+    with pytest.raises(UserError, match=r"data.image_size=.* is not valid: expected .*min_size") as e:
+        check_values(cfg)
+    assert "\n" not in str(e.value)
+
+
 def _coco_json(tmp_path: Path, data: dict) -> Path:
     path = tmp_path / "instances_bad.json"
     path.write_text(json.dumps(data))

@@ -71,18 +71,47 @@ def test_responsible_predictor_is_the_best_overlapping_one() -> None:
 
 
 def test_eval_output_in_input_pixels() -> None:
-    model = _tiny().eval()
-    images, _ = _batch()
+    """The head's output is fixed by hand (zero weights, a bias encoding one box per cell), so the
+    detections of a 128x96 image are known: cell (gx, gy)'s box is centred at ((gx + 0.5) * 32,
+    (gy + 0.5) * 24) and is 32 x 24 px (a quarter of the image each way), class 1.
+    Catches: boxes left in network space (image fractions 0..1, grid-cell units, or the 64 px input)."""
+    S, B, C = 4, 2, 3
+    model = _tiny(grid_size=S, boxes_per_cell=B).eval()
+    last = model.head[-1]
+    bias = torch.zeros(B * 5 + C)
+    bias[0:2] = 0.0  # predictor 0: centre offset sigmoid(0) = 0.5 of the cell
+    bias[2:4] = torch.logit(torch.tensor(0.25))  # width, height: a quarter of the image
+    bias[4] = 8.0  # confident
+    bias[9] = -20.0  # predictor 1: no object
+    bias[B * 5 :] = torch.tensor([-20.0, 20.0, -20.0])  # class 1
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(bias)
+    images, _ = _batch()  # 3 x 96 x 128 and 3 x 128 x 96
     with torch.no_grad():
         out = model(images)
     assert len(out) == 2
-    for img, det in zip(images, out, strict=False):
+    for img, det in zip(images, out, strict=True):
         h, w = img.shape[-2:]
         assert set(det) == {"boxes", "scores", "labels"}
-        assert det["boxes"].shape[1] == 4 and len(det["boxes"]) <= 100
-        if len(det["boxes"]):
-            assert det["boxes"][:, 0::2].max() <= w and det["boxes"][:, 1::2].max() <= h
-            assert det["labels"].max() < 3 and det["labels"].min() >= 0
+        cw, ch = w / S, h / S
+        expected = torch.tensor(
+            [
+                [
+                    (gx + 0.5) * cw - w / 8,
+                    (gy + 0.5) * ch - h / 8,
+                    (gx + 0.5) * cw + w / 8,
+                    (gy + 0.5) * ch + h / 8,
+                ]
+                for gy in range(S)
+                for gx in range(S)
+            ]
+        )
+        got = det["boxes"][torch.argsort(det["boxes"][:, 1] * 1e4 + det["boxes"][:, 0])]
+        torch.testing.assert_close(got, expected, atol=1e-3, rtol=0)
+        assert det["labels"].tolist() == [1] * S * S
+        assert det["boxes"][:, 0::2].min() >= 0 and det["boxes"][:, 1::2].min() >= 0
+        assert det["boxes"][:, 0::2].max() <= w and det["boxes"][:, 1::2].max() <= h
 
 
 def test_pretrained_backbone_copied_and_frozen(tmp_path) -> None:

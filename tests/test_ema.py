@@ -82,7 +82,11 @@ def test_checkpoint_state_dict_holds_the_ema_weights_for_predict(ema_run: dict) 
 def test_resume_restores_ema_bit_exactly(tmp_path: Path) -> None:
     """Crash after epoch 1, resume last.ckpt with the real CLI: the EMA and raw weights, n_averaged and
     the callback's step equal an uninterrupted run's. Catches: EMA state not saved or not restored
-    (e.g. the average restarting from the raw weights on resume)."""
+    (e.g. the average restarting from the raw weights on resume); and ckpt_path dropped from
+    trainer.fit (a restart ends with the same weights, but its fit starts at step 0, not 12; the
+    replayed CrashAtEpochStart crashes it again, so the resume fails)."""
+    from resume_helpers import fit_starts
+
     from litvision.train import train
 
     # monitor=null: a checkpoint every epoch. With a monitor, Lightning 2.6 rewrites last.ckpt only
@@ -90,10 +94,17 @@ def test_resume_restores_ema_bit_exactly(tmp_path: Path) -> None:
     common = [*COMMON, "test=false", "callbacks.model_checkpoint.monitor=null"]
     full = train(compose_cfg(common, tmp_path / "full"))
     # Interrupted (crashed at the start of epoch 2): a finished run would be read-only.
+    starts = tmp_path / "fit_starts.jsonl"
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(
             compose_cfg(
-                [*common, "+callbacks.crash._target_=conftest.CrashAtEpochStart", "+callbacks.crash.epoch=2"],
+                [
+                    *common,
+                    "+callbacks.crash._target_=conftest.CrashAtEpochStart",
+                    "+callbacks.crash.epoch=2",
+                    "+callbacks.fit_start._target_=resume_helpers.RecordFitStart",
+                    f"+callbacks.fit_start.path={starts}",
+                ],
                 tmp_path / "part",
             )
         )
@@ -111,6 +122,7 @@ def test_resume_restores_ema_bit_exactly(tmp_path: Path) -> None:
     )
     resumed = json.loads((Path(part["run_dir"]) / "summary.json").read_text())
     assert resumed["global_step"] == full["global_step"]
+    assert [(s["global_step"], s["epoch"]) for s in fit_starts(starts)] == [(0, 0), (12, 2)]
     a, b = _load(full["last_checkpoint"]), _load(last)
     for key in ("state_dict", "current_model_state", "averaging_state"):
         assert a[key].keys() == b[key].keys()

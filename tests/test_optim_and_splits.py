@@ -56,10 +56,15 @@ def test_named_param_groups_with_head_lr_and_no_decay_for_norms_and_biases() -> 
 
 
 def test_stratified_split_is_seeded_disjoint_and_proportional() -> None:
+    """Catches: the train part also taking the test part's indices (parts[0] extended from
+    `start - sizes[-1]`): a leaking split whose val/test counts and union still look right."""
     labels = np.array([0] * 100 + [1] * 50 + [2] * 20)
     train, val, test = stratified_split(labels, (0.2, 0.1), seed=3)
     assert len(set(train) | set(val) | set(test)) == len(labels)
     assert not (set(train) & set(val)) and not (set(val) & set(test))
+    assert not (set(train) & set(test)), "test images leak into training"
+    assert len(train) + len(val) + len(test) == len(labels)
+    assert np.bincount(labels[train]).tolist() == [70, 35, 14]
     assert np.bincount(labels[val]).tolist() == [20, 10, 4]
     assert np.bincount(labels[test]).tolist() == [10, 5, 2]
     again = stratified_split(labels, (0.2, 0.1), seed=3)

@@ -31,16 +31,23 @@ def test_ddp_two_processes_one_run_folder_and_same_metrics_as_one_process(runs_d
     step), so they are two seeds of the same recipe; at 4 epochs digits_cnn sits at ~0.95-0.98 test
     accuracy and seed-to-seed spread is ~0.01-0.02. A broken DDP run (unsynchronised gradients,
     metrics on half the data, each rank training alone) is off by far more, or fails the checks below.
+    Catches: gradients not all-reduced (a DDP comm hook returning the local gradient, i.e. each rank
+    training alone as an unwrapped model would): the two ranks end with different weights.
     """
+    import torch
+
     from litvision.train import train
 
     args = ["experiment=digits_cnn", "trainer.max_epochs=4", "logger=csv", *QUIET]
+    ranks = runs_dir / "rank_weights"
     proc = run_cli(
         "litvision.train",
         *args,
         "trainer=ddp_cpu",
         "data.batch_size=32",
         f"paths.runs_dir={runs_dir / 'ddp'}",
+        "+callbacks.rank_weights._target_=scale_helpers.SaveRankWeights",
+        f"+callbacks.rank_weights.folder={ranks}",
         env=ENV,
         timeout=600,
     )
@@ -56,6 +63,11 @@ def test_ddp_two_processes_one_run_folder_and_same_metrics_as_one_process(runs_d
     assert proc.stdout.count("litvision train") == 1 and proc.stdout.count("best checkpoint") == 2
     # 1169 training images: 585 per rank, 19 batches of 32 per epoch; the sampler split the data.
     assert ddp["global_step"] == 4 * 19
+    # One model trained by two processes: both ranks hold the same weights, bit for bit.
+    w0, w1 = (torch.load(ranks / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert w0.keys() == w1.keys() and len(w0) > 0
+    differ = [k for k in w0 if not torch.equal(w0[k], w1[k])]
+    assert not differ, f"ranks ended with different weights: {differ}"
 
     one = train(compose_cfg([*args, "trainer=cpu", "data.batch_size=64"], runs_dir / "one"))
     assert abs(ddp["test"]["test/acc"] - one["test"]["test/acc"]) <= 0.05, (ddp["test"], one["test"])
@@ -89,12 +101,30 @@ def test_multirun_with_ddp_makes_one_folder_per_job(runs_dir: Path) -> None:
 # -- precision -------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_bf16_mixed_on_cpu_reaches_the_32_bit_accuracy_band(runs_dir: Path) -> None:
+    """bf16-mixed computes under autocast (the Conv2d/Linear outputs of the training forward are
+    bfloat16, the weights stay float32) and reaches the fp32 accuracy band.
+    Catches: trainer.precision ignored (both runs in fp32: outputs float32)."""
     from litvision.train import train
 
     args = ["experiment=digits_cnn", "trainer.max_epochs=3", "logger=csv", "test=true", *QUIET]
-    full = train(compose_cfg([*args, "trainer.precision=32-true"], runs_dir))["test"]["test/acc"]
-    bf16 = train(compose_cfg([*args, "trainer.precision=bf16-mixed"], runs_dir))["test"]["test/acc"]
+    probe = ["+callbacks.dtypes._target_=scale_helpers.RecordOutputDtypes"]
+    dtypes = {p: runs_dir / f"dtypes_{p}.json" for p in ("32-true", "bf16-mixed")}
+    full = train(
+        compose_cfg(
+            [*args, "trainer.precision=32-true", *probe, f"+callbacks.dtypes.path={dtypes['32-true']}"],
+            runs_dir,
+        )
+    )["test"]["test/acc"]
+    bf16 = train(
+        compose_cfg(
+            [*args, "trainer.precision=bf16-mixed", *probe, f"+callbacks.dtypes.path={dtypes['bf16-mixed']}"],
+            runs_dir,
+        )
+    )["test"]["test/acc"]
     print("test/acc fp32", full, "bf16-mixed", bf16)
+    seen = {p: json.loads(path.read_text()) for p, path in dtypes.items()}
+    assert seen["32-true"] == {"outputs": ["float32"], "params": ["float32"]}, seen
+    assert seen["bf16-mixed"] == {"outputs": ["bfloat16"], "params": ["float32"]}, seen
     assert full > 0.9 and bf16 > 0.9, (full, bf16)
     assert abs(full - bf16) <= 0.03, (full, bf16)
 
@@ -113,7 +143,10 @@ RESUME = [
 
 
 def test_preemption_signal_mid_epoch_then_resume_gives_the_uninterrupted_weights(runs_dir: Path) -> None:
+    """Catches: the pre-emption checkpoint not resumable mid-epoch, and ckpt_path dropped from
+    trainer.fit (the second fit starts at step 0 instead of 9)."""
     import torch
+    from resume_helpers import fit_starts
 
     from litvision.callbacks.preemption import STATE_KEY, Preempted
     from litvision.train import train
@@ -121,7 +154,13 @@ def test_preemption_signal_mid_epoch_then_resume_gives_the_uninterrupted_weights
     ref_dir, run_dir = runs_dir / "ref", runs_dir / "pre"
     train(compose_cfg([*RESUME, f"hydra.run.dir={ref_dir}"], runs_dir))
     # A real SIGUSR1 to this process during step 8 = epoch 1, batch 2 (6 batches per epoch).
-    kill = ["+callbacks.kill._target_=scale_helpers.SignalAtStep", "+callbacks.kill.step=8"]
+    starts = runs_dir.parent / "fit_starts.jsonl"
+    kill = [
+        "+callbacks.kill._target_=scale_helpers.SignalAtStep",
+        "+callbacks.kill.step=8",
+        "+callbacks.fit_start._target_=resume_helpers.RecordFitStart",
+        f"+callbacks.fit_start.path={starts}",
+    ]
     with pytest.raises(Preempted) as stop:
         train(compose_cfg([*RESUME, *kill, f"hydra.run.dir={run_dir}"], runs_dir))
     assert stop.value.code == 128 + signal.SIGUSR1
@@ -131,8 +170,9 @@ def test_preemption_signal_mid_epoch_then_resume_gives_the_uninterrupted_weights
     assert not (run_dir / "summary.json").exists()
 
     # Same folder again: the run finds its own last.ckpt and resumes (what a requeued job does).
-    resumed = train(compose_cfg([*RESUME, f"hydra.run.dir={run_dir}"], runs_dir))
+    resumed = train(compose_cfg([*RESUME, *kill[2:], f"hydra.run.dir={run_dir}"], runs_dir))
     assert resumed["global_step"] == 12 and resumed["run_dir"] == str(run_dir)
+    assert [(s["global_step"], s["epoch"]) for s in fit_starts(starts)] == [(0, 0), (9, 1)]
     ref = torch.load(ref_dir / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
     got = torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
     assert ref.keys() == got.keys()
@@ -141,12 +181,21 @@ def test_preemption_signal_mid_epoch_then_resume_gives_the_uninterrupted_weights
 
 
 def test_sigterm_leaves_a_usable_last_ckpt_and_the_cli_resumes_in_the_same_folder(runs_dir: Path) -> None:
+    """The resume starts training at the pre-empted step (9), not at 0, and records itself.
+    Catches: ckpt_path dropped from trainer.fit (the run restarts at step 0 in the same folder, and
+    the replayed SignalAtStep, which spares only a run given a checkpoint, pre-empts it again: 143)."""
+    import yaml
+    from resume_helpers import fit_starts
+
+    starts = runs_dir.parent / "fit_starts.jsonl"
     args = [
         *RESUME,
         "trainer.max_epochs=3",
         "+callbacks.kill._target_=scale_helpers.SignalAtStep",
         "+callbacks.kill.step=8",
         "+callbacks.kill.signame=SIGTERM",
+        "+callbacks.fit_start._target_=resume_helpers.RecordFitStart",
+        f"+callbacks.fit_start.path={starts}",
         f"paths.runs_dir={runs_dir}",
     ]
     proc = run_cli("litvision.train", *args, env=ENV, timeout=600)
@@ -161,6 +210,10 @@ def test_sigterm_leaves_a_usable_last_ckpt_and_the_cli_resumes_in_the_same_folde
     assert run_folders(runs_dir) == [run]
     summary = _summary(run)
     assert summary["global_step"] == 18 and summary["epochs_completed"] == 3
+    # Resumed, not restarted: the second fit starts at the checkpoint's step and epoch.
+    assert [(s["global_step"], s["epoch"]) for s in fit_starts(starts)] == [(0, 0), (9, 1)]
+    record = yaml.safe_load((run / "resume-1.yaml").read_text())
+    assert record["checkpoint"] == str(last) and not (run / "resume-2.yaml").exists()
 
 
 def test_atomic_checkpoint_write_keeps_the_old_file_when_saving_fails(tmp_path: Path, monkeypatch) -> None:

@@ -4,6 +4,7 @@ a W&B sweep file drives the real `wandb agent` command construction."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -40,12 +41,38 @@ def _wandb_env(tmp: Path) -> dict[str, str]:
         "WANDB_CONFIG_DIR": str(tmp / "wandb_config"),
         "WANDB_CACHE_DIR": str(tmp / "wandb_cache"),
         "WANDB_DATA_DIR": str(tmp / "wandb_data"),
+        # wandb's per-user files (~/.netrc from a login, ~/.config/wandb, ~/.cache/wandb) land here too.
+        "HOME": str(tmp / "home"),
     }
 
 
-def _assert_no_secret(folder: Path) -> None:
+def _assert_no_secret(folder: Path, *outputs: str) -> None:
+    """No file under `folder` (the run folder, wandb's config/cache/data dirs and HOME all live under
+    it) and no captured stdout/stderr holds the API key."""
     leaks = [p for p in folder.rglob("*") if p.is_file() and FAKE_KEY.encode() in p.read_bytes()]
     assert not leaks, f"the API key was written to {leaks}"
+    assert not [o for o in outputs if FAKE_KEY in o], "the API key was printed"
+
+
+@contextlib.contextmanager
+def _captured_output(path: Path):
+    """Everything printed while the block runs goes to `path`: sys.stdout/sys.stderr, and file
+    descriptors 1 and 2 (C code, and the wandb service process started meanwhile)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(path, "w", buffering=1) as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            with contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):
+                yield
+        finally:
+            f.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +87,8 @@ def wandb_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
         for k, v in _wandb_env(tmp).items():
             mp.setenv(k, v)
         mp.delenv("WANDB_RUN_ID", raising=False)
-        summary = train(compose_cfg(overrides, runs_dir))
+        with _captured_output(tmp / "output.txt"):
+            summary = train(compose_cfg(overrides, runs_dir))
     return {
         "tmp": tmp,
         "runs_dir": runs_dir,
@@ -71,6 +99,9 @@ def wandb_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_offline_run_holds_config_tags_group_and_final_metrics(wandb_run: dict) -> None:
+    """The offline run holds the config, tags, group, metrics, figures and model artifact, and the API
+    key is in none of the run's output, run folder, wandb config/cache/data dirs or HOME.
+    Catches: the key printed (a debug line in build_logger showed it in the captured output)."""
     run_dir = wandb_run["run_dir"]
     summary = json.loads((run_dir / "summary.json").read_text())
     [run] = offline_runs(run_dir)
@@ -108,12 +139,15 @@ def test_offline_run_holds_config_tags_group_and_final_metrics(wandb_run: dict) 
     models = [a for a in run.artifacts if a["type"] == "model"]
     assert any("best" in a["aliases"] for a in models), run.artifacts
     assert all(a["files"] == ["model.ckpt"] for a in models)
-    _assert_no_secret(run_dir)
+    output = (wandb_run["tmp"] / "output.txt").read_text(errors="replace")
+    assert "W&B offline" in output  # the capture saw the run's own output
+    _assert_no_secret(wandb_run["tmp"], output)
 
 
 def test_resume_continues_the_same_wandb_run(tmp_path: Path) -> None:
     """An interrupted run (crashed at the start of epoch 1) resumed through the CLI logs to the same
-    W&B run. Catches: a new run id on resume, or the resume starting the steps over."""
+    W&B run. Catches: a new run id on resume, or the resume starting the steps over; and the API key
+    printed (a debug line in build_logger) or written anywhere under tmp_path (run, wandb dirs, HOME)."""
     import wandb
 
     from litvision.train import train
@@ -154,7 +188,7 @@ def test_resume_continues_the_same_wandb_run(tmp_path: Path) -> None:
     steps = [h["trainer/global_step"] for h in second.history if "train/loss" in h]
     assert steps and min(steps) == done_steps, "the resumed run continues the steps"
     assert math.isclose(second.summary["test/acc"], summary["test"]["test/acc"], rel_tol=1e-9)
-    _assert_no_secret(run_dir)
+    _assert_no_secret(tmp_path, proc.stdout, proc.stderr)
 
 
 def test_no_api_key_means_offline_inside_the_run_folder(

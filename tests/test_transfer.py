@@ -149,8 +149,16 @@ def test_unfreeze_schedule_gives_the_backbone_its_own_rate(runs_dir: Path, capfd
 
 
 def test_unfreeze_schedule_resumes_after_the_unfreeze(runs_dir: Path) -> None:
+    """Resume from the end of the unfreeze epoch: the fit starts there (step 4, four named groups)
+    and every group's learning rate after the resumed epoch equals an uninterrupted run's.
+    Catches: ckpt_path dropped from trainer.fit (the fit starts at step 0), and the backbone groups
+    off the task's schedule after a resume (UnfreezeBackbone.on_fit_start appending a constant
+    multiplier `lambda step: 1.0` instead of the schedule: backbone lr 3e-4 instead of 4.6e-5)."""
+    from resume_helpers import fit_starts
+
     from litvision.train import train
 
+    starts = runs_dir / "fit_starts.jsonl"
     base = [
         *TINY,
         "callbacks=[model_checkpoint,unfreeze]",
@@ -161,17 +169,44 @@ def test_unfreeze_schedule_resumes_after_the_unfreeze(runs_dir: Path) -> None:
         "trainer.limit_val_batches=1",
         "test=false",
     ]
-    first = train(compose_cfg([*base, "trainer.max_epochs=2"], runs_dir))
+    probe = [
+        "+callbacks.fit_start._target_=resume_helpers.RecordFitStart",
+        f"+callbacks.fit_start.path={starts}",
+    ]
+    # 4 epochs of 2 steps; the interrupted run crashes at the start of epoch 2, mid-schedule.
+    base.append("trainer.max_epochs=4")
+    ref = train(compose_cfg(base, runs_dir / "ref"))
+    crash = ["+callbacks.crash._target_=conftest.CrashAtEpochStart", "+callbacks.crash.epoch=2"]
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(compose_cfg([*base, *crash], runs_dir / "part"))
     # Every epoch's checkpoint is kept: resume from the end of the unfreeze epoch (1).
-    epoch1 = Path(first["run_dir"]) / "checkpoints" / "best-epoch001.ckpt"
-    resumed = train(compose_cfg([*base, "trainer.max_epochs=3", f"ckpt_path={epoch1}"], runs_dir))
-    assert resumed["global_step"] == 6
+    (epoch1,) = (runs_dir / "part").rglob("best-epoch001.ckpt")
+    resumed = train(compose_cfg([*base, *probe, f"ckpt_path={epoch1}"], runs_dir / "resumed"))
+    assert resumed["global_step"] == 8
     before = torch.load(epoch1, map_location="cpu", weights_only=False)
     epoch2 = Path(resumed["run_dir"]) / "checkpoints" / "best-epoch002.ckpt"
     after = torch.load(epoch2, map_location="cpu", weights_only=False)
     assert (before["epoch"], after["epoch"]) == (1, 2)
+    # Resumed, not restarted: the fit starts at the checkpoint's step with its optimizer groups.
+    (start,) = fit_starts(starts)
+    saved = {g["name"]: g["lr"] for g in before["optimizer_states"][0]["param_groups"]}
+    assert (start["global_step"], start["epoch"]) == (4, 2)
+    assert start["lrs"] == pytest.approx(saved) and len(saved) == 4
     groups = [g["name"] for g in after["optimizer_states"][0]["param_groups"]]
     assert groups == ["default", "default/no_decay", "backbone", "backbone/no_decay"]
+    # Each group's rate after each resumed epoch: the uninterrupted run's, on the cosine schedule,
+    # the backbone at lr_scale (0.1) x the head's.
+    for epoch in (2, 3):
+        name = f"best-epoch{epoch:03d}.ckpt"
+        got, expected = (
+            torch.load(Path(r["run_dir"]) / "checkpoints" / name, map_location="cpu", weights_only=False)
+            for r in (resumed, ref)
+        )
+        lrs = {g["name"]: g["lr"] for g in got["optimizer_states"][0]["param_groups"]}
+        assert lrs == pytest.approx(
+            {g["name"]: g["lr"] for g in expected["optimizer_states"][0]["param_groups"]}
+        )
+        assert lrs["backbone"] == pytest.approx(0.1 * lrs["default"]) and lrs["default"] != saved["default"]
     # The restored backbone groups train after the resume, and follow the task's schedule (one lambda per group).
     key = "net.features.0.0.weight"
     assert not torch.equal(before["state_dict"][key], after["state_dict"][key])

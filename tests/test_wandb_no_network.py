@@ -35,6 +35,7 @@ def _env(tmp: Path, base_url: str, key: str | None = FAKE_KEY) -> dict[str, str]
         "WANDB_DATA_DIR": str(tmp / "wandb_data"),
         "NETRC": str(tmp / "no_netrc"),
         "WANDB_API_KEY": key or "",
+        "HOME": str(tmp / "home"),  # wandb's per-user files, scanned for the key below
     }
     return env
 
@@ -53,7 +54,8 @@ def test_online_with_the_server_unreachable_logs_offline_after_one_warning(
     runs_dir: Path, tmp_path: Path
 ) -> None:
     """Breaks if the reachability probe or the fallback goes: wandb then retries for init_timeout
-    and raises CommError (a traceback, exit 1)."""
+    and raises CommError (a traceback, exit 1). The key given must not reach the output, the run
+    folder, wandb's config/cache/data dirs or HOME. Catches: the key printed in build_logger."""
     env = _env(tmp_path, f"http://127.0.0.1:{_closed_port()}")
     proc = run_cli("litvision.train", *TINY, f"paths.runs_dir={runs_dir}", env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -62,7 +64,8 @@ def test_online_with_the_server_unreachable_logs_offline_after_one_warning(
     (run,) = run_folders(runs_dir)
     assert (run / "summary.json").is_file()
     assert len(list((run / "wandb").glob("offline-run-*"))) == 1
-    assert not [p for p in run.rglob("*") if p.is_file() and FAKE_KEY.encode() in p.read_bytes()]
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and FAKE_KEY.encode() in p.read_bytes()]
+    assert FAKE_KEY not in proc.stdout and FAKE_KEY not in proc.stderr
 
 
 def test_online_without_a_key_and_no_fallback_is_one_error_line(runs_dir: Path, tmp_path: Path) -> None:

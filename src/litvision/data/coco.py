@@ -167,6 +167,12 @@ class COCODetection(Dataset):
         # x y w h -> x1 y1 x2 y2, then clip to each box's own image.
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         boxes, moved, keep = clip_boxes_np(boxes, sizes[owner, 1], sizes[owner, 0])
+        # COCOeval's small/medium/large ranges use the annotation's `area` (the mask's area), not
+        # the box's (pycocotools cocoeval.py, evaluateImg: `g['area'] < aRng[0]`); the box area is
+        # the fallback for files without it.
+        box_areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        given = np.array([float(a.get("area") or 0.0) for a in anns], dtype=np.float32).reshape(-1)
+        areas = np.where(given > 0, given, box_areas).astype(np.float32)
         stats = BoxStats(clipped=int((moved & keep).sum()), dropped=int((~keep).sum()))
         stats.files = [f"image {image_ids[i]}" for i in owner[moved | ~keep][:3]]
         stats.warn(self.ann_file)
@@ -175,6 +181,7 @@ class COCODetection(Dataset):
         order = np.argsort(owner[keep], kind="stable")  # annotations grouped by image, file order kept
         self._owner = owner[keep][order]
         self._boxes, self._labels, self._crowd = boxes[keep][order], labels[keep][order], crowd[keep][order]
+        self._areas = areas[keep][order]
         counts = np.bincount(self._owner, minlength=len(image_ids))
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
         chosen = np.arange(len(image_ids)) if keep_empty else np.nonzero(counts)[0]
@@ -216,7 +223,11 @@ class COCODetection(Dataset):
                 "fix the entry."
             )
         boxes, labels, iscrowd = self.annotation(index)
-        return image, make_target(boxes, labels, canvas_size=size, image_id=image_id, iscrowd=iscrowd)
+        i = int(self._images[index])
+        area = torch.from_numpy(self._areas[int(self._offsets[i]) : int(self._offsets[i + 1])].copy())
+        return image, make_target(
+            boxes, labels, canvas_size=size, image_id=image_id, iscrowd=iscrowd, area=area
+        )
 
 
 class COCODataModule(DetectionDataModule):

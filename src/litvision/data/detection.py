@@ -9,7 +9,8 @@ A dataset item is `(image, target)`:
   canvas_size=(H, W);
   `labels` int64 [N], contiguous 0..C-1 (no background class; torchvision wrappers add 1);
   `iscrowd` int64 [N], 1 for objects evaluation must ignore (COCO crowd regions, VOC `difficult`);
-  `area` float32 [N] (the dataset's area from a reader; the box area after transforms);
+  `area` float32 [N] (the object's area: the annotation's own from a reader that has it, e.g.
+  COCO's mask area, else the box's; transforms scale it with its box);
   `image_id` int (COCO's image id for COCO data, the index in the split otherwise).
 
 `detection_collate` gives torchvision detectors their input (lists); `padded_collate` gives
@@ -173,7 +174,13 @@ def padded_collate(
 
 
 class TransformedDataset(Dataset):
-    """Applies a v2 transform to `(image, target)` pairs and refreshes `area` from the boxes."""
+    """Applies a v2 transform to `(image, target)` pairs; `area` follows its box.
+
+    A reader's `area` may differ from its box's (COCO's is the mask's), and COCO's size buckets
+    in mAP read it. The transform carries each object's area-to-box ratio (filtered with the
+    boxes by SanitizeBoundingBoxes) and the area is that ratio times the transformed box's area:
+    exact under resizes and flips, the object's fill of its box under crops.
+    """
 
     def __init__(self, dataset: Dataset, transform: Callable | None) -> None:
         self.dataset = dataset
@@ -185,8 +192,13 @@ class TransformedDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
         image, target = self.dataset[index]
         if self.transform is not None:
+            before = box_area(target["boxes"])
+            if "area" in target:
+                target["area"] = torch.as_tensor(target["area"], dtype=torch.float32) / before.clamp_min(1e-6)
+            else:
+                target["area"] = torch.ones_like(before)
             image, target = self.transform(image, target)
-            target["area"] = box_area(target["boxes"])
+            target["area"] = target["area"] * box_area(target["boxes"])
         return image, target
 
 

@@ -57,6 +57,24 @@ def _devices_ok(v: Any) -> bool:
     return False
 
 
+def _image_size_ok(v: Any) -> bool:
+    # The forms detection_transforms reads (data/det_transforms.py): a square side, [height, width],
+    # or R-CNN's {min_size, max_size} (COCO/VOC detection configs use the last).
+    if _is_int(v):
+        return v >= 1
+    if isinstance(v, (list, tuple)) or OmegaConf.is_list(v):
+        return len(v) == 2 and all(_is_int(x) and x >= 1 for x in v)
+    if isinstance(v, dict) or OmegaConf.is_dict(v):
+        lo, hi = v.get("min_size"), v.get("max_size")
+        return (
+            set(v) <= {"min_size", "max_size"}
+            and _is_int(lo)
+            and lo >= 1
+            and (hi is None or (_is_int(hi) and hi >= lo))
+        )
+    return False
+
+
 def _limit_ok(v: Any) -> bool:
     # Lightning: an int is a number of batches, a float a fraction of the loader.
     if _is_int(v):
@@ -153,8 +171,8 @@ RULES: tuple[Rule, ...] = (
     ),
     Rule(
         "data.image_size",
-        lambda v: _is_int(v) and v >= 1,
-        "a whole number of pixels >= 1",
+        _image_size_ok,
+        "a whole number of pixels >= 1, [height, width] or {min_size: 800, max_size: 1333}",
         "data.image_size=224",
         nullable=True,
     ),
