@@ -43,3 +43,11 @@ class SlowTraining(Callback):
         import time
 
         time.sleep(self.seconds)
+
+
+class SigtermWhileStopping(Callback):
+    """Sends this process a real SIGTERM while the Trainer unwinds from an exception, as SLURM does
+    to every task right after a pre-empted job is requeued (`scontrol requeue` cancels the step)."""
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
