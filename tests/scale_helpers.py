@@ -89,3 +89,11 @@ class RecordOutputDtypes(Callback):
         params = sorted({str(p.dtype).removeprefix("torch.") for p in pl_module.parameters()})
         with open(self.path, "w") as f:
             json.dump({"outputs": sorted(self.outputs), "params": params}, f)
+
+
+class SigtermWhileStopping(Callback):
+    """Sends this process a real SIGTERM while the Trainer unwinds from an exception, as SLURM does
+    to every task right after a pre-empted job is requeued (`scontrol requeue` cancels the step)."""
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -4,6 +4,7 @@ pre-emption and exact resume, atomic checkpoints, LR scaling, compile/channels-l
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -178,6 +179,34 @@ def test_preemption_signal_mid_epoch_then_resume_gives_the_uninterrupted_weights
     assert ref.keys() == got.keys()
     for k in ref:
         assert torch.equal(ref[k], got[k]), k
+
+
+def test_sigterm_from_the_requeue_is_not_handled_by_lightning_while_the_preempted_run_stops(
+    runs_dir: Path, caplog
+) -> None:
+    """Right after a pre-empted job is requeued, SLURM sends SIGTERM to every task while it stops.
+    Lightning's SIGTERM handler runs a `dist.broadcast` that the exiting ranks never join: under DDP it
+    hangs or raises "Connection reset by peer", which replaces the pre-emption's SystemExit, and
+    submitit pickles it as the old attempt's result (the flaky SLURM requeue test). Here, in one
+    process, it shows as Lightning's "Received SIGTERM" line. Catches: PreemptionCheckpoint putting
+    Lightning's SIGTERM handler back in on_exception after a pre-emption."""
+    from litvision.callbacks.preemption import Preempted
+    from litvision.train import train
+
+    args = [
+        *RESUME,
+        "+callbacks.kill._target_=scale_helpers.SignalAtStep",
+        "+callbacks.kill.step=2",
+        "+callbacks.sigterm._target_=scale_helpers.SigtermWhileStopping",
+        f"hydra.run.dir={runs_dir / 'pre'}",
+    ]
+    caplog.set_level(logging.INFO, logger="lightning.pytorch.trainer.connectors.signal_connector")
+    with pytest.raises(Preempted) as stop:
+        train(compose_cfg(args, runs_dir))
+    assert stop.value.code == 128 + signal.SIGUSR1
+    assert (runs_dir / "pre" / "checkpoints" / "last.ckpt").is_file()
+    assert not [r for r in caplog.records if "Received SIGTERM" in r.getMessage()]
+    assert signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)  # Lightning's teardown restored it
 
 
 def test_sigterm_leaves_a_usable_last_ckpt_and_the_cli_resumes_in_the_same_folder(runs_dir: Path) -> None:

@@ -75,6 +75,15 @@ def _submit(cluster: dict[str, str], *args: str, wait: bool = True):
     )
 
 
+def _job_logs(runs: Path, tail: int = 1500) -> str:
+    """The end of every task's submitit log (both attempts of a requeued job append to the same
+    files), to print when the submitting process failed: its own output shows only the first error."""
+    parts = []
+    for log in sorted(runs.glob("*/multirun/*/.submitit/*/*_log.*")):
+        parts.append(f"--- {log.name}\n{log.read_text(errors='replace')[-tail:]}")
+    return "\n".join(parts)
+
+
 def _job_folder(runs: Path) -> Path:
     (folder,) = [p.parent for p in runs.glob("digits_cnn/multirun/*/0/.hydra")]
     return folder
@@ -105,7 +114,7 @@ def test_two_task_ddp_job_completes_with_one_summary(slurm_cluster, tmp_path: Pa
         "trainer.max_epochs=1",
         f"paths.runs_dir={runs}",
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + _job_logs(runs)
     run = _job_folder(runs)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["global_step"] == 5
@@ -141,7 +150,7 @@ def test_preempted_job_is_requeued_and_finishes_in_the_same_folder(slurm_cluster
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, out[-4000:]
+    assert proc.returncode == 0, out[-4000:] + "\n" + _job_logs(runs)
     run = _job_folder(runs)
     starts = marker.read_text().split()
     assert starts == [str(run), str(run)]  # trained twice, both times in this folder

@@ -35,7 +35,9 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
+
+from litvision.utils.warn import tell_user
 
 log = logging.getLogger(__name__)
 STATE_KEY = "litvision_resume"
@@ -110,6 +112,7 @@ class PreemptionCheckpoint(Callback):
         self.signals = [getattr(signal, s) if isinstance(s, str) else signal.Signals(s) for s in signals]
         self.requeue = requeue
         self._received: int | None = None
+        self._stopping = False  # pre-empted: checkpoint saved, this process is on its way out
         self._previous: dict[int, Any] = {}
         self._loaded: dict[str, Any] | None = None
 
@@ -121,6 +124,7 @@ class PreemptionCheckpoint(Callback):
         if threading.current_thread() is not threading.main_thread():
             return
         self._received = None
+        self._stopping = False
         for s in self.signals:
             self._previous[s] = signal.signal(s, self._handler)
 
@@ -147,6 +151,19 @@ class PreemptionCheckpoint(Callback):
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
     ) -> None:
         self._received = None
+        if self._stopping:
+            # Pre-empted: the requeue (or the scheduler's cancel) sends SIGTERM to every task now.
+            # Putting back Lightning's SIGTERM handler here would let that SIGTERM run its
+            # `dist.broadcast` (lightning 2.6 `_SignalConnector._sigterm_notifier_fn`) while the
+            # other ranks are already exiting: it hangs or fails with "Connection reset by peer",
+            # and that error replaces our SystemExit, so Hydra's run_job returns it as a failed job
+            # and submitit pickles it as this task's result. The requeued job writes its own result
+            # to the same file later; a submitter that reads the old one first reports the
+            # pre-emption's connection error although the requeued job succeeded. So our
+            # flag-only handlers stay until Lightning's teardown restores the handlers from before
+            # `fit` (under submitit: its SIGTERM bypass).
+            self._previous = {}
+            return
         self._restore()
 
     # -- the safe point -----------------------------------------------------------------------------
@@ -159,10 +176,14 @@ class PreemptionCheckpoint(Callback):
             return
         signum = self._received or signal.SIGUSR1
         name = signal.Signals(signum).name
+        self._stopping = True
         trainer.save_checkpoint(str(self.path))
-        rank_zero_info(
-            f"{name}: saved {self.path} at epoch {trainer.current_epoch}, step {trainer.global_step}."
-        )
+        if trainer.is_global_zero:
+            # On the console too (the job's stdout): the quiet console keeps Lightning's info lines in the log file.
+            tell_user(
+                log,
+                f"{name}: saved {self.path} at epoch {trainer.current_epoch}, step {trainer.global_step}.",
+            )
         if self.requeue and signum != signal.SIGTERM and os.environ.get("SLURM_JOB_ID"):
             self._requeue(trainer, signum)
         raise Preempted(128 + int(signum))
@@ -180,7 +201,7 @@ class PreemptionCheckpoint(Callback):
             job = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ["SLURM_JOB_ID"]
             result = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
             if result.returncode == 0:
-                rank_zero_info(f"Requeued SLURM job {job}.")
+                tell_user(log, f"Requeued SLURM job {job}.")
             else:
                 rank_zero_warn(f"scontrol requeue {job} failed: {result.stderr.strip()}")
 
@@ -255,6 +276,8 @@ class PreemptionCheckpoint(Callback):
         fetcher = getattr(trainer.fit_loop, "_data_fetcher", None)
         if fetcher is not None and loader.num_workers > 0:
             iter(fetcher)  # a new iterator: its workers' first indices come from the skipping sampler
-        rank_zero_info(
-            f"Resuming mid-epoch: skipping the {done} batch(es) of epoch {trainer.current_epoch} already trained on."
-        )
+        if trainer.is_global_zero:
+            tell_user(
+                log,
+                f"Resuming mid-epoch: skipping the {done} batch(es) of epoch {trainer.current_epoch} already trained on.",
+            )
