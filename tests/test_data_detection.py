@@ -417,7 +417,8 @@ def test_yolo_without_names_says_what_to_add(tmp_path: Path) -> None:
 def test_yolo_worked_example_exact() -> None:
     from litvision.data.yolo import yolo_line, yolo_to_xyxy
 
-    # RECIPES: a 500x375 image with a box (69, 172, 270, 330).
+    # Worked by hand: a 500x375 image with a box (69, 172, 270, 330): cx = 339 / 2 / 500 = 0.339,
+    # cy = 502 / 2 / 375, w = 201 / 500, h = 158 / 375.
     assert yolo_line(0, (69, 172, 270, 330), 500, 375) == "0 0.339 0.6693333 0.402 0.4213333"
     assert yolo_to_xyxy((0.339, 0.6693333, 0.402, 0.4213333), 500, 375) == pytest.approx(
         (69, 172, 270, 330), abs=1e-4
