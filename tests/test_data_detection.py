@@ -464,6 +464,19 @@ def test_voc_to_yolo_to_loader_same_boxes(tmp_path: Path) -> None:
         _close(_boxes(yolo[i][1]), _boxes(voc[i][1]), atol=1e-4)
 
 
+def test_relative_paths_voc2yolo_then_yolo2coco(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The converters with relative folders, as the module's docstring runs them: the YOLO split is found
+    (break: join a relative root to itself in yolo.split_dirs, as it did: tmp/y/tmp/y/images/...)."""
+    from litvision.data.convert import main
+
+    monkeypatch.chdir(tmp_path)
+    fx.write_voc(Path("voc"))
+    main(["voc2yolo", "--voc-root", "voc", "--sets", "2007/test", "--out", "data/voc_yolo"])
+    main(["yolo2coco", "--root", "data/voc_yolo", "--split", "test", "--out", "data/voc_yolo/test.json"])
+    coco = json.loads(Path("data/voc_yolo/test.json").read_text())
+    assert len(coco["images"]) == 4 and len(coco["annotations"]) == 4
+
+
 def test_yolo_to_coco_to_loader_same_boxes(tmp_path: Path) -> None:
     from litvision.data.coco import COCODetection
     from litvision.data.convert import main
