@@ -120,10 +120,10 @@ RUN: dict[str, Run] = {
         tiny=False,
         expect=("runs/digits_cnn/predict/*/predictions.csv",),
     ),
-    "litvision list | compare | sweep | submit": Run(
-        "digits",
-        variants=("litvision list", "litvision compare", "litvision sweep"),
-        # `litvision submit` needs SLURM: its refusal is checked in test_not_runnable_commands_are_refused.
+    "litvision list": Run("digits"),
+    "litvision compare --exp digits_cnn": Run("digits", expect=("runs/digits_cnn/compare/runs.md",)),
+    "litvision sweep experiment=digits_cnn seed=1,2": Run(
+        "digits", expect=("runs/digits_cnn/multirun/*/1/summary.json",)
     ),
     "litvision <command> --help": Run(
         "digits", variants=tuple(f"litvision {c} --help" for c in HELP_COMMANDS), tiny=False
@@ -314,9 +314,9 @@ NOT_RUNNABLE: dict[str, NotRunnable] = {
         "W&B's own CLI, online (the file it registers is written and checked by make wandb-sweep above)"
     ),
     "wandb agent <entity>/<project>/<sweep id>": NotRunnable("W&B's own CLI, online"),
-    "litvision list | compare | sweep | submit": NotRunnable(
-        "`litvision submit` of the line needs SLURM (the other three are run)",
-        check="litvision submit -- experiment=digits_cnn",
+    "litvision submit --nodes=1 --gpus=4 -- experiment=digits_cnn": NotRunnable(
+        "a real SLURM cluster",
+        check="litvision submit --nodes=1 --gpus=4 -- experiment=digits_cnn",
         refusal=SLURM_REFUSAL,
     ),
 }
@@ -436,7 +436,7 @@ class Sandbox:
 def run_entry(box: Sandbox, key: str) -> None:
     """Run every variant of the README command `key`; each must succeed and leave its expected files."""
     entry = RUN[key]
-    tiny = (TINY_SWEEP if key.startswith("make sweep") else TINY) if entry.tiny else []
+    tiny = (TINY_SWEEP if key.startswith(("make sweep", "litvision sweep")) else TINY) if entry.tiny else []
     data = [*(box.fixture(entry.data) if entry.data else []), *entry.extra]
     failures = []
     for command in entry.variants or (key,):
