@@ -9,6 +9,9 @@ written into the checkout. `make` targets run through make with PYTHON=<this int
 
 Commands the other branches of issue 14 fix are listed in EXPECTED_BROKEN: they are run and must still fail
 (strict xfail); the lead empties the dict after merging those branches.
+
+Cost: the coverage and refusal checks take about a minute; the `slow` groups run ~45 tiny trainings, each a
+fresh process (about 19 min for the whole file on the 2-core VM shared with five other jobs, 2026-11-27).
 """
 
 from __future__ import annotations
