@@ -573,7 +573,8 @@ def test_yolo_without_names_says_what_to_add(tmp_path: Path) -> None:
 def test_yolo_worked_example_exact() -> None:
     from litvision.data.yolo import yolo_line, yolo_to_xyxy
 
-    # RECIPES: a 500x375 image with a box (69, 172, 270, 330).
+    # Worked by hand: a 500x375 image with a box (69, 172, 270, 330): cx = 339 / 2 / 500 = 0.339,
+    # cy = 502 / 2 / 375, w = 201 / 500, h = 158 / 375.
     assert yolo_line(0, (69, 172, 270, 330), 500, 375) == "0 0.339 0.6693333 0.402 0.4213333"
     assert yolo_to_xyxy((0.339, 0.6693333, 0.402, 0.4213333), 500, 375) == pytest.approx(
         (69, 172, 270, 330), abs=1e-4
@@ -617,6 +618,19 @@ def test_voc_to_yolo_to_loader_same_boxes(tmp_path: Path) -> None:
     for i in range(4):
         assert yolo[i][1]["labels"].tolist() == voc[i][1]["labels"].tolist()
         _close(_boxes(yolo[i][1]), _boxes(voc[i][1]), atol=1e-4)
+
+
+def test_relative_paths_voc2yolo_then_yolo2coco(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The converters with relative folders, as the module's docstring runs them: the YOLO split is found
+    (break: join a relative root to itself in yolo.split_dirs, as it did: tmp/y/tmp/y/images/...)."""
+    from litvision.data.convert import main
+
+    monkeypatch.chdir(tmp_path)
+    fx.write_voc(Path("voc"))
+    main(["voc2yolo", "--voc-root", "voc", "--sets", "2007/test", "--out", "data/voc_yolo"])
+    main(["yolo2coco", "--root", "data/voc_yolo", "--split", "test", "--out", "data/voc_yolo/test.json"])
+    coco = json.loads(Path("data/voc_yolo/test.json").read_text())
+    assert len(coco["images"]) == 4 and len(coco["annotations"]) == 4
 
 
 def test_yolo_to_coco_to_loader_same_boxes(tmp_path: Path) -> None:

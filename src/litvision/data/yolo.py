@@ -94,8 +94,9 @@ def split_dirs(root: Path, split: str) -> tuple[Path, Path]:
     if data_yaml.is_file():
         data = _read_yaml(data_yaml)
         rel = data.get(split)
-        base = Path(data["path"]) if data.get("path") else root
-        base = base if base.is_absolute() else root / base
+        base = root
+        if data.get("path"):  # relative to the dataset folder, as Ultralytics reads it
+            base = Path(data["path"]) if Path(data["path"]).is_absolute() else root / data["path"]
     if not rel:
         base, rel = root, f"images/{split}"
     image_dir = Path(rel) if Path(rel).is_absolute() else base / rel

@@ -1,4 +1,5 @@
-"""AlexNet as the CIFAR-10 recipe describes it (RECIPES.md), and a 32-px variant for quick runs.
+"""AlexNet (Krizhevsky, Sutskever, Hinton, NeurIPS 2012) as the classic CIFAR-10 recipe at 224 px uses it,
+and a 32-px variant for quick runs.
 
 `AlexNet` expects 224x224 inputs: conv 11x11/4 pad 1 -> 96, max-pool 3/2; conv 5x5 pad 2
 -> 256, max-pool 3/2; conv 3x3 384, 384, 256; max-pool 3/2 -> 256 x 5 x 5 = 6400 features;
