@@ -1,0 +1,256 @@
+"""Mutation testing of the modules whose bugs cost users most: `make mutate` (not part of CI).
+
+    python -m bench.mutate                 # every module below, ~15 min on 2 idle cores
+    python -m bench.mutate splits optim    # some of them (names are the keys of MODULES)
+
+mutmut 3 (PyPI) rewrites one module at a time into many "mutants" (a `<` turned `<=`, a constant
+changed, an argument dropped, ...) and runs, for each mutant, only the tests of that module's fast
+subset that execute the mutated function; a mutant no test fails on "survives". Each module runs in
+its own scratch copy of the repository (.mutate/<module>/) with its own `[tool.mutmut]` section, so
+the subsets stay small and a run never touches the working tree.
+
+Results go to bench/results/mutation.json: per module the mutants run, killed and survived, each
+survivor with its location and diff, and the survivors judged equivalent (no behaviour change a user
+could see) listed with the reason from EQUIVALENT. The target is survivors (equivalents excluded)
+<= 10% of the mutants run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRATCH = ROOT / ".mutate"
+RESULT = ROOT / "bench" / "results" / "mutation.json"
+
+# module key -> (source file under src/litvision, the fast test subset that guards it).
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "splits": ("data/splits.py", ["tests/test_optim_and_splits.py", "tests/test_data_splits_samplers.py"]),
+    "samplers": ("data/samplers.py", ["tests/test_data_splits_samplers.py"]),
+    "optim": (
+        "tasks/optim.py",
+        [
+            "tests/test_optim_and_splits.py",
+            "tests/test_optim_schedules.py",
+            "tests/test_scale.py::test_linear_lr_scaling_follows_the_global_batch",
+            "tests/test_scale.py::test_scaled_lr_reaches_every_group_and_the_config_is_not_mutated",
+        ],
+    ),
+    "detection_metrics": ("metrics/detection.py", ["tests/test_detection_map.py"]),
+    "checkpoint_io": (
+        "utils/checkpoint_io.py",
+        [
+            "tests/test_checkpoint_faults.py",
+            "tests/test_scale.py::test_atomic_checkpoint_write_keeps_the_old_file_when_saving_fails",
+        ],
+    ),
+    "preemption": ("callbacks/preemption.py", ["tests/test_lifecycle_inprocess.py"]),
+    "runner": ("lifecycle/runner.py", ["tests/test_lifecycle_inprocess.py"]),
+    "run_folder": ("lifecycle/run_folder.py", ["tests/test_lifecycle_inprocess.py"]),
+    "resume": ("lifecycle/resume.py", ["tests/test_lifecycle_inprocess.py"]),
+}
+
+# Survivors that change no behaviour a user or a caller can observe, keyed by mutmut's mutant name,
+# with the reason. A key that no longer names a survivor (the code moved) is reported as stale.
+EQUIVALENT: dict[str, str] = {
+    "litvision.data.samplers.xǁEpochWeightedSamplerǁ__init____mutmut_9": (
+        "drops replacement=True: WeightedRandomSampler's replacement already defaults to True"
+    ),
+    "litvision.tasks.optim.x_lr_scale__mutmut_9": (
+        "getattr(trainer, 'world_size', None) or 1: a missing world size becomes 1 through `or 1` either way"
+    ),
+    "litvision.tasks.optim.x_lr_scale__mutmut_22": (
+        "getattr(trainer, 'accumulate_grad_batches', None) or 1: a missing value becomes 1 through `or 1` either way"
+    ),
+    "litvision.tasks.optim.x_configure_optimization__mutmut_6": (
+        "getattr(factory, 'keywords', None): the factory is always a functools.partial (the optimizer "
+        "config has _partial_: true), which always has .keywords"
+    ),
+    "litvision.tasks.optim.x_configure_optimization__mutmut_9": (
+        "getattr(factory, 'keywords') without a default: the same functools.partial always has .keywords"
+    ),
+    "litvision.tasks.optim.x_configure_optimization__mutmut_69": (
+        "`task.trainer.max_epochs or 2`: in a fit Lightning's max_epochs is never None or 0 here (None "
+        "becomes 1000 or -1), so the fallback is never reached"
+    ),
+}
+
+# mutmut's exit codes (mutmut/__init__.py: status_by_exit_code), grouped the way the report counts them.
+# A failing test, a timeout or a crash catches the mutant; one no test of the subset executes
+# ("no tests", 33) is not caught either, so it counts as a survivor.
+KILLED = {1, 3, -24, 24, 152, 255, -11, -9, 36}
+SURVIVED = {0, 33}
+
+
+def _copy_tree(work: Path) -> None:
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".pytest_cache")
+    for name in ("src", "tests", "configs", "experiments"):
+        shutil.copytree(ROOT / name, work / name, ignore=ignore)
+
+
+def _config(source: str, tests: list[str]) -> str:
+    def toml_list(xs: list[str]) -> str:
+        return "[" + ", ".join(json.dumps(x) for x in xs) + "]"
+
+    return "\n".join(
+        [
+            "",
+            "[tool.mutmut]",
+            'source_paths = ["src"]',
+            f"only_mutate = {toml_list([f'src/litvision/{source}'])}",
+            f"pytest_add_cli_args_test_selection = {toml_list(tests)}",
+            # -p no:randomly etc. are mutmut's; ours: no cache writes, the project's 900 s timeout off
+            # (mutmut times each mutant against the clean run), slow tests stay out of the subsets.
+            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-o", "timeout=0", "-m", "not slow"]',
+            'also_copy = ["configs", "experiments"]',
+            "use_git_change_detection = false",
+            "",
+        ]
+    )
+
+
+def _results(work: Path, env: dict[str, str]) -> dict[str, int | None]:
+    meta = next((work / "mutants").rglob("*.py.meta"))
+    return {k: v for k, v in json.loads(meta.read_text())["exit_code_by_key"].items()}
+
+
+def _diff(work: Path, env: dict[str, str], name: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "mutmut", "show", name], cwd=work, env=env, capture_output=True, text=True
+    ).stdout
+    return "\n".join(line for line in out.splitlines()[1:] if not line.startswith(("---", "+++")))
+
+
+def _location(source: str, name: str) -> str:
+    # litvision.data.splits.x_stratified_split__mutmut_12 -> data/splits.py::stratified_split
+    func = name.rsplit("__mutmut_", 1)[0].rsplit(".", 1)[-1]
+    func = re.sub(r"^x(ǁ.*?ǁ)?_", "", func).replace("ǁ", "")
+    cls = re.match(r"^xǁ(.*?)ǁ", name.rsplit(".", 1)[-1])
+    return f"src/litvision/{source}::{(cls.group(1) + '.') if cls else ''}{func}"
+
+
+def run_module(key: str) -> dict:
+    source, tests = MODULES[key]
+    work = SCRATCH / key
+    _copy_tree(work)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    (work / "pyproject.toml").write_text(pyproject + _config(source, tests))
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        # One thread per forked worker: torch's thread pools do not survive fork, and 2 workers share 2 cores.
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    env.pop("LITVISION_ROOT", None)  # the tests point it at the scratch copy (tests/conftest.py)
+    env.pop("PYTHONPATH", None)
+    started = time.time()
+    proc = subprocess.run(
+        [sys.executable, "-m", "mutmut", "run", "--max-children", str(os.cpu_count() or 2)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = round(time.time() - started, 1)
+    (SCRATCH / f"{key}.log").write_text(proc.stdout + proc.stderr)
+    try:
+        codes = _results(work, env)
+    except StopIteration:
+        raise SystemExit(f"mutmut produced no results for {key}; see {SCRATCH / f'{key}.log'}") from None
+    killed = [n for n, c in codes.items() if c in KILLED]
+    survived = [n for n, c in codes.items() if c in SURVIVED]
+    not_run = [n for n, c in codes.items() if c not in KILLED | SURVIVED]
+    equivalent = [n for n in survived if n in EQUIVALENT]
+    real = [n for n in survived if n not in EQUIVALENT]
+    ran = len(killed) + len(survived)
+    return {
+        "source": f"src/litvision/{source}",
+        "tests": tests,
+        "seconds": seconds,
+        "mutants": len(codes),
+        "run": ran,
+        "killed": len(killed),
+        "survived": len(real),
+        "equivalent": len(equivalent),
+        "not_run": len(not_run),
+        "survived_fraction": round(len(real) / ran, 4) if ran else None,
+        "survivors": [
+            {"mutant": n, "location": _location(source, n), "diff": _diff(work, env, n)} for n in real
+        ],
+        "equivalents": [
+            {
+                "mutant": n,
+                "location": _location(source, n),
+                "why": EQUIVALENT[n],
+                "diff": _diff(work, env, n),
+            }
+            for n in equivalent
+        ],
+        "not_run_mutants": {n: codes[n] for n in not_run},
+    }
+
+
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
+    keys = argv or list(MODULES)
+    unknown = [k for k in keys if k not in MODULES]
+    if unknown:
+        print(f"error: unknown module(s) {unknown}; choose from {list(MODULES)}", file=sys.stderr)
+        return 2
+    report = json.loads(RESULT.read_text()) if RESULT.exists() else {"modules": {}}
+    for key in keys:
+        print(f"== mutate {key} ({MODULES[key][0]})", flush=True)
+        res = run_module(key)
+        report["modules"][key] = res
+        print(
+            f"   {res['run']} run, {res['killed']} killed, {res['survived']} survived, "
+            f"{res['equivalent']} equivalent, {res['not_run']} not run ({res['seconds']} s)",
+            flush=True,
+        )
+        for s in res["survivors"]:
+            changed = next((ln for ln in s["diff"].splitlines() if ln.startswith("+")), "")
+            print(f"   survivor {s['mutant'].rsplit('.', 1)[-1]}: {changed[1:].strip()[:100]}")
+    mods = [m for k, m in report["modules"].items() if k in MODULES]
+    ran = sum(m["run"] for m in mods)
+    survived = sum(m["survived"] for m in mods)
+    report["total"] = {
+        "run": ran,
+        "killed": sum(m["killed"] for m in mods),
+        "survived": survived,
+        "equivalent": sum(m["equivalent"] for m in mods),
+        "survived_fraction": round(survived / ran, 4) if ran else None,
+        "target": "survived (equivalents excluded) <= 10% of the mutants run",
+    }
+    stale = sorted(set(EQUIVALENT) - {e["mutant"] for m in mods for e in m["equivalents"]})
+    report["stale_equivalents"] = stale
+    report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report["tool"] = "mutmut " + _mutmut_version()
+    RESULT.parent.mkdir(exist_ok=True)
+    RESULT.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"total: {ran} run, {survived} survived ({report['total']['survived_fraction']}) -> {RESULT}")
+    return 0
+
+
+def _mutmut_version() -> str:
+    from importlib.metadata import version
+
+    return version("mutmut")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
