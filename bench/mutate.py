@@ -44,15 +44,19 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/test_scale.py::test_scaled_lr_reaches_every_group_and_the_config_is_not_mutated",
         ],
     ),
-    "detection_metrics": ("metrics/detection.py", ["tests/test_detection_map.py"]),
+    "detection_metrics": (
+        "metrics/detection.py",
+        ["tests/test_detection_map.py", "tests/test_detection_metric_edges.py"],
+    ),
     "checkpoint_io": (
         "utils/checkpoint_io.py",
         [
+            "tests/test_checkpoint_io_edges.py",
             "tests/test_checkpoint_faults.py",
             "tests/test_scale.py::test_atomic_checkpoint_write_keeps_the_old_file_when_saving_fails",
         ],
     ),
-    "preemption": ("callbacks/preemption.py", ["tests/test_lifecycle_inprocess.py"]),
+    "preemption": ("callbacks/preemption.py", ["tests/test_preemption_inprocess.py"]),
     "runner": ("lifecycle/runner.py", ["tests/test_lifecycle_inprocess.py"]),
     "run_folder": ("lifecycle/run_folder.py", ["tests/test_lifecycle_inprocess.py"]),
     "resume": ("lifecycle/resume.py", ["tests/test_lifecycle_inprocess.py"]),

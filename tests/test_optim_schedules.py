@@ -239,11 +239,11 @@ def test_optimizer_and_scheduler_follow_the_config_and_the_trainer(runs_dir) -> 
 
 
 def test_optimizer_defaults_without_lr_scheduler_or_scaling(runs_dir) -> None:
-    """Catches: the default lr (1e-3, when the optimizer config has none) changed, a missing scheduler
+    """Catches: the default lr (1e-3, when the optimizer config has none) or weight decay (0) changed, a missing scheduler
     config not read as a constant schedule, one epoch counted as two, and a task without lr_scaling
     (built by plain instantiate) failing."""
     task, trainer = _fit(
-        ["~model.optimizer.lr", "model.scheduler=null"],
+        ["~model.optimizer.lr", "~model.optimizer.weight_decay", "model.scheduler=null"],
         runs_dir,
         build=False,
         max_epochs=1,
@@ -252,5 +252,6 @@ def test_optimizer_defaults_without_lr_scheduler_or_scaling(runs_dir) -> None:
     assert task.lr_scaling_info["lr_scale"] == 1.0
     groups = {g["name"]: g for g in trainer.optimizers[0].param_groups}
     assert groups["default"]["initial_lr"] == 1e-3 and groups["default"]["lr"] == 1e-3
+    assert groups["default"]["weight_decay"] == 0.0  # no decay unless the optimizer config asks
     f = trainer.lr_scheduler_configs[0].scheduler.lr_lambdas[0]
     assert (f.name, f.total_steps, f.steps_per_epoch) == ("constant", 2, 2.0)
