@@ -68,6 +68,92 @@ EQUIVALENT: dict[str, str] = {
     "litvision.data.samplers.xǁEpochWeightedSamplerǁ__init____mutmut_9": (
         "drops replacement=True: WeightedRandomSampler's replacement already defaults to True"
     ),
+    "litvision.lifecycle.resume.x_replayable__mutmut_5": (
+        "lstrip('XX+~XX') also strips a leading 'X': no override of a config key or launch option starts with "
+        "an upper-case X"
+    ),
+    "litvision.lifecycle.resume.x_check_resume_changes__mutmut_6": (
+        "to_container(..., resolve=None): None is falsy, the same as the original resolve=False"
+    ),
+    "litvision.lifecycle.resume.x_check_resume_changes__mutmut_8": (
+        "to_container(...) without resolve: its default is False, the same as the original"
+    ),
+    "litvision.lifecycle.resume.x_check_resume_changes__mutmut_10": (
+        "resolving the saved config.yaml: it is written resolved (utils.run.save_config), so it holds no "
+        "interpolation to resolve"
+    ),
+    "litvision.lifecycle.run_folder.x_original_overrides__mutmut_11": (
+        "`if data or True`: an empty overrides.yaml loads as an empty config, which iterates to [] as well"
+    ),
+    "litvision.lifecycle.run_folder.xǁRunLockǁacquire__mutmut_22": (
+        "reads 201 instead of 200 bytes of the holder line; the line litvision writes is ~45 bytes"
+    ),
+    "litvision.lifecycle.run_folder.xǁRunLockǁacquire__mutmut_35": (
+        "ftruncate(fd, 1) instead of 0, then writing the (never empty) holder line from offset 0 "
+        "overwrites that byte: the same file"
+    ),
+    "litvision.lifecycle.run_folder.x_create__mutmut_2": (
+        "mkdir(exist_ok=None): None is falsy, the same as the original exist_ok=False"
+    ),
+    "litvision.lifecycle.run_folder.x_create__mutmut_4": "mkdir() without exist_ok: its default is False",
+    "litvision.metrics.detection.x_make_map_metric__mutmut_8": (
+        "drops box_format='xyxy': torchmetrics' MeanAveragePrecision defaults to xyxy"
+    ),
+    "litvision.metrics.detection.x_make_map_metric__mutmut_9": (
+        "drops iou_type='bbox': torchmetrics' MeanAveragePrecision defaults to bbox"
+    ),
+    "litvision.metrics.detection.x_make_iou_metric__mutmut_5": (
+        "drops box_format='xyxy': torchmetrics' IntersectionOverUnion defaults to xyxy"
+    ),
+    "litvision.metrics.detection.x_make_iou_metric__mutmut_7": (
+        "drops respect_labels=True: torchmetrics' IntersectionOverUnion defaults to True"
+    ),
+    "litvision.utils.checkpoint_io.x__read_umask__mutmut_3": (
+        "os.umask(1) instead of os.umask(0) to read the mask: the probe value is put back at once either way"
+    ),
+    "litvision.lifecycle.runner.x__known_to__mutmut_19": (
+        "str(None) for a plain-string defaults item: the only one is `_self_`, which no override names"
+    ),
+    **{
+        f"litvision.lifecycle.runner.x__known_to__mutmut_{n}": (
+            "rewrites the 'override ' / 'group/option' forms of the entry config's own defaults list: "
+            "eval.yaml and predict.yaml (the configs _known_to reads) have neither"
+        )
+        for n in (21, 26, 27, 28, 29)
+    },
+    "litvision.lifecycle.runner.x__known_to__mutmut_36": (
+        "split('=') without maxsplit: only element [0], the key, is used, and it is the same"
+    ),
+    "litvision.lifecycle.runner.x__known_to__mutmut_42": (
+        "split('=', 2) instead of split('=', 1): only element [0], the key, is used, and it is the same"
+    ),
+    "litvision.lifecycle.runner.x__known_to__mutmut_40": (
+        "lstrip('XX+~XX') also strips a leading 'X': no config key starts with an upper-case X"
+    ),
+    **{
+        f"litvision.lifecycle.runner.x_execute__mutmut_{n}": (
+            "the `config.yaml exists` test in the new/fork/job branch: a new or forked run's folder is "
+            "fresh (folders.create refuses one holding files) and a job whose folder has config.yaml is "
+            "planned as a resume, so the file never exists there"
+        )
+        for n in (42, 43)
+    },
+    **{
+        f"litvision.lifecycle.runner.x_execute__mutmut_{n}": (
+            "seed_everything's `verbose` only decides whether Lightning logs 'Seed set to N'; the start "
+            "panel shows the seed"
+        )
+        for n in (77, 80, 82)
+    },
+    **{
+        f"litvision.lifecycle.runner.x__configure_logging__mutmut_{n}": (
+            "to_container(resolve=None) / without resolve: both are the original resolve=False"
+        )
+        for n in (6, 8)
+    },
+    "litvision.lifecycle.runner.x__configure_logging__mutmut_13": (
+        "configure_log's verbose_config defaults to False, the value of hydra.verbose in configs/hydra"
+    ),
     "litvision.tasks.optim.x_lr_scale__mutmut_9": (
         "getattr(trainer, 'world_size', None) or 1: a missing world size becomes 1 through `or 1` either way"
     ),
@@ -207,11 +293,52 @@ def run_module(key: str) -> dict:
     }
 
 
+# The cheap modules first and the lifecycle runner (whose tests train tiny runs) last: the results
+# file is rewritten after each module, so an interrupted `make mutate` keeps what it finished.
+ORDER = [
+    "splits",
+    "samplers",
+    "detection_metrics",
+    "checkpoint_io",
+    "resume",
+    "run_folder",
+    "preemption",
+    "optim",
+    "runner",
+]
+
+
+def _write(report: dict) -> None:
+    mods = [m for k, m in report["modules"].items() if k in MODULES]
+    ran = sum(m["run"] for m in mods)
+    survived = sum(m["survived"] for m in mods)
+    report["total"] = {
+        "modules": sorted(k for k in report["modules"] if k in MODULES),
+        "run": ran,
+        "killed": sum(m["killed"] for m in mods),
+        "survived": survived,
+        "equivalent": sum(m["equivalent"] for m in mods),
+        "seconds": round(sum(m["seconds"] for m in mods), 1),
+        "survived_fraction": round(survived / ran, 4) if ran else None,
+        "target": "survived (equivalents excluded) <= 10% of the mutants run",
+    }
+    found = {e["mutant"] for m in mods for e in m["equivalents"]}
+    done = {m["source"].removeprefix("src/").removesuffix(".py").replace("/", ".") for m in mods}
+    # An entry of EQUIVALENT for a module that ran but that no longer names a survivor: stale.
+    report["stale_equivalents"] = sorted(
+        k for k in EQUIVALENT if k not in found and any(k.startswith(d + ".") for d in done)
+    )
+    report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report["tool"] = "mutmut " + _mutmut_version()
+    RESULT.parent.mkdir(exist_ok=True)
+    RESULT.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+
 def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
-    keys = argv or list(MODULES)
+    keys = argv or ORDER
     unknown = [k for k in keys if k not in MODULES]
     if unknown:
         print(f"error: unknown module(s) {unknown}; choose from {list(MODULES)}", file=sys.stderr)
@@ -221,6 +348,7 @@ def main(argv: list[str]) -> int:
         print(f"== mutate {key} ({MODULES[key][0]})", flush=True)
         res = run_module(key)
         report["modules"][key] = res
+        _write(report)
         print(
             f"   {res['run']} run, {res['killed']} killed, {res['survived']} survived, "
             f"{res['equivalent']} equivalent, {res['not_run']} not run ({res['seconds']} s)",
@@ -228,25 +356,11 @@ def main(argv: list[str]) -> int:
         )
         for s in res["survivors"]:
             changed = next((ln for ln in s["diff"].splitlines() if ln.startswith("+")), "")
-            print(f"   survivor {s['mutant'].rsplit('.', 1)[-1]}: {changed[1:].strip()[:100]}")
-    mods = [m for k, m in report["modules"].items() if k in MODULES]
-    ran = sum(m["run"] for m in mods)
-    survived = sum(m["survived"] for m in mods)
-    report["total"] = {
-        "run": ran,
-        "killed": sum(m["killed"] for m in mods),
-        "survived": survived,
-        "equivalent": sum(m["equivalent"] for m in mods),
-        "survived_fraction": round(survived / ran, 4) if ran else None,
-        "target": "survived (equivalents excluded) <= 10% of the mutants run",
-    }
-    stale = sorted(set(EQUIVALENT) - {e["mutant"] for m in mods for e in m["equivalents"]})
-    report["stale_equivalents"] = stale
-    report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    report["tool"] = "mutmut " + _mutmut_version()
-    RESULT.parent.mkdir(exist_ok=True)
-    RESULT.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"total: {ran} run, {survived} survived ({report['total']['survived_fraction']}) -> {RESULT}")
+            print(f"   survivor {s['mutant'].rsplit('.', 1)[-1]}: {changed[1:].strip()[:100]}", flush=True)
+    t = report["total"]
+    print(f"total: {t['run']} run, {t['survived']} survived ({t['survived_fraction']}) -> {RESULT}")
+    if report["stale_equivalents"]:
+        print(f"stale EQUIVALENT entries (no longer survivors): {report['stale_equivalents']}")
     return 0
 
 

@@ -51,8 +51,8 @@ def test_save_creates_the_folder_and_writes_a_whole_file_readable_as_any_other(t
 
 
 def test_reading_the_umask_leaves_it_as_it_was() -> None:
-    """Catches: the umask read with another probe value or not restored (later files would get the
-    wrong permissions)."""
+    """Catches: the umask not restored after reading it (later files would get the wrong permissions)
+    or another value returned than the one in force."""
     before = os.umask(0o027)
     try:
         assert _read_umask() == 0o027

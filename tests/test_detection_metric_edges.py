@@ -27,6 +27,15 @@ def test_backend_is_faster_coco_eval_when_installed_and_can_be_chosen() -> None:
     assert make_map_metric(backend="pycocotools")._coco_backend.backend == "pycocotools"
 
 
+def test_backend_falls_back_to_pycocotools_without_faster_coco_eval(monkeypatch) -> None:
+    """Catches: the fallback naming another backend than pycocotools (torchmetrics would refuse it)."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "faster_coco_eval", None)  # `import faster_coco_eval` now fails
+    assert map_backend() == "pycocotools"
+    assert make_map_metric()._coco_backend.backend == "pycocotools"
+
+
 def test_map_metric_uses_cocoeval_float64_thresholds_and_xyxy_boxes() -> None:
     """Catches: torchmetrics' float32 default thresholds (0.7000000476...), another box format or IoU
     type, and class_metrics not passed through."""
@@ -92,7 +101,8 @@ def test_metric_targets_are_plain_tensors_of_the_right_shape_and_type() -> None:
 
 def test_coco_results_write_xywh_boxes_and_map_labels_back_to_category_ids() -> None:
     """Catches: XYXY boxes written as such (COCO wants x, y, w, h), labels written instead of the
-    dataset's category ids (COCO's 1..90 with gaps), and ids or scores left as tensors/numpy types."""
+    dataset's category ids (COCO's 1..90 with gaps), ids or scores left as tensors/numpy types, and
+    predictions, ids, boxes and scores of different lengths silently truncated."""
     preds = [
         {
             "boxes": torch.tensor([[10.0, 20, 40, 60], [0.0, 0, 5, 5]]),
@@ -111,6 +121,11 @@ def test_coco_results_write_xywh_boxes_and_map_labels_back_to_category_ids() -> 
     ]
     assert all(type(r["image_id"]) is int and type(r["category_id"]) is int for r in out)
     assert all(type(r["score"]) is float for r in out)
+    with pytest.raises(ValueError):  # a prediction without its image id is a bug, not a silent drop
+        coco_results(preds, ids[:2])
+    short = {**preds[0], "scores": torch.tensor([0.75])}
+    with pytest.raises(ValueError):  # a box without a score likewise
+        coco_results([short], [1])
     plain = coco_results(preds[:1], [7])
     assert [r["category_id"] for r in plain] == [0, 2] and plain[0]["image_id"] == 7
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import compose_cfg
 from omegaconf import OmegaConf
 
 from litvision.errors import UserError
@@ -21,9 +22,10 @@ from litvision.lifecycle.runner import (
     COMMANDS,
     _known_to,
     _merge_overrides,
-    execute,
+    plan_for_config,
     plan_run,
     process_rank,
+    run_command,
     value_of,
 )
 
@@ -50,7 +52,7 @@ def _clean_rank_env(monkeypatch) -> None:
 
 
 def _fit(args: list[str]) -> dict:
-    return execute(plan_run(COMMANDS["fit"], args))
+    return run_command("fit", args)
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +104,15 @@ def test_changed_keys_reports_every_differing_leaf_with_both_values() -> None:
     out = changed_keys(saved, new)
     assert out == {"a.c": (2, 3), "added": (None, "x"), "gone": (5, None)}
     assert list(out) == ["a.c", "added", "gone"]
+    # A key set to null on one side and absent on the other is a change too.
+    assert changed_keys({"k": None}, {}) == {"k": (None, None)}
+    assert changed_keys({}, {"k": None}) == {"k": (None, None)}
 
 
 def test_resume_allows_only_the_listed_keys_and_names_the_first_refused(tmp_path: Path) -> None:
     """Catches: a prefix match without the dot (trainer.max_epochs_x or loggerx passing as allowed), the
-    refusal message losing the key, both values or the count of further keys, and ckpt_path/resume
-    reported as changes."""
+    refusal message losing the key, both values or the count of further keys (also for exactly one
+    more), ckpt_path/resume reported as changes, and the new config compared unresolved."""
     run = tmp_path / "run"
     run.mkdir()
     assert check_resume_changes(run, OmegaConf.create({"a": 1})) == {}  # no config.yaml: nothing to compare
@@ -140,6 +145,15 @@ def test_resume_allows_only_the_listed_keys_and_names_the_first_refused(tmp_path
     )
     with pytest.raises(UserError, match=r"would change trainer.lr from 0.1 to 0.5; a resume keeps"):
         check_resume_changes(run, OmegaConf.create({**saved, "trainer": {"max_epochs": 2, "lr": 0.5}}))
+    two = {**saved, "trainer": {"max_epochs": 2, "lr": 0.5}, "seed": 1}
+    with pytest.raises(
+        UserError, match=r"would change seed from None to 1 \(and 1 more key\(s\)\); a resume"
+    ):
+        check_resume_changes(run, OmegaConf.create(two))
+    # The new config is compared resolved: an interpolation giving the run's value is no change.
+    same = OmegaConf.create({**saved, "trainer": {"max_epochs": "${epochs}", "lr": 0.1}, "epochs": 2})
+    OmegaConf.save(OmegaConf.create({**saved, "epochs": 2}), run / "config.yaml")
+    assert check_resume_changes(run, same) == {}
 
 
 # -- run_folder.py ----------------------------------------------------------------------------------------
@@ -182,9 +196,15 @@ def test_original_overrides(tmp_path: Path) -> None:
 
 def test_run_lock_is_exclusive_names_its_holder_and_leaves_no_file_in_a_finished_run(tmp_path: Path) -> None:
     """Catches: a blocking or shared lock (a second trainer waits or joins instead of being refused),
-    the holder not written or not read back, the lock not released, and a finished run keeping .lock."""
+    the holder not written or not read back (or a garbled one crashing the refusal), the lock not
+    released, a release without a lock failing, a finished run keeping .lock (or failing when it is
+    gone already), and the lock file's mode."""
     first, second = folders.RunLock(tmp_path), folders.RunLock(tmp_path)
+    first.release()  # never acquired: nothing to release
     first.acquire()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert ((tmp_path / ".lock").stat().st_mode & 0o777) == 0o644 & ~umask
     holder = (tmp_path / ".lock").read_text()
     assert holder.startswith(f"pid {os.getpid()} since 20")
     with pytest.raises(UserError) as e:
@@ -206,6 +226,10 @@ def test_run_lock_is_exclusive_names_its_holder_and_leaves_no_file_in_a_finished
     (tmp_path / ".lock").write_text("")  # a holder that wrote nothing
     with pytest.raises(UserError, match="is being trained by another process;"):
         fourth.acquire()
+    (tmp_path / ".lock").write_bytes(b"\xffpid 7")  # a garbled holder line is shown, not a crash
+    with pytest.raises(UserError, match="is being trained by \ufffdpid 7;"):
+        fourth.acquire()
+    (tmp_path / ".lock").unlink()  # someone tidied the finished run's folder meanwhile
     third.release()
 
 
@@ -267,6 +291,7 @@ def test_record_resume_numbers_the_records_and_writes_plain_yaml(tmp_path: Path,
     assert (first.name, second.name) == ("resume-1.yaml", "resume-2.yaml")
     data = yaml.safe_load(first.read_text())
     assert data["command"] == "litvision fit resume=x" and data["started_at"].startswith("20")
+    assert data["started_at"].endswith("+00:00")  # UTC, whatever the machine's time zone
     assert data["checkpoint"] == str(tmp_path / "last.ckpt") and data["changed"] == {"k": [1, 2]}
     assert yaml.safe_load(second.read_text())["overrides"] == ["a=1"]
 
@@ -292,6 +317,7 @@ def test_remove_unstarted_keeps_a_run_with_checkpoints_and_tidies_empty_parents(
     plain.mkdir(parents=True)
     folders.remove_unstarted(plain)
     assert (tmp_path / "exp4").is_dir() and not (tmp_path / "exp4" / "sub").exists()
+    assert folders.remove_unstarted(tmp_path / "never" / "made") is True  # nothing to remove: no error
 
 
 def test_read_summary_safely(tmp_path: Path) -> None:
@@ -349,10 +375,21 @@ def test_merge_overrides_lets_a_requeued_command_compose() -> None:
 def test_known_to_keeps_only_the_keys_an_entry_config_has() -> None:
     """Catches: a training run's overrides replayed into `test`/`predict` unfiltered (Hydra refuses
     train-only keys), and group overrides (data=, model/...) or +/~ forms filtered out."""
-    given = ["test=false", "data=cifar10", "model.net.width=4", "+trainer.x=1", "~logger", "tune.x=1"]
-    kept = _known_to(COMMANDS["test"], given)
-    assert "data=cifar10" in kept and "model.net.width=4" in kept and "+trainer.x=1" in kept
-    assert "tune.x=1" not in kept
+    given = [
+        "test=false",
+        "data=cifar10",
+        "model.net.width=4",
+        "+trainer.x=1",
+        "~logger",
+        "debug/x=y",
+        "model.v=a=b",
+        "tune.x=1",
+        "defaults=x",
+        "e=1",
+    ]
+    kept = ["data=cifar10", "model.net.width=4", "+trainer.x=1", "~logger", "debug/x=y", "model.v=a=b"]
+    assert _known_to(COMMANDS["test"], given) == kept
+    assert _known_to(COMMANDS["predict"], given) == kept
 
 
 @pytest.mark.parametrize(
@@ -377,7 +414,8 @@ def test_known_to_keeps_only_the_keys_an_entry_config_has() -> None:
         (
             "fit",
             ["ckpt_path=/no/such.ckpt"],
-            r"^Checkpoint not found: /no/such.ckpt \(ckpt_path\)\. Pass an existing",
+            r"^Checkpoint not found: /no/such.ckpt \(ckpt_path\)\. Pass an existing \.ckpt file, "
+            r"e\.g\. runs/<experiment>/<timestamp>/checkpoints/last\.ckpt\.$",
         ),
     ],
 )
@@ -410,6 +448,12 @@ def test_new_run_plan_and_summary(runs: dict[str, Path]) -> None:
     assert summary["wall_time_s"] > 0 and summary["finished_at"].startswith("20") and "resumes" not in summary
     assert "started_from" not in summary and "git_commit" in summary or "git" in json.dumps(summary)
     assert not (run / ".lock").exists()  # a finished run keeps no lock file
+    assert isinstance(summary["wall_time_s"], float) and summary["wall_time_s"] < 3600
+    assert round(summary["wall_time_s"], 2) == summary["wall_time_s"]
+    assert summary["finished_at"].endswith("+00:00")
+    assert (run / ".hydra" / "hydra.yaml").is_file()  # Hydra's own config, as a Hydra app records it
+    assert "digits_cnn" in (run / "train.log").read_text()  # the run's log file, as Hydra's job_logging says
+    assert "${" in (run / ".hydra" / "config.yaml").read_text()  # as composed, interpolations kept
     assert yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())[0] == "experiment=digits_cnn"
     plan = plan_run(COMMANDS["fit"], [*FAST, f"paths.runs_dir={runs['root'] / 'plans'}"])
     assert plan.mode == "new" and plan.ckpt_path is None and plan.source_run is None
@@ -481,16 +525,69 @@ def test_resume_executes_in_place_records_itself_and_finishes(tmp_path: Path) ->
     resumes, and a refusal at build time leaving a new folder behind while a crash keeps it."""
     run = _interrupted(tmp_path / "runs")
     config_before = (run / "config.yaml").read_text()
-    summary = _fit([f"resume={run}"])
+    summary = _fit([f"resume={run}", "trainer.max_epochs=3"])
     assert (
-        summary["global_step"] == 4 and summary["resumes"] == 1 and summary["run_dir"] == str(run.resolve())
+        summary["global_step"] == 6 and summary["resumes"] == 1 and summary["run_dir"] == str(run.resolve())
     )
     record = yaml.safe_load((run / "resume-1.yaml").read_text())
-    assert (
-        record["checkpoint"] == str(run.resolve() / "checkpoints" / "last.ckpt") and record["changed"] == {}
-    )
+    assert record["checkpoint"] == str(run.resolve() / "checkpoints" / "last.ckpt")
+    assert record["changed"] == {"trainer.max_epochs": {"from": 2, "to": 3}}
+    assert record["overrides"][: len(FAST)] == FAST and record["overrides"][-1] == "trainer.max_epochs=3"
     assert (run / "config.yaml").read_text() == config_before and (run / "summary.json").is_file()
     # A refusal raised while building (the data's class count) removes the new folder it made.
     with pytest.raises(UserError, match="data.num_classes=3"):
         _fit([*FAST, "data.num_classes=3", f"paths.runs_dir={tmp_path / 'refused'}"])
     assert not (tmp_path / "refused" / "digits_cnn").exists()
+
+
+def test_fork_and_test_commands_execute_with_their_provenance(runs: dict[str, Path]) -> None:
+    """Catches: a fork's summary without `started_from` (the run and checkpoint it came from), a fork
+    written into the finished run, and `test` reported under another task name than `eval`."""
+    run = runs["finished"]
+    before = (run / "summary.json").read_text()
+    last = run.resolve() / "checkpoints" / "last.ckpt"
+    fork = _fit([f"resume={run}", f"paths.runs_dir={runs['root'] / 'forked'}"])
+    assert fork["started_from"] == {"run": str(run.resolve()), "checkpoint": str(last)}
+    assert Path(fork["run_dir"]).parent == (runs["root"] / "forked" / "digits_cnn").resolve()
+    assert (run / "summary.json").read_text() == before and not list(run.glob("resume-*.yaml"))
+    tested = run_command("test", [f"ckpt_path={last}", f"paths.runs_dir={runs['root'] / 'tested'}"])
+    assert tested["task"] == "eval" and tested["command"] == "test" and "started_from" not in tested
+    assert "test/acc" in tested["test"] and Path(tested["run_dir"]).parent.name == "eval"
+
+
+def test_plan_for_a_config_composed_elsewhere(runs: dict[str, Path], tmp_path: Path) -> None:
+    """Catches: train(cfg) (tests, notebooks, sweep jobs) writing into a finished run, not continuing a
+    started one from its last.ckpt (or from the config's ckpt_path), and a sweep job not told apart."""
+    fit = COMMANDS["fit"]
+    new = plan_for_config(fit, compose_cfg(FAST, tmp_path / "a"))
+    assert (new.mode, new.ckpt_path, new.fresh_folder, new.configure_logging) == ("new", None, False, False)
+    assert new.run_dir.parent == (tmp_path / "a" / "digits_cnn").resolve() and new.composed_yaml
+    assert plan_for_config(fit, compose_cfg(FAST, tmp_path / "b"), job=True).mode == "job"
+    run = runs["interrupted"]
+    started = plan_for_config(fit, compose_cfg([*FAST, f"hydra.run.dir={run}"], tmp_path))
+    assert started.mode == "resume" and started.ckpt_path == str(run.resolve() / "checkpoints" / "last.ckpt")
+    best = run / "checkpoints" / "best-epoch000.ckpt"
+    chosen = plan_for_config(fit, compose_cfg([*FAST, f"hydra.run.dir={run}", f"ckpt_path={best}"], tmp_path))
+    assert chosen.ckpt_path == str(best)
+    finished = runs["finished"].resolve()
+    with pytest.raises(UserError) as e:
+        plan_for_config(fit, compose_cfg([*FAST, f"hydra.run.dir={finished}"], tmp_path))
+    assert str(e.value) == (
+        f"{finished} is a finished run (it has summary.json) and is never written again; "
+        "choose another folder or resume=<run> to start a new run from it."
+    )
+
+
+def test_train_refused_while_building_removes_the_folder_it_made(tmp_path: Path, caplog) -> None:
+    """Catches: the folder train(cfg) makes (parents included) not marked as made by this run, so a
+    refusal while building leaves it behind, and the removal not logged."""
+    import logging
+
+    from litvision.train import train
+
+    cfg = compose_cfg([*FAST, "data.num_classes=3"], tmp_path / "runs")
+    with caplog.at_level(logging.INFO, logger="litvision.lifecycle.runner"), pytest.raises(UserError):
+        train(cfg)
+    run = Path(cfg.paths.output_dir).resolve()
+    assert not run.exists() and not (tmp_path / "runs" / "digits_cnn").exists()
+    assert f"removed {run}: the run was refused before it started" in caplog.text

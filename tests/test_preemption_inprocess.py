@@ -174,3 +174,30 @@ def test_rng_states_from_another_world_size_warn_and_are_not_applied(runs_dir: P
     torch.save(ckpt, path)
     with pytest.warns(UserWarning, match=r"Checkpoint RNG states are from 2 process\(es\), this run has 1"):
         train(compose_cfg([*RUN, f"hydra.run.dir={run_dir}"], runs_dir))
+
+
+def test_mid_epoch_resume_on_a_loader_that_cannot_skip_warns_and_replays(runs_dir: Path) -> None:
+    """The device cache's loader (not a DataLoader) cannot be fast-forwarded: the resume says so, and
+    the epoch's first batches are trained again.
+
+    Catches: the warning dropped or the skip attempted on a loader without a batch sampler (a crash)."""
+    from litvision.train import train
+
+    run_dir, log = runs_dir / "cached", runs_dir / "cached.jsonl"
+    cached = [*RUN, "data.device_cache=true", "+callbacks.record._target_=resume_helpers.RecordBatches"]
+    kill = ["+callbacks.kill._target_=scale_helpers.SignalAtStep", "+callbacks.kill.step=5"]
+    with pytest.raises(Preempted):
+        train(
+            compose_cfg(
+                [*cached, *kill, f"+callbacks.record.path={log}", f"hydra.run.dir={run_dir}"], runs_dir
+            )
+        )
+    with pytest.warns(
+        UserWarning, match=r"cannot be fast-forwarded .*: the first 2 batches of this epoch are seen again"
+    ):
+        train(compose_cfg([*cached, f"+callbacks.record.path={log}", f"hydra.run.dir={run_dir}"], runs_dir))
+    seen = _seen(log)
+    assert [(e, b) for e, b, _ in seen] == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)]
+    # Lightning counts on from batch 2, but the loader starts the epoch over: its first two batches
+    # are trained again in place of the two the run had not reached.
+    assert [h for *_, h in seen[6:]] == [h for *_, h in seen[4:6]]
