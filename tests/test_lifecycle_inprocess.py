@@ -33,7 +33,9 @@ TESTS = Path(__file__).resolve().parent
 FAST = [
     "experiment=digits_cnn",
     "trainer.max_epochs=2",
-    "++trainer.limit_train_batches=2",
+    "++trainer.limit_train_batches=1",
+    "trainer.num_sanity_val_steps=0",
+    "data.check_duplicates=off",
     "++trainer.limit_val_batches=1",
     "model.net.width=4",
     "test=false",
@@ -444,7 +446,7 @@ def test_new_run_plan_and_summary(runs: dict[str, Path]) -> None:
     assert (
         summary["experiment"] == "digits_cnn" and summary["task"] == "train" and summary["command"] == "fit"
     )
-    assert summary["seed"] == 42 and summary["run_dir"] == str(run) and summary["global_step"] == 4
+    assert summary["seed"] == 42 and summary["run_dir"] == str(run) and summary["global_step"] == 2
     assert summary["wall_time_s"] > 0 and summary["finished_at"].startswith("20") and "resumes" not in summary
     assert "started_from" not in summary and "git_commit" in summary or "git" in json.dumps(summary)
     assert not (run / ".lock").exists()  # a finished run keeps no lock file
@@ -471,7 +473,7 @@ def test_resume_plan_continues_in_the_runs_folder_from_its_last_checkpoint(runs:
     assert plan.ckpt_path == str(run.resolve() / "checkpoints" / "last.ckpt")
     assert plan.overrides[: len(FAST)] == FAST and plan.overrides[-1] == "trainer.max_epochs=3"
     assert plan.changes == {"trainer.max_epochs": (2, 3)}
-    assert plan.cfg.trainer.limit_train_batches == 2  # the run's own config
+    assert plan.cfg.trainer.limit_train_batches == 1  # the run's own config
     from_file = plan_run(COMMANDS["fit"], [f"resume={run / 'checkpoints' / 'best-epoch000.ckpt'}"])
     assert from_file.ckpt_path == str((run / "checkpoints" / "best-epoch000.ckpt").resolve())
     again = plan_run(COMMANDS["fit"], [*FAST, f"hydra.run.dir={run}"])
@@ -527,7 +529,7 @@ def test_resume_executes_in_place_records_itself_and_finishes(tmp_path: Path) ->
     config_before = (run / "config.yaml").read_text()
     summary = _fit([f"resume={run}", "trainer.max_epochs=3"])
     assert (
-        summary["global_step"] == 6 and summary["resumes"] == 1 and summary["run_dir"] == str(run.resolve())
+        summary["global_step"] == 3 and summary["resumes"] == 1 and summary["run_dir"] == str(run.resolve())
     )
     record = yaml.safe_load((run / "resume-1.yaml").read_text())
     assert record["checkpoint"] == str(run.resolve() / "checkpoints" / "last.ckpt")
