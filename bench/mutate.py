@@ -173,6 +173,17 @@ EQUIVALENT: dict[str, str] = {
     ),
 }
 
+# What the fast subsets cannot reach here, said once per module instead of explained mutant by mutant.
+NOTES: dict[str, str] = {
+    "preemption": (
+        "Survivors cluster where the fast subset cannot go: the DDP branches (world_size > 1: the "
+        "all-reduce of the stop decision, all_gather of RNG states; exercised by the subprocess DDP tests "
+        "in tests/test_scale.py), the CUDA RNG branch (no GPU here), and the loader-worker path of "
+        "_skip_batches (tests/test_resume_workers.py, marked slow). SLURM requeue: the scontrol path runs the real "
+        "(failing, no controller here) scontrol; submitit's own requeue needs a submitit job."
+    ),
+}
+
 # mutmut's exit codes (mutmut/__init__.py: status_by_exit_code), grouped the way the report counts them.
 # A failing test, a timeout or a crash catches the mutant; one no test of the subset executes
 # ("no tests", 33) is not caught either, so it counts as a survivor.
@@ -290,6 +301,7 @@ def run_module(key: str) -> dict:
             for n in equivalent
         ],
         "not_run_mutants": {n: codes[n] for n in not_run},
+        "note": NOTES.get(key, ""),
     }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import signal
 from pathlib import Path
 
@@ -201,3 +202,68 @@ def test_mid_epoch_resume_on_a_loader_that_cannot_skip_warns_and_replays(runs_di
     # Lightning counts on from batch 2, but the loader starts the epoch over: its first two batches
     # are trained again in place of the two the run had not reached.
     assert [h for *_, h in seen[6:]] == [h for *_, h in seen[4:6]]
+
+
+class _NotSubmitit:
+    """A previous SIGUSR1 handler that is a bound method of an object outside submitit."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def handle(self, signum, frame) -> None:
+        self.calls.append(signum)
+
+
+@pytest.mark.skipif(shutil.which("scontrol") is None, reason="needs SLURM's scontrol")
+def test_requeue_outside_submitit_asks_scontrol_for_this_job_and_reports_a_refusal(monkeypatch) -> None:
+    """With no SLURM controller here, the real `scontrol requeue` fails: the failure is a warning
+    naming the job (an array job as <array id>_<task id>), and a previous handler that is not
+    submitit's is not called.
+
+    Catches: the job id read from the wrong variables, the array form lost, the previous handler
+    called for any bound method (not only submitit's), and the scontrol failure raised or swallowed."""
+    import lightning as L
+
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    other = _NotSubmitit()
+    previous = signal.signal(signal.SIGUSR1, other.handle)
+    try:
+        cb = PreemptionCheckpoint("unused")
+        cb._install()
+        monkeypatch.setenv("SLURM_JOB_ID", "424242")
+        with pytest.warns(UserWarning, match=r"^scontrol requeue 424242 failed: .+"):
+            cb._requeue(trainer, signal.SIGUSR1)
+        monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+        monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+        with pytest.warns(UserWarning, match=r"^scontrol requeue 77_3 failed: .+"):
+            cb._requeue(trainer, signal.SIGUSR1)
+        assert other.calls == []
+        cb._restore()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
+@pytest.mark.skipif(shutil.which("scontrol") is None, reason="needs SLURM's scontrol")
+@pytest.mark.parametrize(("signame", "requeued"), [("SIGUSR1", True), ("SIGTERM", False)])
+def test_under_slurm_a_preemption_signal_requeues_and_sigterm_does_not(
+    signame: str, requeued: bool, runs_dir: Path, monkeypatch
+) -> None:
+    """SLURM sends SIGTERM to a job it is cancelling (or requeueing itself): only the advance-warning
+    signals ask for a requeue. Catches: the SIGTERM exception dropped (a cancelled job requeues
+    itself), the SLURM check dropped, and the exit code not 128 + the signal received."""
+    import warnings
+
+    from litvision.train import train
+
+    monkeypatch.setenv("SLURM_JOB_ID", "424242")
+    kill = [
+        "+callbacks.kill._target_=scale_helpers.SignalAtStep",
+        "+callbacks.kill.step=1",
+        f"+callbacks.kill.signame={signame}",
+    ]
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(Preempted) as e:
+        warnings.simplefilter("always")
+        train(compose_cfg([*RUN, *kill, f"hydra.run.dir={runs_dir / signame}"], runs_dir))
+    assert e.value.code == 128 + getattr(signal, signame)
+    asked = [w for w in caught if "scontrol requeue 424242" in str(w.message)]
+    assert bool(asked) is requeued, [str(w.message) for w in caught]
