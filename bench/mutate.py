@@ -1,6 +1,6 @@
 """Mutation testing of the modules whose bugs cost users most: `make mutate` (not part of CI).
 
-    python -m bench.mutate                 # every module below, ~15 min on 2 idle cores
+    python -m bench.mutate                 # every module below (~27 min on a shared, busy 2-core VM)
     python -m bench.mutate splits optim    # some of them (names are the keys of MODULES)
 
 mutmut 3 (PyPI) rewrites one module at a time into many "mutants" (a `<` turned `<=`, a constant
