@@ -35,7 +35,7 @@ SETUP :=
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help install train eval predict tune export list test test-fast lint format bench clean sweep wandb-sweep compare notebooks submit
+.PHONY: help install train eval predict tune export list test test-fast lint format bench mutate clean sweep wandb-sweep compare notebooks submit
 
 help:  ## show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ format: $(SETUP)  ## ruff format + autofix
 bench: $(SETUP)  ## benchmarks; ratios against a baseline measured in the same run -> bench/results/
 	$(PY) -m bench $(ARGS)
 
+mutate: $(SETUP)  ## mutation testing (mutmut) of the costly modules -> bench/results/mutation.json; not in CI
+	$(PY) -m bench.mutate $(ARGS)
+
 clean:  ## remove caches (keeps runs/ and .venv)
-	rm -rf .pytest_cache .ruff_cache build src/*.egg-info
+	rm -rf .pytest_cache .ruff_cache build src/*.egg-info .mutate
 	find . -name __pycache__ -not -path './.venv/*' -prune -exec rm -rf {} +

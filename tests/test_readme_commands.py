@@ -280,6 +280,14 @@ RUN: dict[str, Run] = {
 
 NOT_RUNNABLE: dict[str, NotRunnable] = {
     "make test": NotRunnable("the whole suite, this test included", dry_run="-m pytest"),
+    "make mutate": NotRunnable(
+        "mutation testing: ~30 min of mutants over the listed modules (not part of CI)",
+        dry_run="-m bench.mutate",
+    ),
+    'make mutate ARGS="splits optim"': NotRunnable(
+        "mutation testing of two modules: minutes of mutants (not part of CI)",
+        dry_run="-m bench.mutate splits optim",
+    ),
     'make train EXP=resnet50_flowers ARGS="data.root=/data/flower_photos model.net.weights=IMAGENET1K_V2"': NotRunnable(
         "downloads the ImageNet weights (no network here); the same line with a local file is run above",
         composes="weights: IMAGENET1K_V2",

@@ -34,7 +34,8 @@ class UnfreezeBackbone(BaseFinetuning):
 
     Args:
         unfreeze_at_epoch: the first epoch (0-based) that trains the backbone.
-        backbone_lr: its learning rate; if null, `lr_scale` x the head's initial learning rate.
+        backbone_lr: its learning rate (times scale_lr's factor, like every group); if null,
+            `lr_scale` x the head's initial learning rate.
         lr_scale: see `backbone_lr` (0.1: the backbone learns ten times slower than the head).
         last_stages: unfreeze only the last k top-level modules of the backbone (for a
             ResNet, 1 = layer4, 2 = layer3 + layer4); null unfreezes all of it.
@@ -134,7 +135,7 @@ class UnfreezeBackbone(BaseFinetuning):
             p.requires_grad = True
         # This runs after Lightning's per-epoch `.train()`: unfrozen BatchNorm layers train from now on.
         sync_batchnorm_modes(net, pl_module.training)
-        lr = self._lr(optimizer)
+        lr = self._lr(pl_module, optimizer)
         wd = optimizer.defaults.get("weight_decay", 0.0) if self.weight_decay is None else self.weight_decay
         decay = [p for p in new if p.ndim > 1]
         no_decay = [p for p in new if p.ndim <= 1]
@@ -162,9 +163,12 @@ class UnfreezeBackbone(BaseFinetuning):
             f"at lr {lr:g} (group {self.group_name})",
         )
 
-    def _lr(self, optimizer: Optimizer) -> float:
+    def _lr(self, pl_module: L.LightningModule, optimizer: Optimizer) -> float:
         if self.backbone_lr is not None:
-            return float(self.backbone_lr)
+            # An absolute lr is the one tuned for base_batch_size: scale_lr scales it like every
+            # other group's (configure_optimization has scaled the groups built at the start).
+            scaling = getattr(pl_module, "lr_scaling_info", None) or {}
+            return float(self.backbone_lr) * float(scaling.get("lr_scale", 1.0))
         group = optimizer.param_groups[0]
         return float(group.get("initial_lr", group["lr"])) * self.lr_scale
 

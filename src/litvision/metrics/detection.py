@@ -72,10 +72,10 @@ def coco_results(
     without it the label itself is written.
     """
     out: list[dict[str, Any]] = []
-    for pred, image_id in zip(predictions, image_ids, strict=False):
+    for pred, image_id in zip(predictions, image_ids, strict=True):
         boxes = torch.as_tensor(pred["boxes"]).reshape(-1, 4).tolist()
         for (x1, y1, x2, y2), score, label in zip(
-            boxes, pred["scores"].tolist(), pred["labels"].tolist(), strict=False
+            boxes, pred["scores"].tolist(), pred["labels"].tolist(), strict=True
         ):
             cat = int(category_ids[label]) if category_ids is not None else int(label)
             out.append(

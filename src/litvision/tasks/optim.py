@@ -116,8 +116,9 @@ class WarmupSchedule:
         if self.name == "constant":
             return 1.0
         if self.name == "step":
-            epoch = step / self.steps_per_epoch
-            return self.gamma ** int(epoch // self.step_epochs + 1e-9)
+            # The guard before flooring: step 9 at 9/7 steps per epoch is epoch 6.999999999999999.
+            decays = math.floor(step / self.steps_per_epoch / self.step_epochs + 1e-9)
+            return self.gamma**decays
         if self.name == "cosine":
             start, top = self.warmup_steps, 1.0
             if self.from_value is not None and step >= self.from_step:

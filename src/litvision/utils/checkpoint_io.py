@@ -49,13 +49,14 @@ class CheckpointWriteError(UserError):
 
 
 def _write_error(target: Path, e: OSError) -> CheckpointWriteError:
-    reason = os.strerror(e.errno) if e.errno else str(e)
+    # Only called for the errnos of _NO_ROOM | _NOT_WRITABLE: each has a name and a message.
+    reason = os.strerror(e.errno)
     if e.errno in _NO_ROOM:
         fix = "free space (or raise the quota / file-size limit) there, or set paths.runs_dir to a disk with room"
     else:
         fix = "make that folder writable, or set paths.runs_dir to a writable folder"
     return CheckpointWriteError(
-        f"Could not write checkpoint {target}: {reason} [{errno.errorcode.get(e.errno, e.errno)}]; "
+        f"Could not write checkpoint {target}: {reason} [{errno.errorcode[e.errno]}]; "
         f"{fix}. Checkpoints written before are intact; resume from {target.parent}/last.ckpt if it exists."
     )
 

@@ -1,0 +1,386 @@
+"""Mutation testing of the modules whose bugs cost users most: `make mutate` (not part of CI).
+
+    python -m bench.mutate                 # every module below (~27 min on a shared, busy 2-core VM)
+    python -m bench.mutate splits optim    # some of them (names are the keys of MODULES)
+
+mutmut 3 (PyPI) rewrites one module at a time into many "mutants" (a `<` turned `<=`, a constant
+changed, an argument dropped, ...) and runs, for each mutant, only the tests of that module's fast
+subset that execute the mutated function; a mutant no test fails on "survives". Each module runs in
+its own scratch copy of the repository (.mutate/<module>/) with its own `[tool.mutmut]` section, so
+the subsets stay small and a run never touches the working tree.
+
+Results go to bench/results/mutation.json: per module the mutants run, killed and survived, each
+survivor with its location and diff, and the survivors judged equivalent (no behaviour change a user
+could see) listed with the reason from EQUIVALENT. The target is survivors (equivalents excluded)
+<= 10% of the mutants run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRATCH = ROOT / ".mutate"
+RESULT = ROOT / "bench" / "results" / "mutation.json"
+
+# module key -> (source file under src/litvision, the fast test subset that guards it).
+MODULES: dict[str, tuple[str, list[str]]] = {
+    "splits": ("data/splits.py", ["tests/test_optim_and_splits.py", "tests/test_data_splits_samplers.py"]),
+    "samplers": ("data/samplers.py", ["tests/test_data_splits_samplers.py"]),
+    "optim": (
+        "tasks/optim.py",
+        [
+            "tests/test_optim_and_splits.py",
+            "tests/test_optim_schedules.py",
+            "tests/test_scale.py::test_linear_lr_scaling_follows_the_global_batch",
+            "tests/test_scale.py::test_scaled_lr_reaches_every_group_and_the_config_is_not_mutated",
+        ],
+    ),
+    "detection_metrics": (
+        "metrics/detection.py",
+        ["tests/test_detection_map.py", "tests/test_detection_metric_edges.py"],
+    ),
+    "checkpoint_io": (
+        "utils/checkpoint_io.py",
+        [
+            "tests/test_checkpoint_io_edges.py",
+            "tests/test_checkpoint_faults.py",
+            "tests/test_scale.py::test_atomic_checkpoint_write_keeps_the_old_file_when_saving_fails",
+        ],
+    ),
+    "preemption": ("callbacks/preemption.py", ["tests/test_preemption_inprocess.py"]),
+    "runner": ("lifecycle/runner.py", ["tests/test_lifecycle_inprocess.py"]),
+    "run_folder": ("lifecycle/run_folder.py", ["tests/test_lifecycle_inprocess.py"]),
+    "resume": ("lifecycle/resume.py", ["tests/test_lifecycle_inprocess.py"]),
+}
+
+# Survivors that change no behaviour a user or a caller can observe, keyed by mutmut's mutant name,
+# with the reason. A key that no longer names a survivor (the code moved) is reported as stale.
+EQUIVALENT: dict[str, str] = {
+    "litvision.data.samplers.xǁEpochWeightedSamplerǁ__init____mutmut_9": (
+        "drops replacement=True: WeightedRandomSampler's replacement already defaults to True"
+    ),
+    "litvision.lifecycle.resume.x_replayable__mutmut_5": (
+        "lstrip('XX+~XX') also strips a leading 'X': no override of a config key or launch option starts with "
+        "an upper-case X"
+    ),
+    "litvision.lifecycle.resume.x_check_resume_changes__mutmut_6": (
+        "to_container(..., resolve=None): None is falsy, the same as the original resolve=False"
+    ),
+    "litvision.lifecycle.resume.x_check_resume_changes__mutmut_8": (
+        "to_container(...) without resolve: its default is False, the same as the original"
+    ),
+    "litvision.lifecycle.resume.x_check_resume_changes__mutmut_10": (
+        "resolving the saved config.yaml: it is written resolved (utils.run.save_config), so it holds no "
+        "interpolation to resolve"
+    ),
+    "litvision.lifecycle.run_folder.x_original_overrides__mutmut_11": (
+        "`if data or True`: an empty overrides.yaml loads as an empty config, which iterates to [] as well"
+    ),
+    "litvision.lifecycle.run_folder.xǁRunLockǁacquire__mutmut_22": (
+        "reads 201 instead of 200 bytes of the holder line; the line litvision writes is ~45 bytes"
+    ),
+    "litvision.lifecycle.run_folder.xǁRunLockǁacquire__mutmut_35": (
+        "ftruncate(fd, 1) instead of 0, then writing the (never empty) holder line from offset 0 "
+        "overwrites that byte: the same file"
+    ),
+    "litvision.lifecycle.run_folder.x_create__mutmut_2": (
+        "mkdir(exist_ok=None): None is falsy, the same as the original exist_ok=False"
+    ),
+    "litvision.lifecycle.run_folder.x_create__mutmut_4": "mkdir() without exist_ok: its default is False",
+    "litvision.metrics.detection.x_make_map_metric__mutmut_8": (
+        "drops box_format='xyxy': torchmetrics' MeanAveragePrecision defaults to xyxy"
+    ),
+    "litvision.metrics.detection.x_make_map_metric__mutmut_9": (
+        "drops iou_type='bbox': torchmetrics' MeanAveragePrecision defaults to bbox"
+    ),
+    "litvision.metrics.detection.x_make_iou_metric__mutmut_5": (
+        "drops box_format='xyxy': torchmetrics' IntersectionOverUnion defaults to xyxy"
+    ),
+    "litvision.metrics.detection.x_make_iou_metric__mutmut_7": (
+        "drops respect_labels=True: torchmetrics' IntersectionOverUnion defaults to True"
+    ),
+    "litvision.utils.checkpoint_io.x__read_umask__mutmut_3": (
+        "os.umask(1) instead of os.umask(0) to read the mask: the probe value is put back at once either way"
+    ),
+    "litvision.lifecycle.runner.x__known_to__mutmut_19": (
+        "str(None) for a plain-string defaults item: the only one is `_self_`, which no override names"
+    ),
+    **{
+        f"litvision.lifecycle.runner.x__known_to__mutmut_{n}": (
+            "rewrites the 'override ' / 'group/option' forms of the entry config's own defaults list: "
+            "eval.yaml and predict.yaml (the configs _known_to reads) have neither"
+        )
+        for n in (21, 26, 27, 28, 29)
+    },
+    "litvision.lifecycle.runner.x__known_to__mutmut_36": (
+        "split('=') without maxsplit: only element [0], the key, is used, and it is the same"
+    ),
+    "litvision.lifecycle.runner.x__known_to__mutmut_42": (
+        "split('=', 2) instead of split('=', 1): only element [0], the key, is used, and it is the same"
+    ),
+    "litvision.lifecycle.runner.x__known_to__mutmut_40": (
+        "lstrip('XX+~XX') also strips a leading 'X': no config key starts with an upper-case X"
+    ),
+    **{
+        f"litvision.lifecycle.runner.x_execute__mutmut_{n}": (
+            "the `config.yaml exists` test in the new/fork/job branch: a new or forked run's folder is "
+            "fresh (folders.create refuses one holding files) and a job whose folder has config.yaml is "
+            "planned as a resume, so the file never exists there"
+        )
+        for n in (42, 43)
+    },
+    **{
+        f"litvision.lifecycle.runner.x_execute__mutmut_{n}": (
+            "seed_everything's `verbose` only decides whether Lightning logs 'Seed set to N'; the start "
+            "panel shows the seed"
+        )
+        for n in (77, 80, 82)
+    },
+    **{
+        f"litvision.lifecycle.runner.x__configure_logging__mutmut_{n}": (
+            "to_container(resolve=None) / without resolve: both are the original resolve=False"
+        )
+        for n in (6, 8)
+    },
+    "litvision.lifecycle.runner.x__configure_logging__mutmut_13": (
+        "configure_log's verbose_config defaults to False, the value of hydra.verbose in configs/hydra"
+    ),
+    "litvision.tasks.optim.x_lr_scale__mutmut_9": (
+        "getattr(trainer, 'world_size', None) or 1: a missing world size becomes 1 through `or 1` either way"
+    ),
+    "litvision.tasks.optim.x_lr_scale__mutmut_22": (
+        "getattr(trainer, 'accumulate_grad_batches', None) or 1: a missing value becomes 1 through `or 1` either way"
+    ),
+    "litvision.tasks.optim.x_configure_optimization__mutmut_6": (
+        "getattr(factory, 'keywords', None): the factory is always a functools.partial (the optimizer "
+        "config has _partial_: true), which always has .keywords"
+    ),
+    "litvision.tasks.optim.x_configure_optimization__mutmut_9": (
+        "getattr(factory, 'keywords') without a default: the same functools.partial always has .keywords"
+    ),
+    "litvision.tasks.optim.x_configure_optimization__mutmut_69": (
+        "`task.trainer.max_epochs or 2`: in a fit Lightning's max_epochs is never None or 0 here (None "
+        "becomes 1000 or -1), so the fallback is never reached"
+    ),
+}
+
+# What the fast subsets cannot reach here, said once per module instead of explained mutant by mutant.
+NOTES: dict[str, str] = {
+    "preemption": (
+        "Survivors cluster where the fast subset cannot go: the DDP branches (world_size > 1: the "
+        "all-reduce of the stop decision, all_gather of RNG states; exercised by the subprocess DDP tests "
+        "in tests/test_scale.py), the CUDA RNG branch (no GPU here), and the loader-worker path of "
+        "_skip_batches (tests/test_resume_workers.py, marked slow). SLURM requeue: the scontrol path runs the real "
+        "(failing, no controller here) scontrol; submitit's own requeue needs a submitit job."
+    ),
+}
+
+# mutmut's exit codes (mutmut/__init__.py: status_by_exit_code), grouped the way the report counts them.
+# A failing test, a timeout or a crash catches the mutant; one no test of the subset executes
+# ("no tests", 33) is not caught either, so it counts as a survivor.
+KILLED = {1, 3, -24, 24, 152, 255, -11, -9, 36}
+SURVIVED = {0, 33}
+
+
+def _copy_tree(work: Path) -> None:
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".pytest_cache")
+    for name in ("src", "tests", "configs", "experiments"):
+        shutil.copytree(ROOT / name, work / name, ignore=ignore)
+
+
+def _config(source: str, tests: list[str]) -> str:
+    def toml_list(xs: list[str]) -> str:
+        return "[" + ", ".join(json.dumps(x) for x in xs) + "]"
+
+    return "\n".join(
+        [
+            "",
+            "[tool.mutmut]",
+            'source_paths = ["src"]',
+            f"only_mutate = {toml_list([f'src/litvision/{source}'])}",
+            f"pytest_add_cli_args_test_selection = {toml_list(tests)}",
+            # -p no:randomly etc. are mutmut's; ours: no cache writes, the project's 900 s timeout off
+            # (mutmut times each mutant against the clean run), slow tests stay out of the subsets.
+            'pytest_add_cli_args = ["-p", "no:cacheprovider", "-o", "timeout=0", "-m", "not slow"]',
+            'also_copy = ["configs", "experiments"]',
+            "use_git_change_detection = false",
+            "",
+        ]
+    )
+
+
+def _results(work: Path, env: dict[str, str]) -> dict[str, int | None]:
+    meta = next((work / "mutants").rglob("*.py.meta"))
+    return {k: v for k, v in json.loads(meta.read_text())["exit_code_by_key"].items()}
+
+
+def _diff(work: Path, env: dict[str, str], name: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "mutmut", "show", name], cwd=work, env=env, capture_output=True, text=True
+    ).stdout
+    return "\n".join(line for line in out.splitlines()[1:] if not line.startswith(("---", "+++")))
+
+
+def _location(source: str, name: str) -> str:
+    # litvision.data.splits.x_stratified_split__mutmut_12 -> data/splits.py::stratified_split
+    func = name.rsplit("__mutmut_", 1)[0].rsplit(".", 1)[-1]
+    func = re.sub(r"^x(ǁ.*?ǁ)?_", "", func).replace("ǁ", "")
+    cls = re.match(r"^xǁ(.*?)ǁ", name.rsplit(".", 1)[-1])
+    return f"src/litvision/{source}::{(cls.group(1) + '.') if cls else ''}{func}"
+
+
+def run_module(key: str) -> dict:
+    source, tests = MODULES[key]
+    work = SCRATCH / key
+    _copy_tree(work)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    (work / "pyproject.toml").write_text(pyproject + _config(source, tests))
+    env = {
+        **os.environ,
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        # One thread per forked worker: torch's thread pools do not survive fork, and 2 workers share 2 cores.
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+    env.pop("LITVISION_ROOT", None)  # the tests point it at the scratch copy (tests/conftest.py)
+    env.pop("PYTHONPATH", None)
+    started = time.time()
+    proc = subprocess.run(
+        [sys.executable, "-m", "mutmut", "run", "--max-children", str(os.cpu_count() or 2)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = round(time.time() - started, 1)
+    (SCRATCH / f"{key}.log").write_text(proc.stdout + proc.stderr)
+    try:
+        codes = _results(work, env)
+    except StopIteration:
+        raise SystemExit(f"mutmut produced no results for {key}; see {SCRATCH / f'{key}.log'}") from None
+    killed = [n for n, c in codes.items() if c in KILLED]
+    survived = [n for n, c in codes.items() if c in SURVIVED]
+    not_run = [n for n, c in codes.items() if c not in KILLED | SURVIVED]
+    equivalent = [n for n in survived if n in EQUIVALENT]
+    real = [n for n in survived if n not in EQUIVALENT]
+    ran = len(killed) + len(survived)
+    return {
+        "source": f"src/litvision/{source}",
+        "tests": tests,
+        "seconds": seconds,
+        "mutants": len(codes),
+        "run": ran,
+        "killed": len(killed),
+        "survived": len(real),
+        "equivalent": len(equivalent),
+        "not_run": len(not_run),
+        "survived_fraction": round(len(real) / ran, 4) if ran else None,
+        "survivors": [
+            {"mutant": n, "location": _location(source, n), "diff": _diff(work, env, n)} for n in real
+        ],
+        "equivalents": [
+            {
+                "mutant": n,
+                "location": _location(source, n),
+                "why": EQUIVALENT[n],
+                "diff": _diff(work, env, n),
+            }
+            for n in equivalent
+        ],
+        "not_run_mutants": {n: codes[n] for n in not_run},
+        "note": NOTES.get(key, ""),
+    }
+
+
+# The cheap modules first and the lifecycle runner (whose tests train tiny runs) last: the results
+# file is rewritten after each module, so an interrupted `make mutate` keeps what it finished.
+ORDER = [
+    "splits",
+    "samplers",
+    "detection_metrics",
+    "checkpoint_io",
+    "resume",
+    "run_folder",
+    "preemption",
+    "optim",
+    "runner",
+]
+
+
+def _write(report: dict) -> None:
+    mods = [m for k, m in report["modules"].items() if k in MODULES]
+    ran = sum(m["run"] for m in mods)
+    survived = sum(m["survived"] for m in mods)
+    report["total"] = {
+        "modules": sorted(k for k in report["modules"] if k in MODULES),
+        "run": ran,
+        "killed": sum(m["killed"] for m in mods),
+        "survived": survived,
+        "equivalent": sum(m["equivalent"] for m in mods),
+        "seconds": round(sum(m["seconds"] for m in mods), 1),
+        "survived_fraction": round(survived / ran, 4) if ran else None,
+        "target": "survived (equivalents excluded) <= 10% of the mutants run",
+    }
+    found = {e["mutant"] for m in mods for e in m["equivalents"]}
+    done = {m["source"].removeprefix("src/").removesuffix(".py").replace("/", ".") for m in mods}
+    # An entry of EQUIVALENT for a module that ran but that no longer names a survivor: stale.
+    report["stale_equivalents"] = sorted(
+        k for k in EQUIVALENT if k not in found and any(k.startswith(d + ".") for d in done)
+    )
+    report["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report["tool"] = "mutmut " + _mutmut_version()
+    RESULT.parent.mkdir(exist_ok=True)
+    RESULT.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+
+
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
+    keys = argv or ORDER
+    unknown = [k for k in keys if k not in MODULES]
+    if unknown:
+        print(f"error: unknown module(s) {unknown}; choose from {list(MODULES)}", file=sys.stderr)
+        return 2
+    report = json.loads(RESULT.read_text()) if RESULT.exists() else {"modules": {}}
+    for key in keys:
+        print(f"== mutate {key} ({MODULES[key][0]})", flush=True)
+        res = run_module(key)
+        report["modules"][key] = res
+        _write(report)
+        print(
+            f"   {res['run']} run, {res['killed']} killed, {res['survived']} survived, "
+            f"{res['equivalent']} equivalent, {res['not_run']} not run ({res['seconds']} s)",
+            flush=True,
+        )
+        for s in res["survivors"]:
+            changed = next((ln for ln in s["diff"].splitlines() if ln.startswith("+")), "")
+            print(f"   survivor {s['mutant'].rsplit('.', 1)[-1]}: {changed[1:].strip()[:100]}", flush=True)
+    t = report["total"]
+    print(f"total: {t['run']} run, {t['survived']} survived ({t['survived_fraction']}) -> {RESULT}")
+    if report["stale_equivalents"]:
+        print(f"stale EQUIVALENT entries (no longer survivors): {report['stale_equivalents']}")
+    return 0
+
+
+def _mutmut_version() -> str:
+    from importlib.metadata import version
+
+    return version("mutmut")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
