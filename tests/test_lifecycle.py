@@ -107,6 +107,8 @@ BAD_INPUTS = [
     (["resume=/"], "not a run folder"),
     # Raised late, inside the DataModule that Hydra's instantiate builds: the new folder is removed.
     (["data=image_folder", "data.root=/no/such/folder"], "/no/such/folder"),
+    # Raised inside Lightning's fit, when the cosine schedule finds no end to plan to (was an OverflowError).
+    (["trainer.max_epochs=-1"], "trains without an end"),
 ]
 
 
@@ -249,6 +251,16 @@ def test_two_resumes_of_one_run_at_once_one_is_refused(tmp_path: Path) -> None:
 def test_resume_of_a_folder_that_is_no_run_is_refused(tmp_path: Path) -> None:
     proc = run_cli("litvision", "fit", f"resume={tmp_path}", timeout=300)
     _one_line_refusal(proc, "not a run folder")
+
+
+def test_a_runs_hydra_folder_belongs_to_its_run(finished: Path) -> None:
+    """`<run>/.hydra` (it holds a config.yaml too) names its run, not a run of its own (break: drop the
+    .hydra guard in run_folder.is_run_folder)."""
+    from litvision.lifecycle import run_folder
+
+    assert not run_folder.is_run_folder(finished / ".hydra")
+    assert run_folder.owning_run(finished / ".hydra") == finished.resolve()
+    assert run_folder.owning_run(finished / ".hydra" / "config.yaml") == finished.resolve()
 
 
 # -- structure -------------------------------------------------------------------------------------

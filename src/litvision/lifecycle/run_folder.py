@@ -34,6 +34,9 @@ CHECKPOINTS = "checkpoints"
 
 
 def is_run_folder(path: Path) -> bool:
+    # A run's .hydra/ holds a config.yaml too (the composed one): it is part of a run, not a run.
+    if path.name == HYDRA_DIR:
+        return False
     return (path / CONFIG_FILE).is_file() or (path / HYDRA_DIR / OVERRIDES_FILE).is_file()
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
+
+from litvision.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -259,10 +262,22 @@ def configure_optimization(
             + f" (global batch {scaling['global_batch_size']} / base_batch_size {scaling['base_batch_size']})",
         )
     optimizer = factory(groups)
+    schedule = dict(task.hparams.scheduler or {"name": "constant"})
+    total_steps = task.trainer.estimated_stepping_batches
+    if not math.isfinite(total_steps):
+        # Lightning's "train forever" (max_epochs=-1, max_steps=-1): a schedule planned to its end has none.
+        if schedule.get("name", "constant") != "constant" or schedule.get("warmup_epochs"):
+            raise UserError(
+                f"trainer.max_epochs={task.trainer.max_epochs} with trainer.max_steps=-1 trains without an end, "
+                f"but the {schedule.get('name')} LR schedule (model.scheduler) is planned to its end: set "
+                "trainer.max_epochs=<n> or trainer.max_steps=<n>, or model.scheduler.name=constant "
+                "model.scheduler.warmup_epochs=0."
+            )
+        total_steps = sys.maxsize
     scheduler = build_scheduler(
         optimizer,
-        total_steps=int(task.trainer.estimated_stepping_batches),
+        total_steps=int(total_steps),
         max_epochs=max(1, task.trainer.max_epochs or 1),
-        **dict(task.hparams.scheduler or {"name": "constant"}),
+        **schedule,
     )
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
