@@ -15,6 +15,8 @@ RESUME ?=
 INPUT ?=
 VENV  ?= .venv
 PYTEST_ARGS ?=
+# Test files run in parallel (pytest-xdist), a file's tests on one worker: its module fixtures are built once.
+TEST_JOBS ?= 2
 # make submit: SLURM request (GPUS per node; GPUS=0 TASKS=n for a CPU job). See README, Scaling out.
 NODES ?= 1
 GPUS  ?= 1
@@ -83,11 +85,11 @@ compare: $(SETUP)  ## table + learning curves of runs: make compare EXP=digits_c
 notebooks: $(SETUP)  ## execute the notebooks into runs/notebooks/ (the committed ones stay output-free)
 	$(PY) -m litvision.tracking.notebooks --execute notebooks/*.ipynb
 
-test: $(SETUP)  ## run the whole test suite (slow tests included)
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: $(SETUP)  ## run the whole test suite (slow tests included; TEST_JOBS=2 files at once)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: $(SETUP)  ## skip the tests that train to a target metric
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 lint: $(SETUP)  ## ruff (CI runs it before the tests)
 	$(PY) -m ruff check src tests bench
