@@ -68,9 +68,17 @@ def original_overrides(run: Path) -> list[str]:
 class RunLock:
     """An exclusive, non-blocking lock on a run folder, held for the life of the process."""
 
+    file_name = LOCK_FILE
+
     def __init__(self, run: Path) -> None:
-        self.path = run / LOCK_FILE
+        self.path = run / self.file_name
         self._fd: int | None = None
+
+    def busy_message(self, holder: str) -> str:
+        return (
+            f"{self.path.parent} is being trained by {holder}; wait for it to end (or stop it) "
+            "before resuming this run."
+        )
 
     def acquire(self) -> None:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -79,10 +87,7 @@ class RunLock:
         except BlockingIOError:
             holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
             os.close(fd)
-            raise UserError(
-                f"{self.path.parent} is being trained by {holder}; wait for it to end (or stop it) "
-                "before resuming this run."
-            ) from None
+            raise UserError(self.busy_message(holder)) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} since {_now()}".encode())
         self._fd = fd

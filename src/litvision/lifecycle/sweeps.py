@@ -20,15 +20,14 @@ command line. Sweeps made before this rule (timestamped folders) resume from the
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from litvision.errors import UserError
+from litvision.lifecycle.run_folder import RunLock
 
 SWEEP_FILE = "sweep.yaml"
 HYDRA_MULTIRUN_FILE = "multirun.yaml"
@@ -157,24 +156,13 @@ def record_start(folder: Path, args: list[str]) -> None:
     atomic_write(path, yaml.safe_dump(data, sort_keys=False))
 
 
-class SweepLock:
-    """One process runs a sweep folder at a time (flock: dropped by the kernel if the process dies)."""
+class SweepLock(RunLock):
+    """One process runs a sweep folder at a time (the run lock's flock, on the sweep folder)."""
 
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / LOCK_FILE
-        self._fd: int | None = None
+    file_name = LOCK_FILE
 
-    def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise UserError(
-                f"The sweep {self.path.parent} is being run by {holder}; wait for it to end (or stop it) "
-                "before running it again."
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}".encode())
-        self._fd = fd
+    def busy_message(self, holder: str) -> str:
+        return (
+            f"The sweep {self.path.parent} is being run by {holder}; wait for it to end (or stop it) "
+            "before running it again."
+        )
