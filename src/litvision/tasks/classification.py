@@ -174,9 +174,17 @@ class ClassificationTask(L.LightningModule):
         loss = self._loss(logits, y)
         hard = y.argmax(dim=-1) if y.ndim == 2 else y
         self.train_acc.update(logits.detach(), hard)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(hard))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=len(hard))
+        # Not prog_bar: Lightning would call .item() on it after every step, a GPU sync per step;
+        # the progress bar (callbacks/progress_bar.py) shows it, read once a second.
+        self.log("train/loss", loss, batch_size=len(hard))
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        # Logged once an epoch, not from every step: Lightning's self.log of a Metric costs about as
+        # much CPU time per step as a small network's launches (it moves the metric's state each call).
+        if self.train_acc.update_called:
+            self.log("train/acc", self.train_acc.compute())
+        self.train_acc.reset()
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         x, y = batch

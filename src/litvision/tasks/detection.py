@@ -126,7 +126,8 @@ class DetectionTask(L.LightningModule):
         losses = self.net(images, targets)
         loss = torch.stack(list(losses.values())).sum()
         n = len(images)
-        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        # Not prog_bar: a GPU sync per step (see callbacks/progress_bar.py, which shows it).
+        self.log("train/loss", loss, batch_size=n)
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=n)
         return loss
 

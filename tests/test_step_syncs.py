@@ -1,0 +1,70 @@
+"""A training step never makes the GPU wait: no value is read back to Python between steps.
+
+Lightning reads back every value logged with `prog_bar=True` after every batch, and a progress bar
+reads what it shows; each read stalls the GPU's queue, which at CIFAR step times costs a large part
+of the throughput (bench/results/throughput.json). The aten ops that stall a GPU are also called on
+the CPU, so a real Trainer run here records them (tests/step_sync_helpers.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import compose_cfg
+
+TESTS = Path(__file__).resolve().parent
+BASE = [
+    "experiment=digits_cnn",
+    "trainer.max_epochs=1",
+    "++trainer.limit_train_batches=10",
+    "++trainer.limit_val_batches=1",
+    "test=false",
+    "logger=csv",
+    "callbacks.model_summary=null",
+    "+callbacks.spy._target_=step_sync_helpers.SyncSpy",
+]
+
+
+@pytest.fixture(autouse=True)
+def _helpers_importable(monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(TESTS))  # Hydra instantiates step_sync_helpers.* by name
+
+
+def _fit(runs_dir: Path, *overrides: str) -> dict:
+    from litvision.train import train
+
+    out = runs_dir / "spy.json"
+    train(compose_cfg([*BASE, f"+callbacks.spy.path={out}", *overrides], runs_dir))
+    return json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("device_cache", ["false", "true"])
+def test_training_steps_read_nothing_back_from_the_device(runs_dir: Path, device_cache: str) -> None:
+    """Catches: `train/loss` logged with prog_bar=True (Lightning's .item() after each batch), the
+    progress bar reading its metrics at every step, a sync op in the device cache's batches."""
+    rec = _fit(
+        runs_dir,
+        f"data.device_cache={device_cache}",
+        "trainer.log_every_n_steps=1000",
+        # The bar's first read happens at step 0, before the window; none after it for 1000 s.
+        "callbacks.rich_progress_bar.metrics_every_s=1000",
+    )
+    assert rec["steps"] == 10 and rec["bar_type"] == "ProgressBar"
+    assert rec["ops"] == {}, rec["where"]
+
+
+def test_the_spy_sees_a_read_back(runs_dir: Path) -> None:
+    """The control: logging every step reads each value back, and the record shows it (so the test
+    above would see a read if there were one). Catches: a spy that records nothing."""
+    rec = _fit(runs_dir, "trainer.log_every_n_steps=1", "callbacks.rich_progress_bar.metrics_every_s=1000")
+    assert rec["ops"].get("_local_scalar_dense", 0) >= 5, rec  # steps 2-6 (7 is logged after the window)
+    assert "convert_tensors_to_scalars" in rec["where"]["_local_scalar_dense"]  # Lightning logging it
+
+
+def test_the_progress_bar_shows_the_step_loss(runs_dir: Path) -> None:
+    """Catches: the step loss missing from the bar once it is no longer logged with prog_bar=True,
+    and the epoch-end read skipped (the bar would show an older step's loss)."""
+    rec = _fit(runs_dir, "callbacks.rich_progress_bar.metrics_every_s=1000")
+    assert rec["bar_shown"] == {"train/loss": pytest.approx(rec["train_loss"])}
