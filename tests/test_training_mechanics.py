@@ -238,3 +238,25 @@ def test_absolute_backbone_lr_is_scaled_when_it_joins_under_scale_lr(runs_dir: P
             "backbone/no_decay": 2 * 5e-4,
         }
     )
+
+
+def test_cudnn_autotuner_is_on_for_classification_only(runs_dir: Path, monkeypatch) -> None:
+    """Catches: trainer.benchmark=null left to Lightning (False: cuDNN's default convolution kernels on
+    every GPU classification run), and the autotuner on for detection (re-timed at each new image
+    size) or under trainer.deterministic=true."""
+    import torch
+
+    from litvision.build import build_trainer
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", torch.backends.cudnn.benchmark)  # restored after
+    cases = [
+        (["experiment=digits_cnn"], True),
+        (["experiment=resnet18_cifar10"], True),
+        (["experiment=yolov1_shapes"], False),
+        (["experiment=digits_cnn", "trainer.deterministic=true"], False),
+        (["experiment=digits_cnn", "trainer.benchmark=false"], False),
+    ]
+    for overrides, expected in cases:
+        torch.backends.cudnn.benchmark = not expected
+        build_trainer(compose_cfg([*overrides, "logger=csv"], runs_dir), callbacks=[], loggers=[])
+        assert torch.backends.cudnn.benchmark is expected, overrides

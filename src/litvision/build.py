@@ -103,4 +103,20 @@ def build_trainer(
     from litvision.scale import trainer_plugins
 
     plugins = trainer_plugins(cfg)
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
+    extra = {}
+    if cfg.trainer.get("benchmark") is None:
+        extra["benchmark"] = cudnn_benchmark(cfg)
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins, **extra)
+
+
+def cudnn_benchmark(cfg: DictConfig) -> bool:
+    """What `trainer.benchmark: null` means here: cuDNN's autotuner on for classification, off otherwise.
+
+    Every classification batch has one image size, so timing the convolution kernels for it once
+    (torch.backends.cudnn.benchmark) and keeping the fastest pays from the first epoch on. Detection
+    batches come in many sizes, each of which would be timed again; and `trainer.deterministic=true`
+    needs the default kernels. Lightning's own default (False unless set) leaves the speed unused.
+    """
+    if cfg.trainer.get("deterministic"):
+        return False
+    return str((cfg.get("model") or {}).get("_target_", "")).endswith("ClassificationTask")
