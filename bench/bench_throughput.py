@@ -2,6 +2,7 @@
 
     python -m bench throughput                 # full size on a GPU, reduced on the CPU
     BENCH_THROUGHPUT_ONLY=resnet18_cifar10 python -m bench throughput
+    BENCH_THROUGHPUT_BATCHES=128 BENCH_THROUGHPUT_COMPILE=none python -m bench throughput   # a part
 
 For each model, precision and batch size, in one process, the same network, loss and optimizer:
 
@@ -30,6 +31,7 @@ import os
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -277,21 +279,38 @@ class _Clock:
 
 
 class _SyncWatch:
-    """torch.cuda's sync debug mode, recorded: each operation that waits for the GPU warns once."""
+    """torch.cuda's sync debug mode, recorded: each operation that waits for the GPU warns, and the
+    warning's Python caller (the last frames outside torch) says where it came from."""
 
     def __init__(self) -> None:
         import warnings
 
         import torch
 
-        self._catch = warnings.catch_warnings(record=True)
-        self._seen = self._catch.__enter__()
+        self.seen: list[str] = []
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
         warnings.simplefilter("always")
+        warnings.showwarning = self._show
         try:
             torch.cuda.set_sync_debug_mode("warn")
             self.error = None
         except RuntimeError as e:  # a counter must never cost the measurement
             self.error = f"sync debug mode: {e}"[:120]
+
+    def _show(self, message: Any, *args: Any, **kwargs: Any) -> None:
+        import traceback
+
+        if "synchroniz" not in str(message):
+            return
+        frames = [
+            f
+            for f in traceback.extract_stack()[:-1]
+            if not f.filename.endswith("warnings.py") and "/torch/" not in f.filename
+        ]
+        self.seen.append(
+            " < ".join(f"{Path(f.filename).name}:{f.lineno}:{f.name}" for f in frames[-3:][::-1])
+        )
 
     def stop(self) -> list[str]:
         import torch
@@ -299,9 +318,7 @@ class _SyncWatch:
         if self.error is None:
             torch.cuda.set_sync_debug_mode("default")
         self._catch.__exit__(None, None, None)
-        if self.error:
-            return [self.error]
-        return [str(w.message)[:160] for w in self._seen if "synchroniz" in str(w.message)]
+        return [self.error] if self.error else self.seen
 
 
 def litvision_fit(cfg: Any, device: Any, warm: int, steps: int) -> dict:
@@ -326,7 +343,7 @@ def litvision_fit(cfg: Any, device: Any, warm: int, steps: int) -> dict:
         "seconds": seconds,
         # What waited for the GPU in the timed steps (0 when the step never reads a value back).
         **(
-            {"syncs": len(clock.syncs), "sync_examples": sorted(set(clock.syncs))[:3]}
+            {"syncs": len(clock.syncs), "sync_sources": dict(Counter(clock.syncs).most_common(4))}
             if device.type == "cuda"
             else {}
         ),
@@ -390,11 +407,23 @@ def _variant(
     return lambda: litvision_fit(compose([*presets, *base, *extra[len(presets) :]]), device, warm, steps)
 
 
+def _restricted(plan: dict) -> dict:
+    """The plan cut down by BENCH_THROUGHPUT_BATCHES=128,512 / _PRECISIONS=bf16-mixed / _COMPILE=none."""
+    env = os.environ.get
+    if env("BENCH_THROUGHPUT_BATCHES"):
+        plan["batches"] = [int(b) for b in env("BENCH_THROUGHPUT_BATCHES", "").split(",")]
+    if env("BENCH_THROUGHPUT_PRECISIONS"):
+        plan["precisions"] = env("BENCH_THROUGHPUT_PRECISIONS", "").split(",")
+    if env("BENCH_THROUGHPUT_COMPILE") == "none":
+        plan["compile"] = []
+    return plan
+
+
 def run() -> dict:
     import torch
 
     cuda = torch.cuda.is_available()
-    plan = GPU_PLAN if cuda else CPU_PLAN
+    plan = _restricted(dict(GPU_PLAN if cuda else CPU_PLAN))
     device = torch.device("cuda", 0) if cuda else torch.device("cpu")
     accel = "gpu" if cuda else "cpu"
     workers = int(os.environ.get("LOADER_WORKERS", min(12, max(1, (os.cpu_count() or 2) - 2))))
@@ -407,6 +436,7 @@ def run() -> dict:
         "full_size": cuda,
         "loader_workers": workers,
         "train_images": plan["train_images"],
+        "plan": {k: plan[k] for k in ("batches", "precisions", "compile")} | {"models": models},
         "rows": rows,
     }
     partial = os.environ.get("BENCH_THROUGHPUT_PARTIAL")

@@ -26,6 +26,8 @@ SYNC_OPS = {
     "equal",
     "is_nonzero",
     "repeat_interleave",
+    # A tensor made from Python numbers: on a GPU, a synchronous copy from pageable host memory.
+    "lift_fresh",
 }
 # Non-capturable torch optimizers keep their step counter on the CPU even on a GPU: its .item() waits for nothing.
 CPU_ON_A_GPU_TOO = ("torch/optim/",)

@@ -55,6 +55,47 @@ def test_training_steps_read_nothing_back_from_the_device(runs_dir: Path, device
     assert rec["ops"] == {}, rec["where"]
 
 
+def test_batches_normalised_after_the_transfer_copy_nothing_from_the_host(
+    runs_dir: Path, tmp_path: Path
+) -> None:
+    """uint8 CIFAR batches from loader workers, normalised on the Trainer's device (what a GPU run
+    does). Catches: torchvision's Normalize with list mean/std there (it makes two tensors from Python
+    numbers per batch: two synchronous host-to-device copies per step on a GPU)."""
+    from litvision.data.fixtures.classification import make_cifar10
+
+    make_cifar10(tmp_path)
+    rec = _fit(
+        runs_dir,
+        "data=cifar10",
+        f"data.root={tmp_path / 'cifar10'}",
+        "data.download=false",
+        "data.batch_size=4",
+        "data.num_workers=1",  # the per-image crops run in a worker, as on a GPU machine
+        "data.normalize_on=device",
+        "trainer.log_every_n_steps=1000",
+        "callbacks.rich_progress_bar.metrics_every_s=1000",
+    )
+    assert rec["steps"] == 10
+    assert rec["ops"] == {}, rec["where"]
+
+
+def test_batch_normalize_equals_torchvision_and_keeps_its_statistics() -> None:
+    """Catches: different float operations from ToDtype(scale=True) + Normalize (the device-normalised
+    batches would differ from the worker-normalised ones), and mean/std rebuilt at each call."""
+    import torch
+
+    from litvision.data.presets import BatchNormalize, TransformConfig, normalize_transform
+
+    mean, std = [0.4914, 0.4822, 0.4465], [0.247, 0.2435, 0.2616]
+    x = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)
+    norm = BatchNormalize(mean, std)
+    reference = normalize_transform(TransformConfig(mean=mean, std=std))(x)
+    assert torch.equal(norm(x), reference) and torch.equal(norm(x[0]), reference[0])
+    first = norm._on[x.device]
+    norm(x)
+    assert all(a is b for a, b in zip(norm._on[x.device], first, strict=True))
+
+
 def test_the_spy_sees_a_read_back(runs_dir: Path) -> None:
     """The control: logging every step reads each value back, and the record shows it (so the test
     above would see a read if there were one). Catches: a spy that records nothing."""

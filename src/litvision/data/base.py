@@ -36,6 +36,7 @@ from litvision.data.mixing import BatchMixing, mix_training_batch
 from litvision.data.presets import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    BatchNormalize,
     NormalizingCollate,
     TransformConfig,
     eval_transform,
@@ -154,7 +155,7 @@ class ClassificationDataModule(L.LightningDataModule):
             resize_interpolation=resize_interpolation,
             normalize_on=normalize_on,
         )
-        self._normalize = normalize_transform(self.transforms)
+        self._normalize = BatchNormalize(self.transforms.mean, self.transforms.std)
         if self.known_num_classes is not None:
             self._check_num_classes(self.known_num_classes)
         self.num_classes: int | None = num_classes if num_classes is not None else self.known_num_classes

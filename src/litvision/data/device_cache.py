@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from litvision.data.presets import BatchNormalize
 from litvision.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -217,10 +218,8 @@ class DeviceLoader:
         self.augment = augment
         self.seed = seed
         self.device = images.device
-        shape = (1, -1, 1, 1)
         # Digits are cached already normalised (float): mean/std None.
-        self.mean = None if mean is None else torch.tensor(mean, device=self.device).view(shape)
-        self.std = None if std is None else torch.tensor(std, device=self.device).view(shape)
+        self.normalize = None if mean is None else BatchNormalize(mean, std)
 
     def __len__(self) -> int:
         return -(-len(self.sampler) // self.batch_size)
@@ -232,10 +231,9 @@ class DeviceLoader:
         return gen
 
     def _normalize(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mean is None or x.dtype != torch.uint8:
+        if self.normalize is None or x.dtype != torch.uint8:
             return x
-        # The same float operations as NormalizingCollate: scale to [0, 1], subtract, divide.
-        return x.float().mul_(1.0 / 255).sub_(self.mean).div_(self.std)
+        return self.normalize(x)
 
     def _batch(self, b: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
         x = self.images[b]
