@@ -106,6 +106,8 @@ QUOTED = [
     ("scale.json", ("ratios", "ddp_2proc_over_1proc_time_per_epoch"), "{:.2f}x"),
     ("scale.json", ("ratios", "bf16_over_fp32_time_per_epoch"), "{:.2f}x"),
     ("throughput_h200.json", None, None),
+    ("step_overhead.json", ("litvision_extra_ms",), "{:.3f} ms"),
+    ("step_overhead.json", ("ms_per_step", "hand_loop"), "{:.3f} ms"),
 ]
 
 
