@@ -68,6 +68,12 @@ def offline_overrides(cfg) -> list[str]:
 
 
 @pytest.fixture
+def helpers_importable(monkeypatch) -> None:
+    """tests/ on sys.path: Hydra instantiates the *_helpers callbacks and networks by name."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture
 def runs_dir(tmp_path: Path) -> Path:
     d = tmp_path / "runs"
     d.mkdir()

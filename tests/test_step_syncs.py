@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from conftest import compose_cfg
 
-TESTS = Path(__file__).resolve().parent
 BASE = [
     "experiment=digits_cnn",
     "trainer.max_epochs=1",
@@ -27,9 +26,7 @@ BASE = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _helpers_importable(monkeypatch) -> None:
-    monkeypatch.syspath_prepend(str(TESTS))  # Hydra instantiates step_sync_helpers.* by name
+pytestmark = pytest.mark.usefixtures("helpers_importable")  # step_sync_helpers.* by name
 
 
 def _fit(runs_dir: Path, *overrides: str) -> dict:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from conftest import compose_cfg
 
-TESTS = Path(__file__).resolve().parent
 QUIET = ["callbacks.rich_progress_bar=null", "callbacks.model_summary=null"]
 BASE = [
     "experiment=digits_cnn",
@@ -36,9 +35,7 @@ LINEAR_SGD = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _helpers_importable(monkeypatch) -> None:
-    monkeypatch.syspath_prepend(str(TESTS))  # Hydra instantiates mechanics_helpers.* by name
+pytestmark = pytest.mark.usefixtures("helpers_importable")  # mechanics_helpers.* by name
 
 
 def _weights(summary: dict) -> dict:
