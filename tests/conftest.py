@@ -11,6 +11,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LITVISION_ROOT", str(ROOT))
+# The environment of a subprocess whose config names tests/*_helpers (callbacks, networks, Hydra targets).
+HELPERS_ENV = {
+    "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
+}
 # Tests never talk to a W&B server.
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")

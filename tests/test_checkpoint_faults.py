@@ -11,10 +11,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli, run_folders
+from conftest import HELPERS_ENV, ROOT, run_cli, run_folders
 
-TESTS = Path(__file__).resolve().parent
-ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")])}
 SHORT = [
     "experiment=digits_cnn",
     "trainer.max_epochs=3",
@@ -50,7 +48,7 @@ def test_checkpoint_write_over_the_file_size_limit_is_one_line_and_keeps_earlier
         *limit,
         "+callbacks.fsize.max_bytes=100000",
         f"paths.runs_dir={runs_dir}",
-        env=ENV,
+        env=HELPERS_ENV,
     )
     assert proc.returncode == 2, proc.stderr[-3000:]
     (run,) = run_folders(runs_dir)
@@ -87,7 +85,7 @@ def test_read_only_checkpoints_folder_is_one_line(runs_dir: Path) -> None:
     proc = subprocess.run(
         ["unshare", "-rm", "sh", "-c", script, "sh", *cmd],
         cwd=ROOT,
-        env={**os.environ, **ENV, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, **HELPERS_ENV, "PYTHONUNBUFFERED": "1"},
         capture_output=True,
         text=True,
         timeout=600,

@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, run_cli, run_folders
-
-TESTS = Path(__file__).resolve().parent
-ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")])}
+from conftest import HELPERS_ENV, run_cli, run_folders
 
 
 def _correct_on_val(run: Path):
@@ -53,7 +49,7 @@ def test_val_acc_under_ddp_is_over_the_whole_val_split(runs_dir: Path) -> None:
         "callbacks.rich_progress_bar=null",
         "callbacks.model_summary=null",
         f"paths.runs_dir={runs_dir}",
-        env=ENV,
+        env=HELPERS_ENV,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, run_cli, run_folders
+from conftest import HELPERS_ENV, run_cli, run_folders
 
 from litvision.data.cifar import CIFAR10DataModule
 from litvision.data.device_cache import DeviceLoader, decide, shard
@@ -27,9 +26,6 @@ from litvision.data.fixtures.classification import (
 )
 from litvision.data.mnist import MNISTDataModule
 from litvision.errors import UserError
-
-TESTS = Path(__file__).resolve().parent
-ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")])}
 
 
 def _cifar(root: Path, images=None, per_batch: int = 20, seed: int = 0) -> Path:
@@ -209,7 +205,7 @@ def test_two_process_ddp_shards_are_disjoint_and_cover_the_split(runs_dir: Path)
         "+callbacks.shards._target_=device_cache_helpers.RecordShards",
         f"+callbacks.shards.out_dir={shards}",
         f"paths.runs_dir={runs_dir}",
-        env=ENV,
+        env=HELPERS_ENV,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

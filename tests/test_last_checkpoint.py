@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, compose_cfg, run_cli, run_folders
+from conftest import HELPERS_ENV, compose_cfg, run_cli, run_folders
 
-TESTS = Path(__file__).resolve().parent
 # Subprocesses import tests/fault_helpers.py and litvision from this checkout.
-ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")])}
 
 # val/loss falls every epoch here, so with mode=max the best epoch is epoch 0 and Lightning's
 # save_last (tied to a new best) would leave last.ckpt at epoch 0 for the rest of the run.
@@ -66,7 +63,7 @@ def test_sigkill_three_epochs_after_the_best_resumes_at_the_kill_not_at_the_best
     assert ref["last_checkpoint"] == str(runs_dir / "ref" / "checkpoints" / "last.ckpt")
 
     killed = run_cli(
-        "litvision.train", *STALLS, *KILL, f"paths.runs_dir={runs_dir / 'k'}", env=ENV, timeout=600
+        "litvision.train", *STALLS, *KILL, f"paths.runs_dir={runs_dir / 'k'}", env=HELPERS_ENV, timeout=600
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     (run,) = run_folders(runs_dir / "k")
@@ -75,7 +72,7 @@ def test_sigkill_three_epochs_after_the_best_resumes_at_the_kill_not_at_the_best
     assert (state["epoch"], state["global_step"]) == (3, 16)  # the last finished epoch, not the best one
     assert not (run / "summary.json").exists() and not list(run.glob("checkpoints/.*tmp*"))
 
-    resumed = run_cli("litvision.train", f"ckpt_path={last}", *STALLS, *KILL, env=ENV, timeout=600)
+    resumed = run_cli("litvision.train", f"ckpt_path={last}", *STALLS, *KILL, env=HELPERS_ENV, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert run_folders(runs_dir / "k") == [run]
     summary = json.loads((run / "summary.json").read_text())
@@ -151,13 +148,13 @@ def test_sigkill_mid_epoch_loses_at_most_n_steps(runs_dir: Path) -> None:
     ref = train(compose_cfg([*args, f"hydra.run.dir={runs_dir / 'ref'}"], runs_dir))
     kill = ["+callbacks.kill._target_=fault_helpers.KillAtStep", "+callbacks.kill.step=7"]
     killed = run_cli(
-        "litvision.train", *args, *kill, f"paths.runs_dir={runs_dir / 'k'}", env=ENV, timeout=600
+        "litvision.train", *args, *kill, f"paths.runs_dir={runs_dir / 'k'}", env=HELPERS_ENV, timeout=600
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     (run,) = run_folders(runs_dir / "k")
     last = run / "checkpoints" / "last.ckpt"
     assert _ckpt(last)["global_step"] == 6
-    resumed = run_cli("litvision.train", f"ckpt_path={last}", *args, *kill, env=ENV, timeout=600)
+    resumed = run_cli("litvision.train", f"ckpt_path={last}", *args, *kill, env=HELPERS_ENV, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a, b = _ckpt(Path(ref["last_checkpoint"])), _ckpt(last)
     assert a["global_step"] == b["global_step"] == 8

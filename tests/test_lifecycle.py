@@ -12,10 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, compose_cfg, run_cli, run_folders
+from conftest import HELPERS_ENV, ROOT, compose_cfg, run_cli, run_folders
 
-TESTS = Path(__file__).parent
-ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")])}
 FAST = [
     "experiment=digits_cnn",
     "trainer.max_epochs=3",
@@ -152,7 +150,7 @@ def test_resume_keeps_the_runs_own_config_and_records_itself(interrupted: Path) 
     """Catches: resume composing the experiment's defaults (batch 64) instead of the run's (16)."""
     before = (interrupted / "config.yaml").read_bytes()
     last = interrupted / "checkpoints" / "last.ckpt"
-    proc = run_cli("litvision.train", f"ckpt_path={last}", env=ENV, timeout=600)
+    proc = run_cli("litvision.train", f"ckpt_path={last}", env=HELPERS_ENV, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((interrupted / "summary.json").read_text())
     assert summary["run_dir"] == str(interrupted) and summary["epochs_completed"] == 3
@@ -177,12 +175,14 @@ def test_resume_with_a_changed_key_outside_the_allowed_set_is_refused(tmp_path: 
         train(cfg)
     (run,) = run_folders(runs)
     before = _digest(run)
-    proc = run_cli("litvision", "fit", f"resume={run}", "model.optimizer.lr=0.5", env=ENV, timeout=300)
+    proc = run_cli(
+        "litvision", "fit", f"resume={run}", "model.optimizer.lr=0.5", env=HELPERS_ENV, timeout=300
+    )
     _one_line_refusal(proc, "model.optimizer.lr", "0.003", "0.5")
     assert _digest(run) == before, "a refused resume writes nothing"
 
     # An allowed change (more epochs) goes through and is recorded with both values.
-    proc = run_cli("litvision", "fit", f"resume={run}", "trainer.max_epochs=4", env=ENV, timeout=600)
+    proc = run_cli("litvision", "fit", f"resume={run}", "trainer.max_epochs=4", env=HELPERS_ENV, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     import yaml
 
@@ -197,7 +197,7 @@ def test_finished_run_is_read_only_and_a_new_run_starts_from_it(finished: Path, 
     runs = tmp_path / "runs"
     proc = run_cli(
         "litvision", "fit", f"resume={finished}", "trainer.max_epochs=2", f"paths.runs_dir={runs}",
-        env=ENV, timeout=600,
+        env=HELPERS_ENV, timeout=600,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _digest(finished) == before
@@ -207,7 +207,7 @@ def test_finished_run_is_read_only_and_a_new_run_starts_from_it(finished: Path, 
     assert summary["started_from"]["run"] == str(finished) and summary["epochs_completed"] == 2
 
     # Pointing a new command at the finished folder itself is refused.
-    proc = run_cli("litvision", "fit", f"hydra.run.dir={finished}", env=ENV, timeout=300)
+    proc = run_cli("litvision", "fit", f"hydra.run.dir={finished}", env=HELPERS_ENV, timeout=300)
     _one_line_refusal(proc, "finished run")
     assert _digest(finished) == before
 
@@ -229,7 +229,7 @@ def test_two_resumes_of_one_run_at_once_one_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError):
         train(cfg)
     (run,) = run_folders(runs)
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **ENV}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **HELPERS_ENV}
     first = subprocess.Popen(
         [sys.executable, "-m", "litvision", "fit", f"resume={run}", "trainer.max_epochs=40"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -239,7 +239,9 @@ def test_two_resumes_of_one_run_at_once_one_is_refused(tmp_path: Path) -> None:
         while not (run / "resume-1.yaml").exists() and first.poll() is None and time.time() < deadline:
             time.sleep(0.2)
         assert first.poll() is None, first.communicate()[1][-3000:]
-        second = run_cli("litvision", "fit", f"resume={run}", "trainer.max_epochs=40", env=ENV, timeout=300)
+        second = run_cli(
+            "litvision", "fit", f"resume={run}", "trainer.max_epochs=40", env=HELPERS_ENV, timeout=300
+        )
         _one_line_refusal(second, "is being trained by pid")
         assert first.poll() is None, "the refused resume must not disturb the running one"
         assert not (run / "resume-2.yaml").exists()
@@ -300,7 +302,9 @@ def test_payload_checkpoint_is_refused_by_every_command(
     if not any(a.startswith("model.net.weights") for a in args):
         args.append(f"ckpt_path={ckpt}")
     runs = tmp_path / "runs"
-    proc = run_cli("litvision", command, "experiment=digits_cnn", *args, f"paths.runs_dir={runs}", env=ENV)
+    proc = run_cli(
+        "litvision", command, "experiment=digits_cnn", *args, f"paths.runs_dir={runs}", env=HELPERS_ENV
+    )
     line = _one_line_refusal(proc, str(ckpt))
     assert "refuses to execute code" in line
     assert not marker.exists()
@@ -317,7 +321,7 @@ def test_checkpoint_of_another_experiment_is_one_line(finished: Path, tmp_path: 
         "experiment=yolov1_shapes",
         f"ckpt_path={last}",
         f"paths.runs_dir={runs}",
-        env=ENV,
+        env=HELPERS_ENV,
     )
     _one_line_refusal(proc, "digits_cnn", "yolov1_shapes")
     assert not runs.exists() or not any(runs.rglob("*"))

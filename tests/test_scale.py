@@ -10,11 +10,9 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, compose_cfg, run_cli, run_folders
+from conftest import HELPERS_ENV, compose_cfg, run_cli, run_folders
 
-TESTS = Path(__file__).resolve().parent
 # Subprocesses import tests/scale_helpers.py (SignalAtStep) and litvision from this checkout.
-ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")])}
 QUIET = ["callbacks.rich_progress_bar=null", "callbacks.model_summary=null"]
 
 
@@ -49,7 +47,7 @@ def test_ddp_two_processes_one_run_folder_and_same_metrics_as_one_process(runs_d
         f"paths.runs_dir={runs_dir / 'ddp'}",
         "+callbacks.rank_weights._target_=scale_helpers.SaveRankWeights",
         f"+callbacks.rank_weights.folder={ranks}",
-        env=ENV,
+        env=HELPERS_ENV,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -89,7 +87,7 @@ def test_multirun_with_ddp_makes_one_folder_per_job(runs_dir: Path) -> None:
         "seed=1,2",
         f"paths.runs_dir={runs_dir}",
     ]
-    proc = run_cli("litvision.train", *args, env=ENV, timeout=600)
+    proc = run_cli("litvision.train", *args, env=HELPERS_ENV, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     folders = run_folders(runs_dir)
     assert [f.name for f in folders] == ["0", "1"], folders
@@ -227,13 +225,18 @@ def test_sigterm_leaves_a_usable_last_ckpt_and_the_cli_resumes_in_the_same_folde
         f"+callbacks.fit_start.path={starts}",
         f"paths.runs_dir={runs_dir}",
     ]
-    proc = run_cli("litvision.train", *args, env=ENV, timeout=600)
+    proc = run_cli("litvision.train", *args, env=HELPERS_ENV, timeout=600)
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-3000:]
     (run,) = run_folders(runs_dir)
     last = run / "checkpoints" / "last.ckpt"
     assert last.is_file() and not list(run.glob("checkpoints/.*.tmp"))
     resumed = run_cli(
-        "litvision.train", f"ckpt_path={last}", *RESUME[1:], "trainer.max_epochs=3", env=ENV, timeout=600
+        "litvision.train",
+        f"ckpt_path={last}",
+        *RESUME[1:],
+        "trainer.max_epochs=3",
+        env=HELPERS_ENV,
+        timeout=600,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert run_folders(runs_dir) == [run]
@@ -343,7 +346,7 @@ def test_gpu_preset_without_gpu_is_one_line_before_any_run_folder(runs_dir: Path
             "experiment=digits_cnn",
             f"trainer={preset}",
             f"paths.runs_dir={runs_dir}",
-            env=ENV,
+            env=HELPERS_ENV,
             timeout=300,
         )
         assert proc.returncode == 2

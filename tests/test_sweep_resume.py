@@ -6,16 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, compose_cfg, run_cli
+from conftest import HELPERS_ENV, compose_cfg, run_cli
 
-TESTS = Path(__file__).parent
-ENV = {"PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")])}
 TINY = [
     "experiment=digits_cnn",
     "debug=limit",
@@ -68,7 +65,7 @@ def test_killed_grid_sweep_rerun_trains_only_the_missing_jobs(tmp_path: Path) ->
     .hydra/ files included), or restarts the killed job from scratch instead of its last.ckpt."""
     runs, marker = tmp_path / "runs", tmp_path / "trained.txt"
     args = [*TINY, "model.optimizer.lr=1e-3,1e-2", "seed=1,2", *_kill(2, marker), f"paths.runs_dir={runs}"]
-    first = run_cli("litvision", "sweep", *args, env=ENV, timeout=600)
+    first = run_cli("litvision", "sweep", *args, env=HELPERS_ENV, timeout=600)
     assert first.returncode == -9, first.stderr[-3000:]  # SIGKILL, in job 2 at epoch 1
     [sweep] = (runs / "digits_cnn" / "multirun").iterdir()
     assert sweep.name.startswith("sweep-")
@@ -81,7 +78,7 @@ def test_killed_grid_sweep_rerun_trains_only_the_missing_jobs(tmp_path: Path) ->
     before = {j: _digest(sweep / j) for j in ("0", "1")}
     marker.unlink()
 
-    again = run_cli("litvision", "sweep", *args, env=ENV, timeout=600)  # the same command
+    again = run_cli("litvision", "sweep", *args, env=HELPERS_ENV, timeout=600)  # the same command
     assert again.returncode == 0, again.stderr[-3000:]
     assert [p.name for p in (runs / "digits_cnn" / "multirun").iterdir()] == [sweep.name]
     assert _trained(marker) == [("2", str(sweep / "2" / "checkpoints" / "last.ckpt")), ("3", "None")]
@@ -108,7 +105,7 @@ def test_optuna_sweep_killed_in_trial_3_resumed_to_6_trials_is_one_study(tmp_pat
 
     runs, marker = tmp_path / "runs", tmp_path / "trained.txt"
     args = ["hparams_search=digits_cnn_optuna", *TINY, *_kill(3, marker), f"paths.runs_dir={runs}"]
-    first = run_cli("litvision", "sweep", *args, "hydra.sweeper.n_trials=4", env=ENV, timeout=600)
+    first = run_cli("litvision", "sweep", *args, "hydra.sweeper.n_trials=4", env=HELPERS_ENV, timeout=600)
     assert first.returncode == -9, first.stderr[-3000:]
     [sweep] = (runs / "digits_cnn" / "multirun").iterdir()
     journal = json.loads((sweep / "optuna_study.json").read_text())
@@ -119,7 +116,9 @@ def test_optuna_sweep_killed_in_trial_3_resumed_to_6_trials_is_one_study(tmp_pat
     before = {j: _digest(sweep / j) for j in ("0", "1", "2")}
     marker.unlink()
 
-    again = run_cli("litvision", "sweep", f"resume={sweep}", "hydra.sweeper.n_trials=6", env=ENV, timeout=600)
+    again = run_cli(
+        "litvision", "sweep", f"resume={sweep}", "hydra.sweeper.n_trials=6", env=HELPERS_ENV, timeout=600
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     assert _trained(marker) == [
         ("3", str(sweep / "3" / "checkpoints" / "last.ckpt")),
@@ -147,19 +146,21 @@ def test_optuna_sweep_killed_in_trial_3_resumed_to_6_trials_is_one_study(tmp_pat
 def test_sweep_resume_of_a_missing_folder_or_a_non_sweep_is_one_line(tmp_path: Path) -> None:
     """Catches resume= that silently starts a new sweep (or writes into the folder) when it names no sweep."""
     runs = tmp_path / "runs"
-    proc = run_cli("litvision", "sweep", f"resume={tmp_path / 'nope'}", f"paths.runs_dir={runs}", env=ENV)
+    proc = run_cli(
+        "litvision", "sweep", f"resume={tmp_path / 'nope'}", f"paths.runs_dir={runs}", env=HELPERS_ENV
+    )
     _one_line_refusal(proc, f"resume={tmp_path / 'nope'}: no such folder")
 
     plain = tmp_path / "plain"
     (plain / "sub").mkdir(parents=True)
     (plain / "notes.txt").write_text("not a sweep")
-    proc = run_cli("litvision", "sweep", f"resume={plain}", f"paths.runs_dir={runs}", env=ENV)
+    proc = run_cli("litvision", "sweep", f"resume={plain}", f"paths.runs_dir={runs}", env=HELPERS_ENV)
     _one_line_refusal(proc, "is not a sweep folder", "sweep.yaml")
 
     run = tmp_path / "a_run"
     run.mkdir()
     (run / "config.yaml").write_text("name: digits_cnn\n")
-    proc = run_cli("litvision", "sweep", f"resume={run}", env=ENV)
+    proc = run_cli("litvision", "sweep", f"resume={run}", env=HELPERS_ENV)
     _one_line_refusal(proc, "is not a sweep folder", f"litvision fit resume={run}")
 
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
@@ -173,7 +174,7 @@ def test_sweep_resume_that_changes_what_jobs_train_is_refused(tmp_path: Path) ->
     sweep.mkdir(parents=True)
     (sweep / "sweep.yaml").write_text(yaml.safe_dump({"overrides": [*TINY, "seed=1,2"]}))
     before = _digest(sweep)
-    proc = run_cli("litvision", "sweep", f"resume={sweep}", "model.optimizer.lr=0.5", env=ENV)
+    proc = run_cli("litvision", "sweep", f"resume={sweep}", "model.optimizer.lr=0.5", env=HELPERS_ENV)
     _one_line_refusal(proc, "model.optimizer.lr=0.5 would change what its jobs train")
     assert _digest(sweep) == before and sorted(p.name for p in sweep.iterdir()) == ["sweep.yaml"]
 
@@ -268,7 +269,7 @@ def test_extended_run_follows_the_replanned_cosine_at_every_step(tmp_path: Path)
         train(cfg)  # a 3-epoch run, interrupted after epoch 1 (last.ckpt at step 6 of 9)
     [run] = (runs / "digits_cnn").iterdir()
 
-    proc = run_cli("litvision", "fit", f"resume={run}", "trainer.max_epochs=5", env=ENV, timeout=600)
+    proc = run_cli("litvision", "fit", f"resume={run}", "trainer.max_epochs=5", env=HELPERS_ENV, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     base = cfg.model.optimizer.lr
     steps = [json.loads(line) for line in lr_log.read_text().splitlines()]
