@@ -51,27 +51,33 @@ def added_keys(overrides: list[str], group_exists: Callable[[str], bool]) -> lis
     return out
 
 
+_ABSENT = object()
+
+
+def _walk(cfg: Any, parts: list[str]) -> Any:
+    """The raw node at `parts` (unresolved), or _ABSENT when a part is not there."""
+    from omegaconf import DictConfig
+
+    node = cfg
+    for p in parts:
+        if not isinstance(node, DictConfig) or p not in node:
+            return _ABSENT
+        node = node._get_node(p)
+    return node
+
+
 def _node(cfg: Any, parts: list[str]) -> Any:
     """The node at `parts` (a DictConfig, a leaf's value, or None), unresolved; None if absent."""
     from omegaconf import DictConfig
 
-    node = cfg
-    for p in parts:
-        if not isinstance(node, DictConfig) or p not in node:
-            return None
-        node = node._get_node(p)
+    node = _walk(cfg, parts)
+    if node is _ABSENT:
+        return None
     return node if isinstance(node, DictConfig) else getattr(node, "_value", lambda: node)()
 
 
 def _exists(cfg: Any, parts: list[str]) -> bool:
-    from omegaconf import DictConfig
-
-    node = cfg
-    for p in parts:
-        if not isinstance(node, DictConfig) or p not in node:
-            return False
-        node = node._get_node(p)
-    return True
+    return _walk(cfg, parts) is not _ABSENT
 
 
 def _target_reads(target: str, name: str) -> bool | None:
