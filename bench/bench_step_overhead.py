@@ -51,23 +51,11 @@ def hand_loop() -> float:
 def litvision_fit(root: Path, progress_bar: bool) -> float:
     """Milliseconds per step of `litvision train experiment=resnet18_cifar10` with the tiny network."""
     import lightning as L
-    from lightning.pytorch import Callback
+    import torch
 
+    from bench.bench_throughput import StepClock
     from litvision.build import build_callbacks, build_datamodule, build_loggers, build_task, build_trainer
     from litvision.config import compose
-
-    class Clock(Callback):
-        def __init__(self) -> None:
-            self.n, self.t = 0, {}
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-            if self.n == WARM:
-                self.t["start"] = time.perf_counter()
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            self.n += 1
-            if self.n == WARM + STEPS:
-                self.t["end"] = time.perf_counter()
 
     cfg = compose(
         [
@@ -91,10 +79,10 @@ def litvision_fit(root: Path, progress_bar: bool) -> float:
     L.seed_everything(0, verbose=False)
     dm, task = build_datamodule(cfg), build_task(cfg)
     task.net = _tiny_net()
-    clock = Clock()
+    clock = StepClock(WARM, torch.device("cpu"))
     trainer = build_trainer(cfg, callbacks=[*build_callbacks(cfg), clock], loggers=build_loggers(cfg))
     trainer.fit(task, datamodule=dm)
-    return (clock.t["end"] - clock.t["start"]) / STEPS * 1e3
+    return (clock.t["end"] - clock.t[WARM]) / STEPS * 1e3
 
 
 def run() -> dict:

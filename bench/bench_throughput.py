@@ -244,7 +244,7 @@ def data_only(cfg: Any, device: Any, warm: int, steps: int) -> dict:
 
 
 # -- (c)-(e): litvision -------------------------------------------------------------------------------
-class _Clock:
+class StepClock:
     """A callback that times the training steps after the first `warm` ones (across epochs), and on a
     GPU counts the operations that made the CPU wait for it during those steps (`syncs`)."""
 
@@ -333,7 +333,7 @@ def litvision_fit(cfg: Any, device: Any, warm: int, steps: int) -> dict:
         cfg.trainer.max_epochs = -1
     OmegaConf.resolve(cfg)
     L.seed_everything(0, verbose=False)
-    clock = _Clock(warm, device)
+    clock = StepClock(warm, device)
     dm, task = build_datamodule(cfg), build_task(cfg)
     trainer = build_trainer(cfg, callbacks=[*build_callbacks(cfg), clock], loggers=build_loggers(cfg))
     trainer.fit(task, datamodule=dm)
