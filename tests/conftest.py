@@ -2,22 +2,40 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("LITVISION_ROOT", str(ROOT))
+
+# What the machine happens to have set must not change what a test sees: a user's shell (or a SLURM job,
+# or a CI runner) may carry a tracking server, a W&B account, a SLURM allocation, a rank or another
+# checkout. Each test that needs one of these sets it itself.
+_MACHINE_STATE = ("MLFLOW_", "WANDB_", "SLURM_", "SUBMITIT_", "LITVISION_", "HF_", "TORCH_HOME")
+_DIST_STATE = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT")
+for _key in [k for k in os.environ if k.startswith(_MACHINE_STATE) or k in _DIST_STATE]:
+    del os.environ[_key]
+os.environ["LITVISION_ROOT"] = str(ROOT)
+# Weights a machine has in its torch/HF caches (from a session with network) would load instead of the
+# documented "cannot download" path: the tests see empty caches of their own.
+_CACHES = Path(tempfile.mkdtemp(prefix="litvision-test-caches-"))
+atexit.register(shutil.rmtree, _CACHES, True)
+os.environ["TORCH_HOME"] = str(_CACHES / "torch")
+os.environ["HF_HOME"] = str(_CACHES / "huggingface")
+os.environ["HF_HUB_OFFLINE"] = "1"
 # The environment of a subprocess whose config names tests/*_helpers (callbacks, networks, Hydra targets).
 HELPERS_ENV = {
     "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
 }
 # Tests never talk to a W&B server.
-os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("WANDB_SILENT", "true")
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
 
 
 def compose_cfg(overrides: list[str], runs_dir: Path, config_name: str = "train"):
@@ -118,3 +136,41 @@ class CrashAtEpochStart:
                     raise RuntimeError(f"simulated crash at the start of epoch {epoch}")
 
         return _Crash()
+
+
+# ------------------------------------------------------------------ SLURM as the machine has it, or not
+
+SLURM_COMMANDS = ("sbatch", "sinfo", "srun", "scontrol", "squeue", "scancel", "salloc")
+# What SLURM's clients print when slurmctld does not answer (slurm_load_partitions, then exit 1).
+_UNREACHABLE = "slurm_load_partitions: Unable to contact slurm controller (connect failure)"
+
+
+def path_without(commands: tuple[str, ...], shadow: Path) -> str:
+    """$PATH with `commands` gone, whatever this machine has installed: each folder of $PATH that holds
+    one of them is replaced by `shadow/<n>`, a folder of links to everything else in it."""
+    folders = []
+    for n, entry in enumerate(os.environ.get("PATH", os.defpath).split(os.pathsep)):
+        folder = Path(entry)
+        if not any((folder / c).exists() for c in commands):
+            folders.append(entry)
+            continue
+        copy = shadow / str(n)
+        copy.mkdir(parents=True, exist_ok=True)
+        for item in folder.iterdir():
+            if item.name not in commands and not (copy / item.name).exists():
+                (copy / item.name).symlink_to(item)
+        folders.append(str(copy))
+    return os.pathsep.join(folders)
+
+
+def unreachable_slurm_path(folder: Path, clients: tuple[str, ...] = ("sbatch", "sinfo")) -> str:
+    """$PATH on which SLURM's `clients` are installed but no controller answers, as on a login node whose
+    slurmctld is down: each exits 1 with the clients' own message; the other SLURM commands are gone
+    (an `srun` on PATH changes what Lightning prints)."""
+    stubs = folder / "slurm-bin"
+    stubs.mkdir(parents=True, exist_ok=True)
+    for name in clients:
+        stub = stubs / name
+        stub.write_text(f"#!/bin/sh\necho '{name}: error: {_UNREACHABLE}' >&2\nexit 1\n")
+        stub.chmod(0o755)
+    return os.pathsep.join([str(stubs), path_without(SLURM_COMMANDS, folder / "shadow")])

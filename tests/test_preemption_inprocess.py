@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose_cfg
+from conftest import compose_cfg, unreachable_slurm_path
 
 from litvision.callbacks.preemption import (
     STATE_KEY,
@@ -214,7 +214,18 @@ class _NotSubmitit:
         self.calls.append(signum)
 
 
-@pytest.mark.skipif(shutil.which("scontrol") is None, reason="needs SLURM's scontrol")
+@pytest.fixture
+def unreachable_scontrol(monkeypatch, tmp_path: Path) -> None:
+    """`scontrol` with no controller to answer it, on any machine: the real one where SLURM is installed
+    (with an empty config, so even a local test cluster is not reached), else SLURM's clients' stand-in
+    from conftest, which fails with their message."""
+    if shutil.which("scontrol"):
+        monkeypatch.setenv("SLURM_CONF", "/dev/null")
+    else:
+        monkeypatch.setenv("PATH", unreachable_slurm_path(tmp_path, clients=("scontrol",)))
+
+
+@pytest.mark.usefixtures("unreachable_scontrol")
 def test_requeue_outside_submitit_asks_scontrol_for_this_job_and_reports_a_refusal(monkeypatch) -> None:
     """With no SLURM controller here, the real `scontrol requeue` fails: the failure is a warning
     naming the job (an array job as <array id>_<task id>), and a previous handler that is not
@@ -243,7 +254,7 @@ def test_requeue_outside_submitit_asks_scontrol_for_this_job_and_reports_a_refus
         signal.signal(signal.SIGUSR1, previous)
 
 
-@pytest.mark.skipif(shutil.which("scontrol") is None, reason="needs SLURM's scontrol")
+@pytest.mark.usefixtures("unreachable_scontrol")
 @pytest.mark.parametrize(("signame", "requeued"), [("SIGUSR1", True), ("SIGTERM", False)])
 def test_under_slurm_a_preemption_signal_requeues_and_sigterm_does_not(
     signame: str, requeued: bool, runs_dir: Path, monkeypatch

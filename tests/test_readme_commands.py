@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, SLURM_COMMANDS, path_without, unreachable_slurm_path
 
 README = ROOT / "README.md"
 
@@ -104,6 +104,8 @@ class NotRunnable:
 
 GPU_REFUSAL = r"^error: trainer\.accelerator=gpu but this machine has no CUDA GPU"
 SLURM_REFUSAL = r"^error: sinfo failed .*is the SLURM controller reachable\?"
+# The same commands on a machine with no SLURM at all (the sandbox's PATH has its clients, unreachable).
+SLURM_MISSING = r"^error: sbatch/sinfo not found: `make submit` runs on a SLURM login node\."
 # Pretrained weights cannot be downloaded here (the same architecture is built from scratch); ResNet-50 sees
 # 64-px crops of the flower fixture; the shapes fixture is 64 px.
 SMALL_FLOWERS = ("data.image_size=64", "data.resize_size=72")
@@ -380,6 +382,7 @@ class Sandbox:
             (root / name).symlink_to(ROOT / name)
         shutil.copytree(ROOT / "sweeps", root / "sweeps")
         (root / "tmp").mkdir()
+        self.slurm_path = unreachable_slurm_path(root / "tmp")
         self.values: dict[str, str] = {}
         self.fixtures: dict[str, list[str]] = {}
 
@@ -392,8 +395,9 @@ class Sandbox:
             COLUMNS="200",
             WANDB_MODE="offline",
             WANDB_SILENT="true",
-            # No SLURM controller is ever reached from a test, even where tests/slurm/ has one running.
-            SLURM_CONF="/dev/null",  # sinfo fails at once: no cluster name
+            # SLURM's clients installed, no controller answering, whatever this machine has (and even where
+            # tests/slurm/ has a cluster running): the same refusals on every machine.
+            PATH=self.slurm_path,
         )
         return {**env, **(extra or {})}
 
@@ -601,10 +605,25 @@ def test_not_runnable_commands_are_refused(box: Sandbox, key: str) -> None:
             proc.stdout[-2000:] + proc.stderr[-2000:]
         )
         return
+    assert_refused(box, entry.check, entry.refusal)
+
+
+def assert_refused(box: Sandbox, command: str, refusal: str, env: dict | None = None) -> None:
+    """`command` exits 2 with exactly one `error:` line matching `refusal`, and leaves no run folder."""
     runs_before = sorted((box.root / "runs").rglob("config.yaml"))
-    proc = box.run(entry.check)
+    proc = box.run(command, env=env)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     # make reports any failing recipe with its own exit code 2; litvision's refusals exit with 2.
     assert proc.returncode == 2, proc.stdout[-1000:] + proc.stderr[-2000:]
-    assert len(errors) == 1 and re.search(entry.refusal, errors[0]), proc.stdout[-1000:] + proc.stderr[-2000:]
+    assert len(errors) == 1 and re.search(refusal, errors[0]), proc.stdout[-1000:] + proc.stderr[-2000:]
     assert sorted((box.root / "runs").rglob("config.yaml")) == runs_before
+
+
+@pytest.mark.parametrize("key", [k for k, n in NOT_RUNNABLE.items() if n.refusal == SLURM_REFUSAL])
+def test_submit_commands_without_slurm_say_where_they_run(box: Sandbox, key: str) -> None:
+    """The README's submit lines on a machine with no SLURM installed (its clients taken off PATH, whatever
+    this machine has): the "not found" line, not the unreachable-controller one. Catches: the
+    `shutil.which` check dropped (sinfo is then run and fails with a traceback) or the two refusals
+    swapped."""
+    no_slurm = path_without(SLURM_COMMANDS, box.root / "tmp" / "no-slurm")
+    assert_refused(box, NOT_RUNNABLE[key].check, SLURM_MISSING, env={"PATH": no_slurm})
