@@ -97,3 +97,25 @@ class SigtermWhileStopping(Callback):
 
     def on_exception(self, trainer, pl_module, exception) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+class RecordSeenImages(Callback):
+    """Each rank writes `<folder>/seen<k>.json`: a hash of every training image it was given, in order,
+    so a test can tell whether the ranks' shards are disjoint and together cover the data."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.seen: list[str] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        import hashlib
+
+        images = batch[0].detach().cpu().contiguous()
+        self.seen += [hashlib.sha1(img.numpy().tobytes()).hexdigest() for img in images]
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        import json
+
+        os.makedirs(self.folder, exist_ok=True)
+        with open(os.path.join(self.folder, f"seen{trainer.global_rank}.json"), "w") as f:
+            json.dump(self.seen, f)

@@ -92,14 +92,19 @@ class Plan:
 
 
 def process_rank() -> int:
-    """This process's global rank from the launcher's environment (0 when launched by hand)."""
-    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "JSM_NAMESPACE_RANK"):
+    """Zero exactly when this process is global rank zero, from the launcher's environment (0 when
+    launched by hand): the global rank where the launcher sets one, else the local rank, else the node
+    rank. A general cluster (Lightning's own environment) starts each node's first process with only
+    NODE_RANK set: it is rank zero on node 0 alone, and Lightning starts the node's other processes."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "JSM_NAMESPACE_RANK", "NODE_RANK", "GROUP_RANK"):
         value = os.environ.get(key)
         if value not in (None, ""):
             try:
-                return int(value)
+                rank = int(value)
             except ValueError:
                 continue
+            if rank != 0 or key not in ("LOCAL_RANK", "NODE_RANK"):
+                return rank
     return 0
 
 
@@ -346,6 +351,12 @@ def execute(plan: Plan) -> dict[str, Any]:
 
     started = time.time()
     rank_zero = process_rank() == 0
+    if not rank_zero:
+        from lightning.pytorch.utilities import rank_zero_only
+
+        # Lightning's guess reads RANK/LOCAL_RANK only (0 on another node's first process) until the
+        # Trainer sets the real rank: the start panel and notes before it stay with global rank zero.
+        rank_zero_only.rank = process_rank()
     run, cfg = plan.run_dir, plan.cfg
     created, lock = False, None
     try:
