@@ -96,3 +96,18 @@ class FirstConvInput(Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         with open(self.path, "w") as f:
             json.dump(self.seen, f)
+
+
+class RawWeightsPerStep(Callback):
+    """Saves the raw (trained, not averaged) parameters after every optimizer step to `path`, a list of
+    {name: tensor}: what an EMA of the weights must be the average of."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.steps: list[dict[str, torch.Tensor]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, *args) -> None:
+        self.steps.append({n: p.detach().clone() for n, p in pl_module.named_parameters()})
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        torch.save(self.steps, self.path)

@@ -27,11 +27,30 @@ def _load(ckpt: str | Path) -> dict:
     return torch.load(ckpt, map_location="cpu", weights_only=True)
 
 
+DECAY = 0.8
+
+
 @pytest.fixture(scope="module")
 def ema_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The EMA run, with the raw weights after each of its 18 optimizer steps in `raw_steps`."""
     from litvision.train import train
 
-    return train(compose_cfg(COMMON, tmp_path_factory.mktemp("runs")))
+    tmp = tmp_path_factory.mktemp("runs")
+    steps = tmp / "raw_steps.pt"
+    record = ["+callbacks.raw._target_=mechanics_helpers.RawWeightsPerStep", f"+callbacks.raw.path={steps}"]
+    summary = train(compose_cfg([*COMMON, *record], tmp))
+    return {**summary, "raw_steps": torch.load(steps, weights_only=True)}
+
+
+def _replayed_ema(raw_steps: list[dict]) -> dict[str, torch.Tensor]:
+    """The EMA of model.ema_decay=0.8 over the recorded raw weights, by its definition: the first step's
+    weights, then ema = decay * ema + (1 - decay) * raw after each optimizer step (Polyak & Juditsky
+    1992; torch.optim.swa_utils.get_ema_avg_fn)."""
+    ema = {k: v.clone() for k, v in raw_steps[0].items()}
+    for raw in raw_steps[1:]:
+        for k in ema:
+            ema[k] = DECAY * ema[k] + (1 - DECAY) * raw[k]
+    return ema
 
 
 def _test_loss(state: dict, ckpt: str) -> float:
@@ -55,8 +74,15 @@ def _test_loss(state: dict, ckpt: str) -> float:
 
 
 def test_ema_weights_differ_from_raw_and_are_the_ones_tested(ema_run: dict) -> None:
-    """Catches: test/summary run on the raw weights (e.g. the EMA callback dropped, or the checkpoint's
-    state_dict holding the raw weights)."""
+    """The checkpoint's weights are the EMA of model.ema_decay over the raw weights of every step, and
+    they are the ones tested. Catches: test/summary run on the raw weights (e.g. the EMA callback
+    dropped, or the checkpoint's state_dict holding the raw weights); the callback given 1 - decay, or
+    Lightning's default decay (0.999) instead of model.ema_decay, or updating every other step."""
+    last = _load(ema_run["last_checkpoint"])
+    assert len(ema_run["raw_steps"]) == ema_run["global_step"] == 18
+    replayed = _replayed_ema(ema_run["raw_steps"])
+    for name, value in replayed.items():
+        torch.testing.assert_close(last["state_dict"][name], value, rtol=0, atol=1e-6, msg=name)
     ckpt = _load(ema_run["best_checkpoint"])
     ema, raw = ckpt["state_dict"], ckpt["current_model_state"]
     assert ema.keys() == raw.keys()
@@ -69,13 +95,19 @@ def test_ema_weights_differ_from_raw_and_are_the_ones_tested(ema_run: dict) -> N
 
 
 def test_checkpoint_state_dict_holds_the_ema_weights_for_predict(ema_run: dict) -> None:
-    """Catches: load_from_checkpoint (what predict/export use) giving the raw weights."""
+    """What predict and export load (load_from_checkpoint) is the EMA of the run, not its raw weights.
+    Catches: load_from_checkpoint giving the raw weights (current_model_state), and EMA removed
+    entirely (the loaded weights are then the last raw ones, not the replayed average)."""
     from litvision.tasks.classification import ClassificationTask
 
     ckpt = _load(ema_run["last_checkpoint"])
     task = ClassificationTask.load_from_checkpoint(ema_run["last_checkpoint"], map_location="cpu")
-    for k, v in task.state_dict().items():
-        assert torch.equal(v, ckpt["state_dict"][k]), k
+    loaded = dict(task.named_parameters())
+    replayed, raw = _replayed_ema(ema_run["raw_steps"]), ema_run["raw_steps"][-1]
+    for name, value in replayed.items():
+        torch.testing.assert_close(loaded[name].detach(), value, rtol=0, atol=1e-6, msg=name)
+    assert any(not torch.allclose(loaded[n].detach(), raw[n], atol=1e-4) for n in raw), "raw weights loaded"
+    assert "current_model_state" in ckpt
 
 
 @pytest.mark.slow
@@ -132,16 +164,18 @@ def test_resume_restores_ema_bit_exactly(tmp_path: Path) -> None:
 
 
 def test_ema_decay_out_of_range_is_one_line(tmp_path: Path) -> None:
-    """Catches: model.ema_decay=1.5 accepted (an average that never moves) or failing with a traceback."""
+    """Catches: model.ema_decay=1.5 accepted or failing with a traceback; 1.0 (an average that never moves)
+    or 0.0 (no average: the raw weights) accepted, as a bound written `<= 1` or `>= 0` would."""
     from litvision.build import build_task
     from litvision.errors import UserError
     from litvision.tasks.options import check_training_options
 
-    cfg = compose_cfg(["model.ema_decay=1.5"], tmp_path)
-    for check in (check_training_options, build_task):
-        with pytest.raises(UserError, match=r"model\.ema_decay=1\.5") as e:
-            check(cfg)
-        assert "\n" not in str(e.value)
+    for bad in ("1.5", "1.0", "0.0", "-0.5"):
+        cfg = compose_cfg([f"model.ema_decay={bad}"], tmp_path)
+        for check in (check_training_options, build_task):
+            with pytest.raises(UserError, match=rf"model\.ema_decay={bad}") as e:
+                check(cfg)
+            assert "\n" not in str(e.value)
 
 
 def test_detection_checkpoint_carries_ema_and_raw_weights(tmp_path: Path) -> None:
