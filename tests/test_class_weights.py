@@ -62,8 +62,9 @@ def test_auto_weights_are_inverse_class_frequency_of_the_training_split(
 
 
 def test_given_weights_weigh_the_loss(runs_dir: Path, tmp_path: Path) -> None:
-    """class_weights=[1, 0, 0]: only class 0's images count. Catches: weights computed but not passed
-    to the loss."""
+    """class_weights=[1, 0, 0]: only class 0's images count, for hard labels and for the soft targets of
+    MixUp/CutMix alike. Catches: weights computed but not passed to the loss; weights dropped for soft
+    targets (`weight if y.ndim == 1 else None`); weights reversed (class K-1 weighted as class 0)."""
     import torch.nn.functional as F
 
     from litvision.build import build_datamodule, build_task, build_trainer
@@ -76,18 +77,27 @@ def test_given_weights_weigh_the_loss(runs_dir: Path, tmp_path: Path) -> None:
     assert task.class_weights_info == {"mode": "given", "weights": [1.0, 0.0, 0.0]}
     logits, y = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
     torch.testing.assert_close(task._loss(logits, y), F.cross_entropy(logits[y == 0], y[y == 0]))
+    # Soft targets (a MixUp of two classes): -sum_c w_c y_c log p_c, averaged over the batch (PyTorch's
+    # cross_entropy with probabilities: the mean is over samples, not over weights).
+    soft = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.4, 0.6], [0.5, 0.0, 0.5]])
+    logits = torch.randn(3, 3)
+    weighted = -(soft * torch.tensor([1.0, 0.0, 0.0]) * F.log_softmax(logits, dim=1)).sum(1).mean()
+    torch.testing.assert_close(task._loss(logits, soft), weighted)
 
 
 def test_wrong_length_is_one_line(tmp_path: Path) -> None:
-    """Catches: a 2-weight list for 10 classes reaching cross_entropy (a shape error mid-training)."""
+    """Catches: a 2-weight list for 10 classes reaching cross_entropy (a shape error mid-training), and
+    an 11-weight list accepted (a length check written `<`: the extra weight is silently ignored)."""
     from litvision.build import build_task
     from litvision.errors import UserError
     from litvision.tasks.options import check_training_options
 
-    cfg = compose_cfg(["model.class_weights=[1.0,2.0]"], tmp_path)
-    for check in (check_training_options, build_task):
-        with pytest.raises(
-            UserError, match=r"model\.class_weights has 2 values but there are 10 classes"
-        ) as e:
-            check(cfg)
-        assert "\n" not in str(e.value)
+    for n in (2, 11):
+        weights = ",".join(["1.0"] * n)
+        cfg = compose_cfg([f"model.class_weights=[{weights}]"], tmp_path)
+        for check in (check_training_options, build_task):
+            with pytest.raises(
+                UserError, match=rf"model\.class_weights has {n} values but there are 10 classes"
+            ) as e:
+                check(cfg)
+            assert "\n" not in str(e.value)
