@@ -133,18 +133,21 @@ def test_mlflow_tracking_uri_from_the_environment(runs_dir: Path, tmp_path: Path
 
 
 def test_mlflow_resume_against_another_store_is_one_line(runs_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    """Catches a resume that silently starts a new MLflow run elsewhere, or a traceback."""
+    """A run moved to another store (MLFLOW_TRACKING_URI set) is looked for there, and not found: one line
+    naming that store. Catches a resume that silently starts a new MLflow run elsewhere, a traceback,
+    and the stored URI preferred over MLFLOW_TRACKING_URI (the line then names the old store; mlflow's
+    set_tracking_uri rewrites os.environ, so the expected URI is taken before the call)."""
     from litvision.errors import UserError
     from litvision.tracking.mlflow_logger import MLFlowLogger
 
     run_dir = runs_dir / "moved"
     run_dir.mkdir()
-    (run_dir / "mlflow_run.json").write_text(
-        json.dumps({"run_id": "0123abcd", "tracking_uri": "sqlite:///x.db"})
-    )
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'other.db'}")
+    old_store, new_store = f"sqlite:///{tmp_path / 'old.db'}", f"sqlite:///{tmp_path / 'other.db'}"
+    (run_dir / "mlflow_run.json").write_text(json.dumps({"run_id": "0123abcd", "tracking_uri": old_store}))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", new_store)
     logger = MLFlowLogger(save_dir=str(run_dir), experiment_name="digits_cnn")
     with pytest.raises(UserError) as err:
         logger.log_metrics({"val/acc": 1.0}, step=0)
     assert "MLflow run 0123abcd" in str(err.value) and "\n" not in str(err.value)
-    assert os.environ["MLFLOW_TRACKING_URI"] in str(err.value) and ROOT.is_dir()
+    assert new_store in str(err.value) and old_store not in str(err.value), str(err.value)
+    assert (tmp_path / "other.db").is_file() and not (tmp_path / "old.db").exists()
