@@ -11,7 +11,9 @@ import pytest
 import torch
 from conftest import compose_cfg, run_cli
 
-from litvision.deploy.export import FORMATS, detection_set_difference, export_checkpoint, main
+from litvision.deploy.export import export_checkpoint, main
+from litvision.deploy.exporters import FORMATS
+from litvision.deploy.parity import detection_set_difference
 from litvision.errors import UserError
 
 

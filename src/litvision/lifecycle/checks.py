@@ -370,13 +370,22 @@ def check_values(cfg: DictConfig) -> None:
         )
 
 
+def unwritable(path: str | Path) -> Path | None:
+    """None if `path` can be made or written; else the existing folder or file that stops it (the
+    nearest existing parent: a file in the way, a read-only folder or file system)."""
+    probe = Path(path).expanduser().resolve()
+    while not os.path.lexists(probe) and probe != probe.parent:  # False, not OSError, when too long
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK) or _read_only_fs(probe):
+        return probe
+    return None
+
+
 def check_writable(runs_dir: str | Path) -> None:
     """The runs folder (or its nearest existing parent) must be writable before a run starts."""
     path = Path(runs_dir).expanduser().resolve()
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK) or _read_only_fs(probe):
+    probe = unwritable(path)
+    if probe is not None:
         raise UserError(
             f"Cannot write runs to {path}: {probe} is not writable. Free or fix that folder, or "
             "write elsewhere with paths.runs_dir=<folder>."
