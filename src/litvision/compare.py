@@ -18,7 +18,8 @@ best two; `--group-by` / GROUP_BY= chooses the keys): `groups.md`, `groups.csv`,
 (see litvision.aggregate).
 
 A run without `summary.json` (crashed, killed, or still running) is listed as such; the other
-runs are still compared. Does not import torch: it starts in about a second.
+runs are still compared. A finished run whose metrics are NaN or inf (a diverged training) is
+listed as "NaN metrics: <names>", and its group says which means it was left out of. Does not import torch: it starts in about a second.
 """
 
 from __future__ import annotations
