@@ -61,11 +61,10 @@ AT_SETUP = {"folds_over_class_sizes"}
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_a_value_that_means_nothing_is_one_line_and_leaves_no_folder(tmp_path: Path, case: str) -> None:
-    """Catches: the finite-float rule dropped (nan/inf reach MixUp or the scheduler) or applied only to
-    keys with a rule (dropout, min_delta pass); a range rule missing (float('abc') traceback in
-    check_mixing, int('abc') after the batch-size finder); the k-fold check moved back after the run
-    folder (the folder is left) or the class-size check dropped (an empty fold crashes); the path
-    checks dropped (OSError from Hydra's instantiate, `.` scanned); the quoting hint not given."""
+    """Catches: the finite-float rule limited to keys with a range rule (dropout=nan: nn.Dropout's
+    traceback) or dropped (mixup_alpha=inf trains, exit 0); the k-fold check taken out of preflight
+    (the run folder is made, the start panel printed) or the class-size check dropped (an empty fold's
+    traceback); the empty-path check dropped (`.` scanned for classes); the quoting hint dropped."""
     runs = tmp_path / "runs"
     args, wanted = CASES[case]
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
@@ -94,7 +93,7 @@ def test_a_value_that_means_nothing_is_one_line_and_leaves_no_folder(tmp_path: P
 
 def test_folds_are_checked_against_the_class_sizes() -> None:
     """k up to the largest class is accepted (scikit-learn's StratifiedKFold rule), one more is not.
-    Catches: the smallest class used as the limit (a legal k refused) or the check off by one."""
+    Catches: the check dropped (k=6 accepted) or off by one (`>=`: the legal k=5 refused)."""
     from litvision.data.splits import train_val_split
     from litvision.errors import UserError
 

@@ -49,8 +49,8 @@ def replicates(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_a_run_with_nan_metrics_is_marked_and_its_group_says_it_lost_it(replicates: Path) -> None:
-    """Catches: the run still listed "ok" (status not marked), the group's n silently 2 of 3 (no note,
-    no lost count in the cell or groups.csv), and the NaN run counted into the mean."""
+    """Catches: the run still listed "ok" (status not marked), and the lost count dropped (the group's
+    n silently 2 of 3: no "(n=2, 1 lost)" cell, no lost column in groups.csv)."""
     proc = run_cli("litvision", "compare", str(replicates), check=True)
     out = proc.stdout
     r3 = next(line for line in out.splitlines() if line.startswith("│ r3"))

@@ -138,10 +138,10 @@ REFUSALS = {
 
 @pytest.mark.parametrize("case", list(REFUSALS))
 def test_export_refusals_are_one_line_before_any_work(digits_run: dict, tmp_path: Path, case: str) -> None:
-    """Catches: --image-size 0 accepted (ONNX tracebacks), the run-folder check dropped or --force
-    letting it through (model.onnx written into a finished run), the parents not checked (a folder
-    inside the run), a file in the way reaching mkdir (FileExistsError traceback), a non-empty
-    folder written into without --force; and any of them leaving a folder or touching the run."""
+    """Catches: --image-size checked with `>= 0` (0 and 8x0 reach the model), --force letting a run
+    folder through (model.onnx written into a finished run), the parents not checked (a folder
+    inside the run is written), a file in the way found only by mkdir, after the work; and any
+    refusal leaving a folder or touching the run's bytes or mtimes."""
     run = Path(digits_run["run_dir"])
     (tmp_path / "afile").write_text("mine")
     (tmp_path / "full").mkdir()
@@ -173,7 +173,8 @@ def _can_bind_read_only() -> bool:
 @pytest.mark.skipif(not _can_bind_read_only(), reason="needs `unshare -rm` to bind-mount a folder read-only")
 def test_read_only_out_dir_is_one_line_before_any_work(digits_run: dict, tmp_path: Path) -> None:
     """--out-dir on a read-only bind mount (EROFS even for root, which os.access does not see).
-    Catches the read-only probe dropped: an OSError traceback once the export is written."""
+    Catches: the read-only probe dropped (refused only by mkdir, after the checkpoint is loaded and
+    the model run), or os.access alone trusted (root passes it)."""
     import os
     import subprocess
     import sys
@@ -199,8 +200,8 @@ def test_force_replaces_the_previous_export_and_records_what_it_wrote(
 ) -> None:
     """A second export into a folder holding an ONNX export: refused, then with --force the ONNX
     model and its record are replaced by the TorchScript export, and the user's own file stays.
-    Catches --force leaving model.onnx beside a record that does not list it, deleting files no
-    export wrote, or export.json listing files this export did not write."""
+    Catches: --force not removing the previous export (model.onnx left beside a record that does
+    not list it), export.json listing every file in the folder (notes.txt) instead of those written."""
     import shutil
 
     run, out = Path(digits_run["run_dir"]), tmp_path / "out"
