@@ -104,8 +104,8 @@ def default_export(digits_run: dict) -> dict:
 
 
 def test_cli_exports_into_a_folder_of_its_own(digits_run: dict, default_export: dict) -> None:
-    """Catches the CLI writing into the (read-only) source run, touching any of its files, an
-    export.json that does not list (or misstates) the files written, or more than a result line."""
+    """Catches: the default folder put inside the source run (refused there: exit 2), and export.json's
+    files list left empty or misstating a file; also any of the run's files touched."""
     import hashlib
 
     run, folder = Path(digits_run["run_dir"]), default_export["folder"]
