@@ -1,6 +1,7 @@
 """`litvision.deploy.export`: a trained digits_cnn and a torchvision detector exported to ONNX,
 TorchScript and ExportedProgram compute what the checkpoint's PyTorch model computes; bad input is
-one line and writes nothing."""
+one line and writes nothing; an export writes a folder of its own, never into a run, and records
+every file it wrote."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import pytest
 import torch
 from conftest import compose_cfg, run_cli
 
-from litvision.deploy.export import FORMATS, detection_set_difference, export_checkpoint, main
+from litvision.deploy.export import export_checkpoint, main
+from litvision.deploy.exporters import FORMATS
+from litvision.deploy.parity import detection_set_difference
 from litvision.errors import UserError
 
 
@@ -80,14 +83,150 @@ def test_digits_cnn_export_matches_the_checkpoint(digits_run: dict, tmp_path: Pa
     assert (got - expected).abs().max() <= 1e-4
 
 
-def test_cli_exports_into_the_experiments_export_folder(digits_run: dict) -> None:
-    """Catches the CLI writing into the (read-only) source run or printing more than its result line."""
+def _files(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under `folder`: its bytes and mtime (a finished run must keep both)."""
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def default_export(digits_run: dict) -> dict:
+    """`litvision export <run>` with no --out-dir, once for the module: its folder, its output, and
+    the run's files before it ran."""
     run = Path(digits_run["run_dir"])
-    proc = run_cli("litvision.deploy.export", str(run), "--format", "onnx", check=True)
+    before = _files(run)
+    proc = run_cli("litvision", "export", str(run), "--format", "onnx", check=True)
     (folder,) = (run.parent / "export").iterdir()
-    assert (folder / "model.onnx").is_file() and (folder / "export.json").is_file()
-    assert not (run / "export").exists()
-    assert str(folder / "export.json") in proc.stdout
+    return {"folder": folder, "proc": proc, "run_before": before}
+
+
+def test_cli_exports_into_a_folder_of_its_own(digits_run: dict, default_export: dict) -> None:
+    """Catches: the default folder put inside the source run (refused there: exit 2), and export.json's
+    files list left empty or misstating a file; also any of the run's files touched."""
+    import hashlib
+
+    run, folder = Path(digits_run["run_dir"]), default_export["folder"]
+    assert folder.parent == run.parent / "export"
+    assert sorted(p.name for p in folder.iterdir()) == ["export.json", "model.onnx"]
+    assert _files(run) == default_export["run_before"]
+    record = json.loads((folder / "export.json").read_text())
+    model = (folder / "model.onnx").read_bytes()
+    assert record["files"] == [
+        {"name": "model.onnx", "bytes": len(model), "sha256": hashlib.sha256(model).hexdigest()}
+    ]
+    assert default_export["proc"].stdout.strip().endswith(str(folder / "export.json"))
+
+
+# --out-dir and --image-size refusals: {run} is the finished run, {tmp} the test's folder, which holds
+# `afile` (a plain file) and `full/` (a folder holding notes.txt).
+REFUSALS = {
+    "image_size_zero": (["--image-size", "0"], "--image-size='0' is not valid"),
+    "image_size_negative": (["--image-size", "-3"], "--image-size='-3' is not valid"),
+    "image_size_fraction": (["--image-size", "2.5"], "--image-size='2.5' is not valid"),
+    "image_size_zero_side": (["--image-size", "8x0"], "--image-size='8x0' is not valid"),
+    "into_the_run": (["--out-dir", "{run}"], "is a run folder (it holds config.yaml, summary.json"),
+    "into_the_run_forced": (["--out-dir", "{run}", "--force"], "is a run folder"),
+    "inside_the_run": (["--out-dir", "{run}/exported"], "is inside the run folder"),
+    "file_in_the_way": (["--out-dir", "{tmp}/afile"], "is a file, not a folder"),
+    "file_above": (["--out-dir", "{tmp}/afile/sub"], "(a file is in the way)"),
+    "not_empty": (["--out-dir", "{tmp}/full"], "is not empty (it holds notes.txt); name a new or empty"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_export_refusals_are_one_line_before_any_work(digits_run: dict, tmp_path: Path, case: str) -> None:
+    """Catches: --image-size checked with `>= 0` (0 and 8x0 reach the model), --force letting a run
+    folder through (model.onnx written into a finished run), the parents not checked (a folder
+    inside the run is written), a file in the way found only by mkdir, after the work; and any
+    refusal leaving a folder or touching the run's bytes or mtimes."""
+    run = Path(digits_run["run_dir"])
+    (tmp_path / "afile").write_text("mine")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    args, wanted = REFUSALS[case]
+    args = [a.replace("{run}", str(run)).replace("{tmp}", str(tmp_path)) for a in args]
+    before, around, mine = _files(run), sorted(run.parent.rglob("*")), _files(tmp_path)
+    proc = run_cli("litvision", "export", str(run), *args)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and proc.stdout == "", proc.stderr[-3000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and wanted in line, line
+    assert _files(run) == before and sorted(run.parent.rglob("*")) == around
+    assert _files(tmp_path) == mine
+
+
+def _can_bind_read_only() -> bool:
+    import shutil
+    import subprocess
+    import tempfile
+
+    if not shutil.which("unshare"):
+        return False
+    with tempfile.TemporaryDirectory() as d:
+        script = f'mount --bind "{d}" "{d}" && mount -o remount,bind,ro "{d}" && ! touch "{d}/x" 2>/dev/null'
+        return subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_bind_read_only(), reason="needs `unshare -rm` to bind-mount a folder read-only")
+def test_read_only_out_dir_is_one_line_before_any_work(digits_run: dict, tmp_path: Path) -> None:
+    """--out-dir on a read-only bind mount (EROFS even for root, which os.access does not see).
+    Catches: the read-only probe dropped (refused only by mkdir, after the checkpoint is loaded and
+    the model run), or os.access alone trusted (root passes it)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    script = f'mount --bind "{ro}" "{ro}" && mount -o remount,bind,ro "{ro}" && exec "$@"'
+    cmd = [sys.executable, "-m", "litvision", "export", digits_run["run_dir"], "--out-dir", str(ro / "out")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script, "sh", *cmd], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert f"Cannot write --out-dir {ro / 'out'}" in line and "read-only" in line, line
+    assert list(ro.iterdir()) == []
+
+
+def test_force_replaces_the_previous_export_and_records_what_it_wrote(
+    digits_run: dict, default_export: dict, tmp_path: Path
+) -> None:
+    """A second export into a folder holding an ONNX export: refused, then with --force the ONNX
+    model and its record are replaced by the TorchScript export, and the user's own file stays.
+    Catches: --force not removing the previous export (model.onnx left beside a record that does
+    not list it), export.json listing every file in the folder (notes.txt) instead of those written."""
+    import shutil
+
+    run, out = Path(digits_run["run_dir"]), tmp_path / "out"
+    shutil.copytree(default_export["folder"], out)
+    (out / "notes.txt").write_text("mine")
+    before = _files(run)
+    refused = run_cli("litvision", "export", str(run), "--format", "torchscript", "--out-dir", str(out))
+    assert refused.returncode == 2 and "pass --force" in refused.stderr
+    run_cli(
+        "litvision",
+        "export",
+        str(run),
+        "--format",
+        "torchscript",
+        "--out-dir",
+        str(out),
+        "--force",
+        check=True,
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.torchscript.pt", "notes.txt"]
+    record = json.loads((out / "export.json").read_text())
+    assert record["format"] == "torchscript"
+    assert [f["name"] for f in record["files"]] == ["model.torchscript.pt"]
+    assert record["files"][0]["bytes"] == (out / "model.torchscript.pt").stat().st_size
+    assert (out / "notes.txt").read_text() == "mine" and _files(run) == before
 
 
 def _one_line_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:

@@ -12,6 +12,10 @@ config). Written next to the run table: `groups.md`, `groups.csv` (one row per g
 `groups_<metric>.png` (means with 95% error bars) and `groups_curves_<metric>.png` (mean learning
 curve of each group with a band of +- one standard deviation across its runs).
 
+A finished run whose metric is NaN or inf (summary.json holds it as null: the training diverged)
+cannot enter that metric's mean: it is counted as lost, and the table, groups.md and groups.csv
+(`lost`) say which group lost how many runs, and why, instead of a smaller n alone.
+
 Without GROUP_BY, the groups are made by every config key that differs between runs except the
 replicate keys: `seed`, any `*.seed` and `data.fold`. A k-fold sweep (`data.fold=0,1,2,3,4`) is
 then one group: its cross-validated mean and interval.
@@ -32,6 +36,21 @@ if TYPE_CHECKING:
 
 REPLICATE_KEYS = ("seed", "data.fold")
 CONFIDENCE = 0.95
+
+
+def unusable_metrics(run: Run) -> dict[str, str]:
+    """The run's metrics that have no usable value, each with why: null in summary.json (how
+    litvision writes NaN and inf, utils/run._json_safe), or a NaN/inf number written by hand or
+    by another tool."""
+    s = run.summary or {}
+    out: dict[str, str] = {}
+    for section in ("best_val", "test"):
+        for name, v in (s.get(section) or {}).items():
+            if v is None:
+                out[name] = "NaN or inf (null in summary.json)"
+            elif isinstance(v, float) and not math.isfinite(v):
+                out[name] = f"{v} in summary.json"
+    return out
 
 
 def is_replicate_key(key: str) -> bool:
@@ -57,6 +76,15 @@ class Group:
             v = (s.get("best_val") or {}).get(name, (s.get("test") or {}).get(name))
             if isinstance(v, (int, float)) and math.isfinite(v):
                 out.append(float(v))
+        return out
+
+    def lost(self, name: str) -> list[tuple[Run, str]]:
+        """The finished runs left out of `name`'s statistics, with why (NaN or inf)."""
+        out = []
+        for r in self.ok_runs:
+            why = unusable_metrics(r).get(name)
+            if why:
+                out.append((r, why))
         return out
 
 
@@ -161,7 +189,7 @@ def aggregate(runs: list[Run], group_by: list[str] | None = None) -> dict[str, A
         return None
     metrics = metric_names(groups)
     monitor = next((r.monitor for r in runs if r.ok), "val/acc")
-    stats = {g.label: {m: describe(g.metric(m)) for m in metrics} for g in groups}
+    stats = {g.label: {m: {**describe(g.metric(m)), "lost": len(g.lost(m))} for m in metrics} for g in groups}
     welch = welch_best_two(groups, monitor, _mode(runs, monitor))
     return {
         "keys": keys,
@@ -180,10 +208,13 @@ def _num(v: float | None, digits: int = 4) -> str:
 
 def _cell(s: dict[str, Any]) -> str:
     if s["mean"] is None:
-        return ""
-    if s["ci_low"] is None:
-        return _num(s["mean"])
-    return f"{_num(s['mean'])} ± {_num(s['ci_high'] - s['mean'])}"
+        text = ""
+    elif s["ci_low"] is None:
+        text = _num(s["mean"])
+    else:
+        text = f"{_num(s['mean'])} ± {_num(s['ci_high'] - s['mean'])}"
+    # A mean over fewer runs than the group has says so where it is read (the lost runs: a note).
+    return f"{text} (n={s['n']}, {s['lost']} lost)".strip() if s.get("lost") else text
 
 
 def shown_metrics(agg: dict[str, Any], all_metrics: bool) -> list[str]:
@@ -191,6 +222,29 @@ def shown_metrics(agg: dict[str, Any], all_metrics: bool) -> list[str]:
         return agg["metrics"]
     name = agg["monitor"].split("/", 1)[-1]
     return [m for m in agg["metrics"] if m.split("/", 1)[-1] in (name, "loss")]
+
+
+def lost_lines(agg: dict[str, Any], metrics: list[str] | None = None) -> list[str]:
+    """One line per group that lost runs: which metrics, how many of its runs, which and why."""
+    lines = []
+    shown = metrics if metrics is not None else agg["metrics"]
+    for g in agg["groups"]:
+        lost: dict[str, list[str]] = {}  # run label -> its lost metrics
+        whys: set[str] = set()
+        for m in shown:
+            for r, why in g.lost(m):
+                lost.setdefault(r.label, []).append(m)
+                whys.add(why)
+        if not lost:
+            continue
+        names = [m for m in shown if any(m in ms for ms in lost.values())]
+        runs = "; ".join(f"run {label}: {', '.join(ms)}" for label, ms in lost.items())
+        lines.append(
+            f"group [{g.label}] lost {len(lost)} of its {len(g.ok_runs)} finished run(s) from the mean of "
+            f"{', '.join(names)} ({runs}), {' / '.join(sorted(whys))}: a diverged training; "
+            "n counts the runs left."
+        )
+    return lines
 
 
 def welch_line(agg: dict[str, Any]) -> str | None:
@@ -222,6 +276,9 @@ def to_markdown(agg: dict[str, Any]) -> str:
         cells = [g.label, str(n), *(_cell(st[m]) for m in metrics), *(_num(st[m]["std"]) for m in metrics)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     text = "\n".join(lines) + "\n"
+    notes = lost_lines(agg)
+    if notes:
+        text += "\n" + "".join(f"- {n}\n" for n in notes)
     line = welch_line(agg)
     return text + (f"\n{line}\n" if line else "")
 
@@ -249,6 +306,8 @@ def print_groups(agg: dict[str, Any], all_metrics: bool = False) -> None:
         table.add_row(g.label, str(n), *cells)
     console = Console(width=max(160, Console().width))
     console.print(table)
+    for note in lost_lines(agg, metrics):
+        console.print(f"note: {note}", highlight=False, markup=False, style="yellow")
     line = welch_line(agg)
     if line:
         console.print(line, highlight=False, markup=False)

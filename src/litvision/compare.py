@@ -18,7 +18,8 @@ best two; `--group-by` / GROUP_BY= chooses the keys): `groups.md`, `groups.csv`,
 (see litvision.aggregate).
 
 A run without `summary.json` (crashed, killed, or still running) is listed as such; the other
-runs are still compared. Does not import torch: it starts in about a second.
+runs are still compared. A finished run whose metrics are NaN or inf (a diverged training) is
+listed as "NaN metrics: <names>", and its group says which means it was left out of. Does not import torch: it starts in about a second.
 """
 
 from __future__ import annotations
@@ -267,6 +268,23 @@ def short_names(keys: list[str]) -> dict[str, str]:
     return out
 
 
+def _mark_nan_metrics(df: Any, runs: list[Run]) -> list[tuple[Run, dict[str, str]]]:
+    """A finished run with NaN/inf metrics is not "ok": its status names them (the cells are blank)."""
+    from litvision.aggregate import unusable_metrics
+
+    marked = []
+    for r in runs:
+        lost = unusable_metrics(r) if r.ok else {}
+        if lost:
+            df.loc[r.label, "status"] = f"NaN metrics: {', '.join(lost)}"
+            marked.append((r, lost))
+    return marked
+
+
+def _group_of(agg: dict[str, Any], run: Run) -> str:
+    return next((g.label for g in agg["groups"] if run in g.runs), "?")
+
+
 def compare(
     targets: list[str | Path],
     out_dir: Path | None = None,
@@ -284,6 +302,7 @@ def compare(
     # Before anything is written: an unknown GROUP_BY key is refused here.
     agg = aggregate(runs, group_by)
     df = compare_frame(runs)
+    nan_runs = _mark_nan_metrics(df, runs)
     # A selection (glob, several folders, one run) gets compare/<kind>-<hash>/, not compare/ itself.
     selection = out_dir is None and default_out_dir(targets, runs).name != COMPARE_DIR
     out_dir = out_dir or default_out_dir(targets, runs)
@@ -315,6 +334,16 @@ def compare(
     if agg is not None:
         print_groups(agg, all_metrics)
         plots += [p for p in write_groups(agg, out_dir, title) if p.suffix == ".png"]
+    for r, lost in nan_runs:
+        print(
+            f"note: {r.path}: {', '.join(lost)} {'is' if len(lost) == 1 else 'are'} "
+            f"{' / '.join(sorted(set(lost.values())))}: a diverged training; "
+            + (
+                f"left out of the mean of group [{_group_of(agg, r)}]."
+                if agg is not None
+                else "blank in the table."
+            )
+        )
     bad = [r for r in runs if not r.ok]
     for r in bad:
         print(f"note: {r.path}: {r.problem}")

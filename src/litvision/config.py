@@ -106,6 +106,9 @@ def compose_checked(overrides: list[str], config_name: str = "train"):
         cfg = compose(overrides, config_name)
     except (HydraException, OmegaConfBaseException) as e:
         line = _one_line(e)
+        hint = quoting_hint(e, overrides)
+        if hint:
+            raise UserError(f"{line.split(' See https://hydra.cc')[0]}. {hint}") from None
         typo = re.match(r"Unknown config key '([^']+)'", line)
         close = _close_key(typo.group(1), overrides, config_name) if typo else None
         if close:
@@ -113,6 +116,72 @@ def compose_checked(overrides: list[str], config_name: str = "train"):
         raise (find_user_error(e) or UserError(line)) from None
     _check_added(cfg, overrides, config_name)
     return cfg
+
+
+def _parses(override: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        OverridesParser.create().parse_overrides([override])
+        return True
+    except HydraException:
+        return False
+
+
+def _quoted(key: str, value: str) -> str | None:
+    """`key='value'` as Hydra reads a quoted string (its grammar: quoted values are taken as they
+    are, spaces, brackets and commas included), shown inside the shell's quotes; None if no form parses."""
+    for q, shell in (("'", '"'), ('"', "'")):
+        if q in value or shell in value:
+            continue
+        candidate = f"{key}={q}{value}{q}"
+        if _parses(candidate):
+            return f"{shell}{candidate}{shell}"
+    return None
+
+
+def quoting_hint(e: BaseException, overrides: list[str]) -> str | None:
+    """When Hydra's override lexer fails on a value with spaces: how to quote it.
+
+    Two ways it happens: the shell split an unquoted path at its spaces (`input=/my photos` arrives
+    as `input=/my` and `photos`, and Hydra stops at `photos`: "missing EQUAL"), or the value reached
+    Hydra whole but holds characters its grammar reads as syntax (`input=/data/my photos (1)`).
+    """
+    from hydra.errors import OverrideParseException
+
+    bad = getattr(e, "override", None) if isinstance(e, OverrideParseException) else None
+    if not bad or bad not in overrides:
+        return None
+    i = overrides.index(bad)
+    if "=" not in bad:
+        start = i
+        while start > 0 and "=" not in overrides[start - 1]:
+            start -= 1
+        if start == 0:
+            return None
+        end = i
+        while end + 1 < len(overrides) and "=" not in overrides[end + 1]:
+            end += 1
+        key, _, head = overrides[start - 1].partition("=")
+        value = " ".join([head, *overrides[start : end + 1]])
+        fix = _quoted(key, value)
+        if fix is None:
+            return None
+        return (
+            f"'{bad}' is not key=value: if it is part of {key}'s value (a path with spaces that the shell split), "
+            f"quote the whole override: {fix}"
+        )
+    key, _, value = bad.partition("=")
+    if " " not in value:
+        return None
+    fix = _quoted(key.strip(), value)
+    if fix is None:
+        return None
+    return (
+        f"The value of {key.strip()} holds spaces and characters Hydra's override grammar reads as "
+        f"syntax; quote the value for Hydra, inside the shell's quotes: {fix}"
+    )
 
 
 def _check_added(cfg, overrides: list[str], config_name: str) -> None:

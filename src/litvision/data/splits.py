@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -52,12 +53,45 @@ def check_folds(num_folds: int | None, fold: int | None) -> None:
     if fold is None:
         raise UserError(
             f"data.num_folds={num_folds} needs data.fold (which fold validates, 0..{num_folds - 1}); "
-            f"sweep them all with data.fold={','.join(str(i) for i in range(num_folds))}."
+            f"sweep them all with {_fold_sweep(num_folds)}."
         )
     if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < num_folds:
         raise UserError(
             f"data.fold={fold!r} is out of range for data.num_folds={num_folds}: folds are numbered "
             f"0..{num_folds - 1}."
+        )
+
+
+def _fold_sweep(num_folds: int) -> str:
+    # Hydra's range() sweep past a handful: data.num_folds=5000 listed 5,000 numbers.
+    if num_folds <= 10:
+        return "data.fold=" + ",".join(map(str, range(num_folds)))
+    return f"'data.fold=range(0,{num_folds})'"
+
+
+def check_folds_fit(labels: Sequence[int] | np.ndarray, num_folds: int) -> None:
+    """k folds need k images of some class: with more folds than the largest class has images,
+    a fold would be empty (data.num_folds=5000 on digits trained, then failed on an empty
+    validation split). The rule, and the note when a smaller class cannot reach every fold, are
+    scikit-learn's StratifiedKFold's (sklearn/model_selection/_split.py, `_make_test_folds`)."""
+    from litvision.errors import UserError
+
+    values, counts = np.unique(np.asarray(labels), return_counts=True)
+    if not len(counts):
+        return
+    if num_folds > counts.max():
+        raise UserError(
+            f"data.num_folds={num_folds} is more than any class has images (the largest has "
+            f"{int(counts.max())}): some folds would validate on nothing; use data.num_folds between 2 "
+            f"and {int(counts.max())} (at most {int(counts.min())} puts every class in every fold)."
+        )
+    if num_folds > counts.min():
+        from litvision.utils.warn import warn_user
+
+        warn_user(
+            logging.getLogger(__name__),
+            f"class index {int(values[counts.argmin()])} has {int(counts.min())} images, fewer than "
+            f"data.num_folds={num_folds}: some folds validate without it.",
         )
 
 
@@ -97,5 +131,6 @@ def train_val_split(
         train, val = stratified_split(labels, (val_fraction,), seed)
         return train, val
     check_folds(num_folds, fold)
+    check_folds_fit(labels, num_folds)
     folds = stratified_folds(labels, num_folds, seed)
     return np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)

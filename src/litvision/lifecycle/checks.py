@@ -4,12 +4,19 @@ Hydra composes `trainer.max_epochs=abc` or `data.batch_size=0` without complaint
 the DataLoader would fail on them seconds later, after the run folder was made. Each rule here
 names the key, the value given and an example of a good one. Keys a config does not have (a
 detection experiment has no `data.val_fraction`) are skipped.
+
+Three rules cover every key of the composed config rather than a list of them: a float must be
+finite (`data.mixup_alpha=nan` would turn MixUp off silently, `=inf` swap images instead of
+mixing them), and a path key (`data.root`, `paths.*`, `*_dir`, ...) must be neither empty (`''`
+reads as the current folder) nor longer than the file system allows (an OSError deep in a build).
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +87,18 @@ def _limit_ok(v: Any) -> bool:
     if _is_int(v):
         return v >= 0
     return isinstance(v, float) and 0.0 <= v <= 1.0
+
+
+def _alpha_ok(v: Any) -> bool:
+    return _is_number(v) and v >= 0
+
+
+def _probability_ok(v: Any) -> bool:
+    return _is_number(v) and 0 <= v <= 1
+
+
+def _whole_at_least_one(v: Any) -> bool:
+    return _is_int(v) and v >= 1
 
 
 RULES: tuple[Rule, ...] = (
@@ -195,6 +214,21 @@ RULES: tuple[Rule, ...] = (
         "a number of epochs >= 0",
         "model.scheduler.warmup_epochs=1",
     ),
+    # Batch mixing (data/mixing.py): the DataModule checks the range too, but float("abc") there
+    # is a ValueError traceback, after the run folder exists.
+    Rule("data.mixup_alpha", _alpha_ok, "a number >= 0 (0: no MixUp)", "data.mixup_alpha=0.2"),
+    Rule("data.cutmix_alpha", _alpha_ok, "a number >= 0 (0: no CutMix)", "data.cutmix_alpha=1.0"),
+    Rule("data.mix_prob", _probability_ok, "a probability in [0, 1]", "data.mix_prob=1.0"),
+    Rule("data.random_erasing", _probability_ok, "a probability in [0, 1]", "data.random_erasing=0.25"),
+    # `litvision tune` options (`+tune.<key>=`; litvision/tuning.py): int("abc") there failed
+    # after the batch-size finder had run for seconds, in a tune folder left behind.
+    Rule("tune.max_trials", _whole_at_least_one, "a whole number >= 1", "+tune.max_trials=6"),
+    Rule("tune.steps_per_trial", _whole_at_least_one, "a whole number >= 1", "+tune.steps_per_trial=3"),
+    Rule("tune.num_training", _whole_at_least_one, "a whole number >= 1", "+tune.num_training=100"),
+    Rule("tune.min_lr", lambda v: _is_number(v) and v > 0, "a number > 0", "+tune.min_lr=1e-7"),
+    Rule("tune.max_lr", lambda v: _is_number(v) and v > 0, "a number > 0", "+tune.max_lr=1.0"),
+    Rule("tune.batch_size", lambda v: isinstance(v, bool), "true or false", "+tune.batch_size=false"),
+    Rule("tune.lr_find", lambda v: isinstance(v, bool), "true or false", "+tune.lr_find=false"),
     Rule("monitor_mode", lambda v: v in ("min", "max"), "min or max", "monitor_mode=max"),
     Rule(
         "scale_lr",
@@ -216,8 +250,98 @@ RULES: tuple[Rule, ...] = (
 _ABSENT = object()
 
 
+_RULE_OF = {rule.key: rule for rule in RULES}
+
+
+def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every leaf of a plain container; list items as key[i]."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _leaves(v, f"{prefix}[{i}]")
+    else:
+        yield prefix, node
+
+
+def _plain(cfg: DictConfig) -> Any:
+    """The config as plain containers, resolved where it resolves (a sweep's first job is checked
+    before its interpolations are); what does not resolve stays its `${...}` text."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except OmegaConfBaseException:
+        return OmegaConf.to_container(cfg, resolve=False, throw_on_missing=False)
+
+
+def _range_of(key: str) -> str:
+    rule = _RULE_OF.get(key)
+    return f"{rule.expect}, e.g. {rule.example}" if rule else "a finite number"
+
+
+def check_finite(cfg: DictConfig) -> None:
+    """One rule for every float of the config: NaN and inf mean nothing as a setting.
+
+    Hydra reads `nan`, `inf` and `-inf` as floats, and most range checks let them through
+    (`nan < 0` is False, `inf > 0` True), so one walk over the config refuses them all.
+    """
+    for key, value in _leaves(_plain(cfg)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(
+                f"{key}={value} is not a finite number, and NaN or infinity means nothing as a setting: "
+                f"expected {_range_of(key)}."
+            )
+
+
+# Keys that name a file or folder: the last part is a path word (`root`, `dir`, `path`, `file`,
+# `input`) or ends in one (`test_dir`, `save_dir`, `dirpath`, `ckpt_path`, `pretrained_file`).
+_PATH_KEY = re.compile(r"(^|\.)(input|\w*(root|dir|dirpath|path|file))$")
+# An empty value there reads as the current folder (`data.root=` scanned `.` for classes); the
+# one path key where an empty value means "none" is ckpt_path (value_of in lifecycle/runner.py).
+_EMPTY_MEANS_NONE = {"ckpt_path"}
+
+
+def _name_max(path: str) -> tuple[int, int]:
+    """(longest name, longest path) the file system holding `path` (or its nearest existing
+    parent) allows; POSIX pathconf, with Linux's 255 and 4096 where it cannot say."""
+    probe = Path(path).expanduser()
+    while probe != probe.parent and not os.path.isdir(probe):  # isdir: False, not OSError, if too long
+        probe = probe.parent
+    try:
+        return os.pathconf(probe, "PC_NAME_MAX"), os.pathconf(probe, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        return 255, 4096
+
+
+def check_paths(cfg: DictConfig) -> None:
+    """Path keys: not empty (reads as `.`) and not longer than the file system allows."""
+    for key, value in _leaves(_plain(cfg)):
+        if not isinstance(value, str) or not _PATH_KEY.search(key) or value == "???" or "${" in value:
+            continue
+        if not value.strip():
+            if key in _EMPTY_MEANS_NONE:
+                continue
+            raise UserError(
+                f"{key} is empty, which reads as the current folder; give the path it names "
+                f"(e.g. {key}=/data/my_photos) or leave the key out for its default."
+            )
+        name_max, path_max = _name_max(value)
+        longest = max(Path(value).parts, key=len, default="")
+        if len(os.fsencode(longest)) > name_max or len(os.fsencode(value)) >= path_max:
+            raise UserError(
+                f"{key} is {len(value)} characters long, with a name of {len(longest)} characters: the "
+                f"file system allows at most {name_max} per name and {path_max - 1} in all; "
+                "give the real path."
+            )
+
+
 def check_values(cfg: DictConfig) -> None:
-    """Every RULES key the config has must hold a value of the right type and range."""
+    """Every float finite, path keys usable, and every RULES key the config has of the right
+    type and range; k-fold settings consistent."""
+    check_finite(cfg)
+    check_paths(cfg)
     for rule in RULES:
         value = OmegaConf.select(cfg, rule.key, default=_ABSENT)
         if value is _ABSENT or (value is None and rule.nullable):
@@ -232,6 +356,13 @@ def check_values(cfg: DictConfig) -> None:
             raise UserError(
                 f"model.param_groups.{name}.lr={lr!r} is not valid: expected a number > 0 (e.g. 0.01)."
             )
+    data = cfg.get("data")
+    if isinstance(data, DictConfig) and ("num_folds" in data or "fold" in data):
+        from litvision.data.splits import check_folds
+
+        # Here rather than in the DataModule's constructor: before the run folder exists. Whether
+        # the folds fit the class sizes needs the data: train_val_split checks it at setup.
+        check_folds(data.get("num_folds"), data.get("fold"))
     if cfg.get("scale_lr") and not cfg.get("base_batch_size"):
         raise UserError(
             "scale_lr needs base_batch_size (the global batch the configured lr was tuned for): "
@@ -239,13 +370,22 @@ def check_values(cfg: DictConfig) -> None:
         )
 
 
+def unwritable(path: str | Path) -> Path | None:
+    """None if `path` can be made or written; else the existing folder or file that stops it (the
+    nearest existing parent: a file in the way, a read-only folder or file system)."""
+    probe = Path(path).expanduser().resolve()
+    while not os.path.lexists(probe) and probe != probe.parent:  # False, not OSError, when too long
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK) or _read_only_fs(probe):
+        return probe
+    return None
+
+
 def check_writable(runs_dir: str | Path) -> None:
     """The runs folder (or its nearest existing parent) must be writable before a run starts."""
     path = Path(runs_dir).expanduser().resolve()
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK) or _read_only_fs(probe):
+    probe = unwritable(path)
+    if probe is not None:
         raise UserError(
             f"Cannot write runs to {path}: {probe} is not writable. Free or fix that folder, or "
             "write elsewhere with paths.runs_dir=<folder>."
