@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,36 @@ def test_group_by_overrides_and_unknown_key_is_one_line(seeds_sweep: Path, tmp_p
     assert "GROUP_BY=model.optimizer.lrr: no run has the config key model.optimizer.lrr" in line
     assert "model.optimizer.lr, seed" in line and "Traceback" not in proc.stderr
     assert not (copy / "compare").exists()
+
+
+@dataclass
+class _Record:
+    """A finished run as aggregate reads it: its summary (what run_records gives a Group)."""
+
+    summary: dict
+    ok: bool = True
+
+
+def test_welch_compares_the_best_two_of_three_groups() -> None:
+    """Three groups of three runs: Welch's test is between the best and the second best by the monitored
+    metric, in its direction (max for accuracy, min for a loss), with scipy's statistic for that pair.
+    Catches: the best compared with the worst (`ranked[0], ranked[-1]`; the sweep fixture has two groups
+    only, so both are the same there), and the direction inverted (the worst two compared)."""
+    from scipy import stats
+
+    from litvision.aggregate import Group, welch_best_two
+
+    values = {"low": [0.90, 0.91, 0.93], "mid": [0.95, 0.96, 0.96], "high": [0.98, 0.99, 0.985]}
+    groups = [
+        Group(
+            label=name, values={}, runs=[_Record({"best_val": {"val/acc": v, "val/loss": 1 - v}}) for v in vs]
+        )
+        for name, vs in values.items()
+    ]
+    acc = welch_best_two(groups, "val/acc", "max")
+    assert (acc["best"], acc["second"]) == ("high", "mid")
+    expected = stats.ttest_ind(values["high"], values["mid"], equal_var=False)
+    assert math.isclose(acc["t"], float(expected.statistic), rel_tol=1e-12)
+    assert math.isclose(acc["p_value"], float(expected.pvalue), rel_tol=1e-12)
+    loss = welch_best_two(groups, "val/loss", "min")
+    assert (loss["best"], loss["second"]) == ("high", "mid")
