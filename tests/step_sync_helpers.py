@@ -31,6 +31,8 @@ SYNC_OPS = {
 }
 # Non-capturable torch optimizers keep their step counter on the CPU even on a GPU: its .item() waits for nothing.
 CPU_ON_A_GPU_TOO = ("torch/optim/",)
+# torch.compile's wrappers around a function it leaves alone (torch._disable_dynamo): not the caller.
+COMPILE_WRAPPERS = ("torch/_dynamo/", "torch/_compile.py")
 
 
 class _Record(TorchDispatchMode):
@@ -43,13 +45,15 @@ class _Record(TorchDispatchMode):
         name = func._schema.name.split("::")[-1]
         if name in SYNC_OPS:
             stack = traceback.format_stack(limit=25)
-            if not any(marker in frame for frame in stack for marker in CPU_ON_A_GPU_TOO):
+            ours = [
+                f for f in stack if "torch/utils/_python_dispatch" not in f and "step_sync_helpers" not in f
+            ]
+            # Only the frame that made the read decides (torch.compile's wrappers aside): Lightning runs
+            # the whole training step inside optimizer.step (its closure), so a torch/optim/ frame
+            # further out excuses nothing.
+            caller = next(f for f in reversed(ours) if not any(w in f for w in COMPILE_WRAPPERS))
+            if not any(marker in caller for marker in CPU_ON_A_GPU_TOO):
                 self.ops[name] += 1
-                ours = [
-                    f
-                    for f in stack
-                    if "torch/utils/_python_dispatch" not in f and "step_sync_helpers" not in f
-                ]
                 self.where.setdefault(name, "".join(ours[-6:]))
         return func(*args, **(kwargs or {}))
 
