@@ -203,3 +203,42 @@ def test_detection_checkpoint_carries_ema_and_raw_weights(tmp_path: Path) -> Non
     ema, raw = ckpt["state_dict"], ckpt["current_model_state"]
     assert int(ckpt["averaging_state"]["n_averaged"]) == 3
     assert any(not torch.equal(ema[k], raw[k]) for k in ema if ema[k].is_floating_point())
+
+
+def test_fit_then_test_and_predict_in_one_trainer_use_the_ema_weights(tmp_path: Path) -> None:
+    """A notebook's path: fit, then `trainer.test` and `trainer.predict` on the best checkpoint with the
+    same Trainer: both see the best checkpoint's EMA weights (its state_dict, not current_model_state),
+    with test_tta applied (hflip: the mean of the two views' probabilities). The EMA subclass's swaps for
+    test and predict were removed: Lightning does not call the callback's on_load_checkpoint there, so
+    they could only put the last step's live average in place of the best checkpoint's.
+    Catches: predict_step ignoring test_tta, and the test step applying it to the wrong stage."""
+    import torch.nn.functional as F
+
+    from litvision.build import build_datamodule, build_task, build_trainer
+    from litvision.tasks.classification import ClassificationTask
+
+    cfg = compose_cfg(
+        [*COMMON, "trainer.max_epochs=2", "test_tta=hflip", "callbacks.rich_progress_bar=null"], tmp_path
+    )
+    dm, task = build_datamodule(cfg), build_task(cfg)
+    trainer = build_trainer(cfg)
+    trainer.fit(task, datamodule=dm)
+    best = trainer.checkpoint_callback.best_model_path
+    [tested] = trainer.test(task, datamodule=dm, ckpt_path="best", verbose=False)
+    predicted = torch.cat(trainer.predict(task, dataloaders=dm.test_dataloader(), ckpt_path="best"))
+
+    ckpt = _load(best)
+    net = ClassificationTask.load_from_checkpoint(best, map_location="cpu").eval()
+    x = torch.cat([batch[0] for batch in dm.test_dataloader()])
+    y = torch.cat([batch[1] for batch in dm.test_dataloader()])
+
+    def hflip_probs(state: dict) -> torch.Tensor:
+        net.load_state_dict(state)
+        with torch.no_grad():
+            return (F.softmax(net(x), dim=-1) + F.softmax(net(x.flip(-1)), dim=-1)) / 2
+
+    ema, raw = hflip_probs(ckpt["state_dict"]), hflip_probs(ckpt["current_model_state"])
+    ema_loss, raw_loss = (float(F.nll_loss(p.log(), y)) for p in (ema, raw))
+    assert abs(ema_loss - raw_loss) > 1e-4
+    assert tested["test/loss"] == pytest.approx(ema_loss, abs=1e-5)
+    torch.testing.assert_close(predicted, ema, rtol=0, atol=1e-5)

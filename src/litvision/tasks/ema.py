@@ -16,9 +16,11 @@ A checkpoint written while EMA is on holds:
 all plain tensors and containers, so it loads with `torch.load(weights_only=True)`; resuming
 restores both weight sets and the counter exactly.
 
-This subclass adds two things: test and predict run on the EMA weights even when the callback
-still holds a live average (Lightning only swaps for validation), and loading a checkpoint
-outside fit stays quiet, because its `state_dict` already holds the EMA weights.
+Test and predict need no swap: after fit the model holds the average (Lightning copies it in at
+the end of training), and `trainer.test/predict(ckpt_path=...)` load the checkpoint's `state_dict`,
+the EMA weights, without calling the callbacks' `on_load_checkpoint` (a swap there would put the
+live average of the last step in place of the best checkpoint's). This subclass only keeps loading a
+checkpoint outside fit quiet, because its `state_dict` already holds the EMA weights.
 """
 
 from __future__ import annotations
@@ -38,22 +40,6 @@ class EMA(EMAWeightAveraging):
         check_ema_decay(decay)
         super().__init__(decay=decay, use_buffers=True)
         self.decay = decay
-
-    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._average_model is not None:
-            self._swap_models(pl_module)
-
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._average_model is not None:
-            self._swap_models(pl_module)
-
-    def on_predict_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._average_model is not None:
-            self._swap_models(pl_module)
-
-    def on_predict_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._average_model is not None:
-            self._swap_models(pl_module)
 
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
