@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from litvision.errors import UserError
-from litvision.models.cnn import SmallCNN
+from litvision.models.classification.cnn import SmallCNN
 from litvision.models.weights import build_net, load_weights
 
-RESNET = {"_target_": "litvision.models.resnet.resnet", "arch": "resnet18"}
+RESNET = {"_target_": "litvision.models.classification.resnet.resnet", "arch": "resnet18"}
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_lightning_checkpoint(runs_dir: Path) -> None:
     trained = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     net = build_net(
         {
-            "_target_": "litvision.models.cnn.SmallCNN",
+            "_target_": "litvision.models.classification.cnn.SmallCNN",
             "num_classes": 10,
             "width": 8,
             "weights": ckpt,

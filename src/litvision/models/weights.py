@@ -1,6 +1,6 @@
 """One loader for pretrained weights: torchvision weight names, local files, Lightning checkpoints.
 
-    build_net({"_target_": "litvision.models.resnet.resnet", "arch": "resnet50", "num_classes": 5,
+    build_net({"_target_": "litvision.models.classification.resnet.resnet", "arch": "resnet50", "num_classes": 5,
                "weights": "IMAGENET1K_V2"})                      # torchvision, cached download
     build_net({..., "weights": "runs/digits_cnn/<stamp>/checkpoints/last.ckpt"})   # Lightning ckpt
     load_weights(net, "backbone.pth", mode="shape_match")        # any state dict file
@@ -259,7 +259,7 @@ def build_net(cfg: Mapping[str, Any]) -> nn.Module:
     """Instantiate a network config; its optional `weights` / `load_mode` keys load weights into it.
 
     Any network config can carry `weights:` (a file, or a torchvision name for models
-    built by `litvision.models.resnet.resnet`) without its class knowing about weights.
+    built by `litvision.models.classification.resnet.resnet`) without its class knowing about weights.
     """
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate

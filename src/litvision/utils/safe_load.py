@@ -218,8 +218,12 @@ def check_compatible(ckpt: Mapping[str, Any], cfg: Any, path: str | Path) -> Non
     predict with it. What the checkpoint cannot tell (older checkpoints have no experiment name)
     is not compared.
     """
+    from litvision.models import canonical_target
+
     have = checkpoint_record(ckpt)
     want = _config_record(cfg)
+    # A checkpoint written before the classifiers moved names them by their old module path.
+    have["net"], want["net"] = canonical_target(have.get("net")), canonical_target(want.get("net"))
     if not ckpt.get("state_dict") and not ckpt.get("hyper_parameters"):
         raise UserError(
             f"{path} is not a litvision checkpoint (no state_dict or hyper_parameters); "
