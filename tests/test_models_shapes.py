@@ -102,5 +102,7 @@ def test_bad_model_names_are_user_errors() -> None:
         resnet("resnet18", head="top")
     with pytest.raises(UserError, match="vit_smol.*not a timm model"):
         timm_model("vit_smol_patch16_224", num_classes=3)
-    with pytest.raises(UserError, match="Pretrained weights file not found: .*nowhere.safetensors"):
+    with pytest.raises(
+        UserError, match="model.net.pretrained_file: weights file .*nowhere.safetensors does not exist"
+    ):
         timm_model("vit_small_patch16_224", num_classes=3, pretrained_file="/nowhere.safetensors")

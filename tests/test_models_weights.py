@@ -132,10 +132,11 @@ def test_lightning_checkpoint(runs_dir: Path) -> None:
 
 
 def test_missing_file_and_bad_names(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match=r"Weights file not found: .*/nope\.pth"):
+    with pytest.raises(UserError, match=r"model.net.weights: weights file .*/nope\.pth does not exist"):
         build_net({**RESNET, "num_classes": 5, "weights": str(tmp_path / "nope.pth")})
     with pytest.raises(
-        UserError, match="Unknown weights 'IMAGENET1K_V9' for resnet18: use one of IMAGENET1K_V1"
+        UserError,
+        match="model.net.weights='IMAGENET1K_V9': unknown weights for resnet18; use one of DEFAULT, IMAGENET1K_V1",
     ):
         build_net({**RESNET, "num_classes": 5, "weights": "IMAGENET1K_V9"})
     with pytest.raises(UserError, match="Unknown weights load mode 'merge'"):

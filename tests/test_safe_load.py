@@ -141,11 +141,13 @@ def test_payload_is_refused_everywhere_and_never_runs(tmp_path: Path) -> None:
         build_net({**net_cfg, "weights": str(ckpt)})
     assert_one_line(err, str(ckpt), "refuses to execute code")
 
-    # model.net.weights / weights_backbone=<payload> (detection's weights loader)
-    from litvision.models.detection.weights import read_state_dict
+    # model.net.weights / weights_backbone=<payload> (a detector's weights file, the same one loader)
+    from litvision.models.detection.torchvision_detectors import torchvision_detector
 
     with pytest.raises(UserError) as err:
-        read_state_dict(ckpt, "model.net.weights")
+        torchvision_detector(
+            "fasterrcnn_mobilenet_v3_large_fpn", num_classes=2, weights_backbone=None, weights=str(ckpt)
+        )
     assert_one_line(err, str(ckpt), "refuses to execute code")
 
     # model.net.pretrained_file=<payload> (timm models)
