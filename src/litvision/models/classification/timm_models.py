@@ -17,8 +17,26 @@ from typing import Any
 from torch import nn
 
 from litvision.errors import UserError
+from litvision.models.registry import register_model
 
 
+def _is_timm_model(name: str) -> bool:
+    import timm
+
+    return timm.is_model(name.split(".", 1)[0])
+
+
+@register_model(
+    "timm/<name>",
+    task="classification",
+    family="timm",
+    accepts=_is_timm_model,
+    description="any timm model (timm.list_models()); weights: pretrained=true or a tag, or pretrained_file",
+    arch_key="name",
+    weights_key="pretrained",
+    weights_source="timm",
+    default_weights="DEFAULT",
+)
 def timm_model(
     name: str,
     num_classes: int,

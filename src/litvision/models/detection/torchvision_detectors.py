@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torchvision.models import detection as tvd
 
 from litvision.errors import UserError
+from litvision.models.registry import register_model
 from litvision.models.weights import (
     fetch_torchvision,
     load_state_dict_into,
@@ -143,6 +144,16 @@ class TorchvisionDetector(nn.Module):
         return [{"boxes": o["boxes"], "scores": o["scores"], "labels": o["labels"] - 1} for o in out]
 
 
+@register_model(
+    "torchvision/<detector>",
+    task="detection",
+    family="torchvision",
+    accepts=lambda arch: arch in ARCHS,
+    description="torchvision's box detectors (Faster R-CNN, RetinaNet, FCOS, SSDlite), class head for num_classes",
+    arch_key="arch",
+    weights_source="torchvision",
+    default_weights="DEFAULT",
+)
 def torchvision_detector(
     arch: str,
     num_classes: int,

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torchvision import ops
 
 from litvision.errors import UserError
+from litvision.models.registry import register_model
 from litvision.models.weights import LoadReport, load_state_dict_into, read_weights
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,17 @@ def _pairwise_iou_same(pred: Tensor, target: Tensor) -> Tensor:
     return inter / (area_p + area_t - inter).clamp(min=1e-9)
 
 
+@register_model(
+    "yolov1",
+    task="detection",
+    description="YOLOv1-style detector on a torchvision ResNet (model.net.backbone)",
+    arch_key="backbone",
+    arch="resnet50",
+    weights_key="weights_backbone",
+    weights_source="torchvision",
+    default_weights="IMAGENET1K_V1",
+    input_size=(3, 448, 448),
+)
 class YOLOv1(nn.Module):
     def __init__(
         self,
