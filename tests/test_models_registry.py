@@ -122,3 +122,18 @@ def test_list_models_through_the_cli(capsys) -> None:
     assert (
         bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "Unknown model 'nope'" in bad.stderr
     )
+
+
+def test_any_torchvision_classifier_without_a_config_of_its_own() -> None:
+    """`model=torchvision model.net.arch=<any>`: the task builds it, its head sized for the data.
+
+    Catches: the head left at 1000 classes (the Linear not replaced), and the first conv left at 3
+    channels for 1-channel digits."""
+    from hydra.utils import instantiate
+
+    from litvision.config import compose
+
+    cfg = compose(["experiment=digits_cnn", "model=torchvision", "model.net.arch=shufflenet_v2_x0_5"])
+    task = instantiate(cfg.model)
+    assert task(torch.rand(2, 1, 32, 32)).shape == (2, 10)
+    assert registry.entry_for(cfg.model.net).name == "torchvision/shufflenet_v2_x0_5"

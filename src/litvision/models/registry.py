@@ -20,6 +20,7 @@ This module imports nothing heavy at import time: the model modules register whe
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -27,17 +28,9 @@ from typing import Any, TypeVar
 from litvision.errors import UserError
 
 TASKS = ("classification", "detection")
-# The modules whose `@register_model` calls fill the registry (imported on first use).
-MODULES = (
-    "litvision.models.classification.cnn",
-    "litvision.models.classification.lenet",
-    "litvision.models.classification.alexnet",
-    "litvision.models.classification.resnet",
-    "litvision.models.classification.torchvision_classifier",
-    "litvision.models.classification.timm_models",
-    "litvision.models.detection.torchvision_detectors",
-    "litvision.models.detection.yolo",
-)
+# Every module in these packages registers its models when first asked for: a new model is one
+# module with its `@register_model` in one of them, and no list to add it to.
+PACKAGES = ("litvision.models.classification", "litvision.models.detection")
 
 T = TypeVar("T")
 
@@ -114,8 +107,9 @@ def register_model(name: str, task: str, **fields: Any) -> Callable[[T], T]:
 def _load() -> None:
     global _loaded
     if not _loaded:
-        for module in MODULES:
-            importlib.import_module(module)
+        for package in PACKAGES:
+            for info in pkgutil.iter_modules(importlib.import_module(package).__path__, package + "."):
+                importlib.import_module(info.name)
         _loaded = True
 
 
