@@ -45,7 +45,7 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_todays_checkpoint_tests_to_the_same_metrics(checkpoints: dict) -> None:
     """Catches: the checkpoint refused as "another network" (check_compatible comparing raw target
-    strings), and the moved module missing from LEGACY_MODULES (`cnn` dropped from the table)."""
+    strings), and only one side of that comparison mapped (the checkpoint's, not the config's)."""
     runs = checkpoints["tmp"] / "eval_runs"
     run_cli(
         "litvision",
