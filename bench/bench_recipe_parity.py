@@ -10,7 +10,7 @@ litvision through its MNIST DataModule, the plain loop through torchvision's `da
 
 The plain loop is the study-notes script: ToTensor + Normalize(0.1307, 0.3081), Adam lr 1e-3
 constant, batch 128, 10 epochs, all training images, no validation split, the last weights
-tested. It trains the same network class (litvision.models.lenet.LeNet5), so the comparison is
+tested. It trains the same network class (litvision.models.classification.lenet.LeNet5), so the comparison is
 between training recipes. litvision runs `experiment=lenet_mnist` unchanged (pointed at the
 files) through `litvision.train.train`, the code `make train` runs. 3 seeds each; the target
 is litvision's mean test accuracy >= the plain loop's - 0.5 points.
@@ -62,7 +62,7 @@ def plain_loop(root: Path, seed: int) -> float:
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    from litvision.models.lenet import LeNet5
+    from litvision.models.classification.lenet import LeNet5
 
     torch.manual_seed(seed)
     tf = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.1307,), (0.3081,))])

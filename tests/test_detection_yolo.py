@@ -120,8 +120,8 @@ def test_pretrained_backbone_copied_and_frozen(tmp_path) -> None:
     torch.save(resnet.state_dict(), path)
     model = _tiny(backbone_stages=4, weights_backbone=str(path), freeze_backbone=True)
     report = model.load_report
-    assert report["missing"] == [] and report["unexpected"] == []
-    assert sorted(report["skipped"]) == ["fc.bias", "fc.weight"]
+    assert report.missing == [] and report.unexpected == [] and report.skipped == []
+    assert report.dropped_head == ["fc.bias", "fc.weight"]
     torch.testing.assert_close(model.backbone.conv1.weight, resnet.conv1.weight)
     torch.testing.assert_close(model.backbone.layer4[1].bn2.running_var, resnet.layer4[1].bn2.running_var)
     assert not any(p.requires_grad for p in model.backbone.parameters())

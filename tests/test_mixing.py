@@ -81,7 +81,12 @@ def test_soft_targets_and_label_smoothing_compose_in_the_loss() -> None:
 
     from litvision.tasks.classification import ClassificationTask
 
-    net = {"_target_": "litvision.models.cnn.SmallCNN", "in_channels": 1, "num_classes": K, "width": 4}
+    net = {
+        "_target_": "litvision.models.classification.cnn.SmallCNN",
+        "in_channels": 1,
+        "num_classes": K,
+        "width": 4,
+    }
     opt = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.1}
     task = ClassificationTask(OmegaConf.create(net), K, OmegaConf.create(opt), label_smoothing=0.1)
     logits, y = torch.randn(8, K), torch.arange(8) % K

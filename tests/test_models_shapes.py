@@ -13,7 +13,7 @@ def _params(net: torch.nn.Module) -> int:
 
 
 def test_alexnet_recipe_shapes() -> None:
-    from litvision.models.alexnet import AlexNet
+    from litvision.models.classification.alexnet import AlexNet
 
     net = AlexNet(num_classes=10).eval()
     x = torch.randn(2, 3, 224, 224)
@@ -31,8 +31,8 @@ def test_alexnet_recipe_shapes() -> None:
 
 
 def test_alexnet32_and_lenet() -> None:
-    from litvision.models.alexnet import AlexNet32
-    from litvision.models.lenet import LeNet5
+    from litvision.models.classification.alexnet import AlexNet32
+    from litvision.models.classification.lenet import LeNet5
 
     net = AlexNet32(num_classes=10)
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
@@ -43,7 +43,7 @@ def test_alexnet32_and_lenet() -> None:
 
 
 def test_vit_and_swin_from_scratch_at_32px() -> None:
-    from litvision.models.timm_models import timm_model
+    from litvision.models.classification.timm_models import timm_model
 
     # The ViT-CIFAR recipe's network: patch 4, 7 layers, width 384, MLP 384: 6.3 M parameters.
     vit = timm_model(
@@ -74,8 +74,8 @@ def test_vit_and_swin_from_scratch_at_32px() -> None:
 
 
 def test_resnet_heads() -> None:
+    from litvision.models.classification.resnet import resnet
     from litvision.models.heads import DropoutLinear, head_prefixes
-    from litvision.models.resnet import resnet
 
     net = resnet("resnet18", num_classes=7, dropout=0.2)
     assert isinstance(net.fc, DropoutLinear) and net.fc.out_features == 7 and net.fc.drop.p == 0.2
@@ -93,8 +93,8 @@ def test_resnet_heads() -> None:
 
 
 def test_bad_model_names_are_user_errors() -> None:
-    from litvision.models.resnet import resnet
-    from litvision.models.timm_models import timm_model
+    from litvision.models.classification.resnet import resnet
+    from litvision.models.classification.timm_models import timm_model
 
     with pytest.raises(UserError, match="resnet51.*not a torchvision model"):
         resnet("resnet51")
@@ -102,5 +102,7 @@ def test_bad_model_names_are_user_errors() -> None:
         resnet("resnet18", head="top")
     with pytest.raises(UserError, match="vit_smol.*not a timm model"):
         timm_model("vit_smol_patch16_224", num_classes=3)
-    with pytest.raises(UserError, match="Pretrained weights file not found: .*nowhere.safetensors"):
+    with pytest.raises(
+        UserError, match="model.net.pretrained_file: weights file .*nowhere.safetensors does not exist"
+    ):
         timm_model("vit_small_patch16_224", num_classes=3, pretrained_file="/nowhere.safetensors")

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from litvision.errors import UserError
-from litvision.models.cnn import SmallCNN
+from litvision.models.classification.cnn import SmallCNN
 from litvision.models.weights import build_net, load_weights
 
-RESNET = {"_target_": "litvision.models.resnet.resnet", "arch": "resnet18"}
+RESNET = {"_target_": "litvision.models.classification.resnet.resnet", "arch": "resnet18"}
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_lightning_checkpoint(runs_dir: Path) -> None:
     trained = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     net = build_net(
         {
-            "_target_": "litvision.models.cnn.SmallCNN",
+            "_target_": "litvision.models.classification.cnn.SmallCNN",
             "num_classes": 10,
             "width": 8,
             "weights": ckpt,
@@ -132,10 +132,11 @@ def test_lightning_checkpoint(runs_dir: Path) -> None:
 
 
 def test_missing_file_and_bad_names(tmp_path: Path) -> None:
-    with pytest.raises(UserError, match=r"Weights file not found: .*/nope\.pth"):
+    with pytest.raises(UserError, match=r"model.net.weights: weights file .*/nope\.pth does not exist"):
         build_net({**RESNET, "num_classes": 5, "weights": str(tmp_path / "nope.pth")})
     with pytest.raises(
-        UserError, match="Unknown weights 'IMAGENET1K_V9' for resnet18: use one of IMAGENET1K_V1"
+        UserError,
+        match="model.net.weights='IMAGENET1K_V9': unknown weights for resnet18; use one of DEFAULT, IMAGENET1K_V1",
     ):
         build_net({**RESNET, "num_classes": 5, "weights": "IMAGENET1K_V9"})
     with pytest.raises(UserError, match="Unknown weights load mode 'merge'"):
@@ -164,3 +165,47 @@ def test_torchvision_name_offline_then_from_the_hub_cache(monkeypatch, tmp_path:
     net = build_net({**RESNET, "num_classes": 5, "weights": "IMAGENET1K_V1"})
     assert len(net.weights_report.loaded) == len(imagenet_like[1])
     assert str(cache) in net.weights_report.source
+
+
+DETECTOR = "fasterrcnn_mobilenet_v3_large_fpn"  # the cheapest torchvision detector to build
+
+
+def _detector(**kw):
+    from litvision.models.detection.torchvision_detectors import torchvision_detector
+
+    return torchvision_detector(DETECTOR, weights_backbone=None, min_size=64, max_size=64, **kw)
+
+
+@pytest.fixture(scope="module")
+def coco_like_detector(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, torch.Tensor]]:
+    """A 90-class detector saved the way litvision's detection checkpoints hold it (`net.` prefix)."""
+    torch.manual_seed(0)
+    src = _detector(num_classes=90).state_dict()
+    path = tmp_path_factory.mktemp("det") / "detector.ckpt"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in src.items()}, "epoch": 2}, path)
+    return path, src
+
+
+@pytest.mark.parametrize("mode", ["replace_head", "drop_head", "shape_match"])
+def test_detector_weights_load_in_every_mode(mode: str, coco_like_detector) -> None:
+    """The one loader on a detector: everything but the class head loads, the head stays new for 3 classes.
+
+    Catches: a detector's replace_head resizing its last Linear (bbox_pred) like a classifier's fc
+    (`fixed_head` dropped), and the class head named wrongly (`class_head` giving `roi_heads`, which
+    would drop the box head's trained layers too)."""
+    path, src = coco_like_detector
+    net = _detector(num_classes=3, weights=str(path), load_mode=mode)
+    report = net.weights_report
+    head = sorted(k for k in src if k.startswith("model.roi_heads.box_predictor."))
+    assert len(head) == 4 and report.prefix_note == "stripped 'net.'"
+    assert report.missing == head and not report.unexpected
+    sd = net.state_dict()
+    assert all(_same(sd[k], v) for k, v in src.items() if k not in head)
+    assert net.model.roi_heads.box_predictor.cls_score.out_features == 4  # 3 classes + background
+    assert net.model.roi_heads.box_predictor.bbox_pred.out_features == 16
+    if mode == "shape_match":
+        assert sorted(k for k, *_ in report.skipped) == head and not report.dropped_head
+    else:
+        assert report.dropped_head == head and not report.skipped
+    if mode == "replace_head":
+        assert report.head_note == "kept the new model.roi_heads.box_predictor for 3 classes"

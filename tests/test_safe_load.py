@@ -72,7 +72,7 @@ def test_checkpoints_are_plain_and_say_where_they_came_from(trained: dict) -> No
             "experiment": "digits_cnn",
             "task": "classification",
             "num_classes": 10,
-            "net": "litvision.models.cnn.SmallCNN",
+            "net": "litvision.models.classification.cnn.SmallCNN",
             "datamodule": "litvision.data.digits.DigitsDataModule",
         }
 
@@ -132,20 +132,26 @@ def test_payload_is_refused_everywhere_and_never_runs(tmp_path: Path) -> None:
     # model.net.weights=<payload> (classification's weights loader)
     from litvision.models.weights import build_net
 
-    net_cfg = {"_target_": "litvision.models.cnn.SmallCNN", "in_channels": 1, "num_classes": 10}
+    net_cfg = {
+        "_target_": "litvision.models.classification.cnn.SmallCNN",
+        "in_channels": 1,
+        "num_classes": 10,
+    }
     with pytest.raises(UserError) as err:
         build_net({**net_cfg, "weights": str(ckpt)})
     assert_one_line(err, str(ckpt), "refuses to execute code")
 
-    # model.net.weights / weights_backbone=<payload> (detection's weights loader)
-    from litvision.models.detection.weights import read_state_dict
+    # model.net.weights / weights_backbone=<payload> (a detector's weights file, the same one loader)
+    from litvision.models.detection.torchvision_detectors import torchvision_detector
 
     with pytest.raises(UserError) as err:
-        read_state_dict(ckpt, "model.net.weights")
+        torchvision_detector(
+            "fasterrcnn_mobilenet_v3_large_fpn", num_classes=2, weights_backbone=None, weights=str(ckpt)
+        )
     assert_one_line(err, str(ckpt), "refuses to execute code")
 
     # model.net.pretrained_file=<payload> (timm models)
-    from litvision.models.timm_models import timm_model
+    from litvision.models.classification.timm_models import timm_model
 
     with pytest.raises(UserError) as err:
         timm_model("resnet10t", num_classes=3, pretrained_file=str(ckpt))
@@ -156,7 +162,7 @@ def test_payload_is_refused_everywhere_and_never_runs(tmp_path: Path) -> None:
 def test_timm_pretrained_file_loads_through_the_safe_loader(tmp_path: Path) -> None:
     """Catches: the timm path losing the weights (all but the new head must load, wrapped the
     way trainers save them: under state_dict, with DDP's module. prefix)."""
-    from litvision.models.timm_models import timm_model
+    from litvision.models.classification.timm_models import timm_model
 
     source = timm_model("resnet10t", num_classes=3)
     path = tmp_path / "weights.pth"

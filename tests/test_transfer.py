@@ -214,7 +214,7 @@ def test_unfreeze_schedule_resumes_after_the_unfreeze(runs_dir: Path) -> None:
 
 
 def test_layer_decay_groups_are_named_and_scaled() -> None:
-    from litvision.models.timm_models import timm_model
+    from litvision.models.classification.timm_models import timm_model
     from litvision.tasks.finetune import layer_decay_param_groups
 
     vit = timm_model(

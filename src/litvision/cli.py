@@ -73,10 +73,20 @@ def run_command(name: str, args: list[str]) -> None:
 
 
 # -- tools ------------------------------------------------------------------------------------------
+_LIST_USAGE = """usage: litvision list [models [<model>]]
+
+  litvision list                          every experiment with its one-line description
+  litvision list models                   every model: task, default weights, input size, mean/std
+  litvision list models torchvision/resnet50   the weights a model can start from, each described"""
+
+
 def list_experiments(args: list[str]) -> None:
-    """Print every experiment with its one-line description."""
+    """Print every experiment with its one-line description (`list models`: every model)."""
+    if args[:1] == ["models"] and not any(a in ("-h", "--help") for a in args):
+        list_models(args[1:])
+        return
     if args:
-        print("usage: litvision list\n\nEvery experiment with its one-line description.")
+        print(_LIST_USAGE)
         return
     from rich.console import Console
     from rich.table import Table
@@ -89,6 +99,37 @@ def list_experiments(args: list[str]) -> None:
     for name, desc in experiment_descriptions().items():
         table.add_row(name, desc)
     Console().print(table)
+
+
+def list_models(args: list[str]) -> None:
+    """The model catalog (litvision.models.registry); with a name, the weights that model can load."""
+    if len(args) > 1:
+        raise UserError(f"`litvision list models` takes at most one model name, not {' '.join(args)}.")
+    from rich.console import Console
+    from rich.table import Table
+
+    from litvision.models import registry
+
+    if not args:
+        table = Table(
+            title="litvision models  (litvision list models <name>: its weights)", title_justify="left"
+        )
+        for col in ("model", "task", "default weights", "input size", "mean / std", "description"):
+            table.add_column(col, style="bold cyan" if col == "model" else None, no_wrap=col == "model")
+        for row in registry.catalog_rows():
+            table.add_row(*row)
+        Console(width=max(Console().width, 160)).print(table)
+        return
+    entry = registry.get_model(args[0])
+    specs = registry.weights_of(entry)
+    table = Table(title=f"{entry.name}: {entry.task}, {entry.target}", title_justify="left")
+    for col in ("weights", "source", "input size", "interpolation", "mean / std", "classes"):
+        table.add_column(col, style="bold cyan" if col == "weights" else None, overflow="fold")
+    for spec in specs or [registry.weights_spec(entry)]:
+        size, stats = registry.spec_columns(spec)
+        classes = str(spec.num_classes) if spec.num_classes else "-"
+        table.add_row(spec.name, spec.ref or spec.source, size, spec.interpolation or "-", stats, classes)
+    Console(width=max(Console().width, 140)).print(table)
 
 
 def compare(args: list[str]) -> None:
@@ -140,7 +181,7 @@ COMMANDS: dict[str, CliCommand] = {
     "predict": CliCommand(lambda a: run_command("predict", a), "classify/detect a folder of images"),
     "tune": CliCommand(lambda a: run_command("tune", a), "LR and batch-size finders on one device"),
     "export": CliCommand(export, "ONNX / TorchScript / ExportedProgram with a parity check"),
-    "list": CliCommand(list_experiments, "every experiment with its description"),
+    "list": CliCommand(list_experiments, "every experiment with its description (`list models`: models)"),
     "compare": CliCommand(compare, "table and curves of runs (make compare)"),
     "sweep": CliCommand(sweep, "a Hydra grid or Optuna sweep (make sweep)"),
     "submit": CliCommand(submit, "send an experiment to SLURM via submitit (make submit)"),

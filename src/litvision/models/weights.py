@@ -1,6 +1,6 @@
 """One loader for pretrained weights: torchvision weight names, local files, Lightning checkpoints.
 
-    build_net({"_target_": "litvision.models.resnet.resnet", "arch": "resnet50", "num_classes": 5,
+    build_net({"_target_": "litvision.models.classification.resnet.resnet", "arch": "resnet50", "num_classes": 5,
                "weights": "IMAGENET1K_V2"})                      # torchvision, cached download
     build_net({..., "weights": "runs/digits_cnn/<stamp>/checkpoints/last.ckpt"})   # Lightning ckpt
     load_weights(net, "backbone.pth", mode="shape_match")        # any state dict file
@@ -15,6 +15,10 @@ Whatever the mode, a tensor whose shape does not fit is skipped (never a crash),
 missing, unexpected and skipped keys are logged and returned in a `LoadReport`.
 Prefixes that wrappers add (`net.` of a Lightning checkpoint, `module.` of DDP, `model.`)
 are aligned automatically. timm's own pretrained tags go through `timm_model(pretrained=True)`.
+
+It is the one loader for classification and detection alike: the detectors (`torchvision_detector`
+with a weights file, YOLOv1's backbone) and timm's `pretrained_file` read their files through
+`read_state_dict` and torchvision weights names through `read_weights`, and load them here.
 """
 
 from __future__ import annotations
@@ -41,8 +45,17 @@ log = logging.getLogger(__name__)
 
 MODES = ("replace_head", "drop_head", "shape_match")
 _FILE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".tar")
-# Keys under which checkpoints of common trainers keep the model's state dict.
-_NESTED_KEYS = ("state_dict", "model", "model_state_dict", "model_state", "net")
+# Keys under which checkpoints of common trainers keep the model's state dict; EMA weights first, the
+# order of timm's own `load_state_dict(use_ema=True)` (timm/models/_helpers.py).
+_NESTED_KEYS = (
+    "state_dict_ema",
+    "model_ema",
+    "state_dict",
+    "model",
+    "model_state_dict",
+    "model_state",
+    "net",
+)
 
 
 @dataclass
@@ -91,13 +104,14 @@ def looks_like_file(weights: str) -> bool:
     return Path(weights).suffix.lower() in _FILE_SUFFIXES or "/" in weights or "\\" in weights
 
 
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """Tensors of a .pth/.pt/.bin/.safetensors state dict or a Lightning .ckpt."""
+def read_state_dict(path: str | Path, key: str = "model.net.weights") -> dict[str, Tensor]:
+    """Tensors of a .pth/.pt/.bin/.safetensors state dict or a Lightning .ckpt (`key`: the config key
+    that named the file, for the error message)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(
-            f"Weights file not found: {path}. Pass an existing .pth/.ckpt/.safetensors file "
-            "(model.net.weights=/path/to/file) or a torchvision weights name such as IMAGENET1K_V1."
+            f"{key}: weights file {path} does not exist; pass an existing .pth/.ckpt/.safetensors file, "
+            f"a torchvision weights name such as IMAGENET1K_V1, or {key}=null."
         )
     if path.suffix.lower() == ".safetensors":
         from safetensors.torch import load_file
@@ -123,36 +137,75 @@ def _extract_state_dict(obj: Any, path: Path) -> dict[str, Tensor]:
     raise UserError(f"{path} holds no state dict (a mapping of parameter names to tensors).")
 
 
-def torchvision_state_dict(arch: str, name: str) -> tuple[dict[str, Tensor], str]:
-    """Download (or read from the torch hub cache) torchvision's `name` weights for `arch`."""
+def torchvision_weights(arch_or_enum: Any, name: str, key: str = "model.net.weights") -> Any:
+    """torchvision's weights enum member `name` ("DEFAULT", "IMAGENET1K_V2", "ResNet50_Weights.X")
+    for a model name (`resnet50`) or a weights enum class."""
     import torchvision
 
+    enum = arch_or_enum
+    if isinstance(arch_or_enum, str):
+        try:
+            enum = torchvision.models.get_model_weights(arch_or_enum)
+        except ValueError:
+            raise UserError(
+                f"{key}={name!r}: '{arch_or_enum}' is not a torchvision model, so its weights cannot be "
+                "looked up by name; pass a .pth/.ckpt/.safetensors file."
+            ) from None
     try:
-        enum = torchvision.models.get_model_weights(arch)
-    except ValueError:
+        return enum.verify(name.split(".")[-1])
+    except (ValueError, KeyError, AttributeError):
+        what = arch_or_enum if isinstance(arch_or_enum, str) else enum.__name__
         raise UserError(
-            f"'{arch}' is not a torchvision model, so weights '{name}' cannot be looked up."
+            f"{key}={name!r}: unknown weights for {what}; use one of "
+            f"{', '.join(['DEFAULT', *enum.__members__])}, a local .pth/.ckpt file, or {key}=null."
         ) from None
-    short = name.split(".")[-1]
-    try:
-        w = enum[short] if short != "DEFAULT" else enum.DEFAULT
-    except KeyError:
-        raise UserError(
-            f"Unknown weights '{name}' for {arch}: use one of {', '.join(m.name for m in enum)} "
-            "or a local .pth/.ckpt file."
-        ) from None
-    filename = Path(w.url).name
-    cache = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    try:
-        return w.get_state_dict(
-            progress=True, check_hash=True, weights_only=True
-        ), f"torchvision {arch} {w.name} ({cache})"
-    except Exception as e:  # noqa: BLE001 - offline, proxy, truncated file...
-        raise UserError(
-            f"Could not get torchvision weights {arch} {w.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}. "
-            f"Without network, download {w.url} elsewhere and place it at {cache} "
-            f"(the torch hub cache; TORCH_HOME moves it), or pass the file: model.net.weights=/path/to/{filename}."
-        ) from None
+
+
+def cached_path(member: Any) -> Path:
+    """Where torch keeps a torchvision weights file (TORCH_HOME moves it)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(member.url).name
+
+
+def fetch_torchvision(member: Any, key: str = "model.net.weights") -> Path:
+    """The file of torchvision weights `member` in torch's hub cache, downloaded (hash-checked) if it is
+    not there yet; offline (LITVISION_OFFLINE=1 or a failed download), one line says where to put it."""
+    import os
+    import re
+
+    path = cached_path(member)
+    if path.is_file():
+        return path
+    reason = "LITVISION_OFFLINE is set"
+    if not os.environ.get("LITVISION_OFFLINE"):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # torchvision names its files <arch>-<sha256 prefix>.pth; torch.hub checks that prefix.
+            match = re.search(torch.hub.HASH_REGEX, path.name)
+            torch.hub.download_url_to_file(member.url, str(path), match.group(1) if match else None)
+            return path
+        except Exception as e:  # noqa: BLE001 - offline, proxy, truncated file: the same fix for the user
+            first = str(e).splitlines()[0] if str(e) else ""
+            reason = f"download failed: {type(e).__name__}{': ' + first if first else ''}"
+    raise UserError(
+        f"{key}: torchvision weights {member} are not in the torch hub cache ({reason}). Without network, "
+        f"download {member.url} elsewhere and place it at {path} (`mkdir -p {path.parent} && curl -L -o {path} "
+        f"{member.url}`; TORCH_HOME moves the cache), or pass the file: {key}=/path/to/{path.name}, "
+        f"or train from scratch with {key}=null."
+    )
+
+
+def read_weights(
+    weights: str | Path, arch: Any = None, key: str = "model.net.weights"
+) -> tuple[dict[str, Tensor], str]:
+    """(state dict, where it came from) of a weights file, or of a torchvision weights name for `arch`
+    (a torchvision model name or weights enum); read once, through the safe loader."""
+    weights = str(weights)
+    if arch is not None and not looks_like_file(weights) and not Path(weights).exists():
+        member = torchvision_weights(arch, weights, key)
+        path = fetch_torchvision(member, key)
+        what = arch if isinstance(arch, str) else type(member).__name__
+        return read_state_dict(path, key), f"torchvision {what} {member.name} ({path})"
+    return read_state_dict(weights, key), weights
 
 
 # -- aligning names ----------------------------------------------------------------------
@@ -195,7 +248,10 @@ def load_state_dict_into(
     src, report.prefix_note = align_prefixes(dict(src), set(net.state_dict()))
     heads = head_prefixes(net) if mode in ("replace_head", "drop_head") else ()
     target_classes = None
-    if mode == "drop_head":
+    # A detector's class head is built for its class count (and is no single Linear to resize):
+    # replace_head keeps that new head and loads everything else, the outcome drop_head gives.
+    fixed_head = mode == "replace_head" and getattr(net, "fixed_head", False)
+    if mode == "drop_head" or fixed_head:
         report.dropped_head = sorted(k for k in src if is_head_param(k, heads))
         src = {k: v for k, v in src.items() if k not in set(report.dropped_head)}
     elif mode == "replace_head":
@@ -218,6 +274,8 @@ def load_state_dict_into(
     report.loaded = sorted(fits)
     report.missing = sorted(result.missing_keys)
     report.unexpected = sorted(set(report.unexpected) | set(result.unexpected_keys))
+    if fixed_head:
+        report.head_note = f"kept the new {', '.join(heads)} for {getattr(net, 'num_classes', '?')} classes"
     if target_classes is not None:
         # The source's head scores the source's classes: a new task starts from a fresh one.
         replace_head(net, target_classes)
@@ -244,14 +302,11 @@ def _log_report(report: LoadReport) -> None:
         )
 
 
-def load_weights(net: nn.Module, weights: str | Path, mode: str = "replace_head") -> LoadReport:
+def load_weights(
+    net: nn.Module, weights: str | Path, mode: str = "replace_head", key: str = "model.net.weights"
+) -> LoadReport:
     """Load a file, or a torchvision weights name for the model's `weights_arch`, into `net`."""
-    weights = str(weights)
-    arch = getattr(net, "weights_arch", None)
-    if not looks_like_file(weights) and not Path(weights).exists() and arch:
-        src, source = torchvision_state_dict(arch, weights)
-    else:
-        src, source = read_state_dict(weights), str(weights)
+    src, source = read_weights(weights, getattr(net, "weights_arch", None), key)
     return load_state_dict_into(net, src, mode=mode, source=source)
 
 
@@ -259,7 +314,7 @@ def build_net(cfg: Mapping[str, Any]) -> nn.Module:
     """Instantiate a network config; its optional `weights` / `load_mode` keys load weights into it.
 
     Any network config can carry `weights:` (a file, or a torchvision name for models
-    built by `litvision.models.resnet.resnet`) without its class knowing about weights.
+    built by `litvision.models.classification.resnet.resnet`) without its class knowing about weights.
     """
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate

@@ -211,6 +211,13 @@ def _describe(rec: Mapping[str, Any]) -> str:
     )
 
 
+def _moved(target: str | None) -> str | None:
+    """A network target with the classifiers' move into `litvision.models.classification` undone, so a
+    checkpoint written before it (`litvision.models.cnn.SmallCNN`) matches the config naming the new path
+    (litvision.models.__init__ resolves the old paths; utils cannot import models, a higher layer)."""
+    return target.replace("litvision.models.classification.", "litvision.models.", 1) if target else target
+
+
 def check_compatible(ckpt: Mapping[str, Any], cfg: Any, path: str | Path) -> None:
     """Refuse, in one line naming both, a checkpoint of another experiment, task, network or class count.
 
@@ -220,6 +227,7 @@ def check_compatible(ckpt: Mapping[str, Any], cfg: Any, path: str | Path) -> Non
     """
     have = checkpoint_record(ckpt)
     want = _config_record(cfg)
+    have["net"], want["net"] = _moved(have.get("net")), _moved(want.get("net"))
     if not ckpt.get("state_dict") and not ckpt.get("hyper_parameters"):
         raise UserError(
             f"{path} is not a litvision checkpoint (no state_dict or hyper_parameters); "

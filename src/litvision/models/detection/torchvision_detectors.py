@@ -19,7 +19,14 @@ from torch import Tensor, nn
 from torchvision.models import detection as tvd
 
 from litvision.errors import UserError
-from litvision.models.detection.weights import is_local_file, load_matching, read_state_dict, resolve_weights
+from litvision.models.registry import register_model
+from litvision.models.weights import (
+    fetch_torchvision,
+    load_state_dict_into,
+    looks_like_file,
+    read_state_dict,
+    torchvision_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -95,13 +102,31 @@ def _replace_head(model: nn.Module, arch: str, num_outputs: int) -> None:
         raise ValueError(arch)
 
 
+def _resolve(enum: Any, name: str | None, key: str) -> Any:
+    """torchvision's weights member `name`, its file checked to be in torch's hub cache (or fetched)."""
+    if name is None:
+        return None
+    member = torchvision_weights(enum, name, key)
+    fetch_torchvision(member, key)
+    return member
+
+
+def class_head(arch: str) -> str:
+    """The module of a torchvision detector whose outputs depend on the class count."""
+    return "roi_heads.box_predictor" if arch.startswith("fasterrcnn") else "head.classification_head"
+
+
 class TorchvisionDetector(nn.Module):
     """A torchvision detector speaking litvision's labels (0..C-1) and loss names."""
 
-    def __init__(self, model: nn.Module, num_classes: int) -> None:
+    # The weights loader's replace_head keeps the class head built for num_classes (see models.weights).
+    fixed_head = True
+
+    def __init__(self, model: nn.Module, num_classes: int, arch: str = "") -> None:
         super().__init__()
         self.model = model
         self.num_classes = num_classes
+        self.head_prefixes = (f"model.{class_head(arch)}",) if arch else ()
 
     def forward(
         self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None
@@ -119,6 +144,16 @@ class TorchvisionDetector(nn.Module):
         return [{"boxes": o["boxes"], "scores": o["scores"], "labels": o["labels"] - 1} for o in out]
 
 
+@register_model(
+    "torchvision/<detector>",
+    task="detection",
+    family="torchvision",
+    accepts=lambda arch: arch in ARCHS,
+    description="torchvision's box detectors (Faster R-CNN, RetinaNet, FCOS, SSDlite), class head for num_classes",
+    arch_key="arch",
+    weights_source="torchvision",
+    default_weights="DEFAULT",
+)
 def torchvision_detector(
     arch: str,
     num_classes: int,
@@ -130,6 +165,7 @@ def torchvision_detector(
     score_thresh: float | None = None,
     nms_thresh: float | None = None,
     detections_per_img: int | None = None,
+    load_mode: str = "shape_match",
     **kwargs: Any,
 ) -> TorchvisionDetector:
     """Build torchvision detector `arch` for `num_classes` foreground classes.
@@ -138,17 +174,16 @@ def torchvision_detector(
     class head is then replaced), a local .pth/.ckpt file (tensors whose names and shapes
     match are loaded; the rest is reported), or None. weights_backbone: an ImageNet weights
     name for the backbone (or None: from scratch). min_size/max_size: the resize the model
-    applies (SSDlite: min_size is its fixed square size).
+    applies (SSDlite: min_size is its fixed square size). load_mode: how a weights file loads
+    (`litvision.models.weights`: shape_match, the default, loads every tensor whose name and shape fit).
     """
     if arch not in ARCHS:
         raise UserError(f"model.net.arch={arch!r} is not supported; choose one of {', '.join(ARCHS)}.")
     weights_enum, backbone_enum = ARCHS[arch]
-    local_file = weights if is_local_file(weights) else None
-    named = None if local_file else resolve_weights(weights_enum, weights, "model.net.weights")
+    local_file = weights if weights is not None and looks_like_file(str(weights)) else None
+    named = None if local_file else _resolve(weights_enum, weights, "model.net.weights")
     named_backbone = (
-        None
-        if named is not None
-        else resolve_weights(backbone_enum, weights_backbone, "model.net.weights_backbone")
+        None if named is not None else _resolve(backbone_enum, weights_backbone, "model.net.weights_backbone")
     )
     ssd = arch.startswith("ssdlite")
     extra: dict[str, Any] = dict(kwargs)
@@ -186,16 +221,18 @@ def torchvision_detector(
         _replace_head(model, arch, num_classes + 1)
     else:
         model = builder(weights=None, weights_backbone=named_backbone, num_classes=num_classes + 1, **extra)
-    if local_file:
-        load_matching(
-            model, read_state_dict(local_file, "model.net.weights"), what=f"{arch} from {local_file}"
-        )
     if ssd and min_size is not None:
         # SSDlite's size is fixed by its builder; a smaller square is much faster on CPU.
         model.transform.fixed_size = (int(min_size), int(min_size))
         model.transform.min_size = (int(min_size),)
         model.transform.max_size = int(min_size)
-    return TorchvisionDetector(model, num_classes)
+    detector = TorchvisionDetector(model, num_classes, arch)
+    if local_file:
+        state = read_state_dict(local_file, "model.net.weights")
+        detector.weights_report = load_state_dict_into(
+            detector, state, mode=load_mode, source=str(local_file)
+        )
+    return detector
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -26,7 +26,8 @@ from torch import Tensor, nn
 from torchvision import ops
 
 from litvision.errors import UserError
-from litvision.models.detection.weights import is_local_file, load_matching, read_state_dict, resolve_weights
+from litvision.models.registry import register_model
+from litvision.models.weights import LoadReport, load_state_dict_into, read_weights
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,17 @@ def _pairwise_iou_same(pred: Tensor, target: Tensor) -> Tensor:
     return inter / (area_p + area_t - inter).clamp(min=1e-9)
 
 
+@register_model(
+    "yolov1",
+    task="detection",
+    description="YOLOv1-style detector on a torchvision ResNet (model.net.backbone)",
+    arch_key="backbone",
+    arch="resnet50",
+    weights_key="weights_backbone",
+    weights_source="torchvision",
+    default_weights="IMAGENET1K_V1",
+    input_size=(3, 448, 448),
+)
 class YOLOv1(nn.Module):
     def __init__(
         self,
@@ -120,7 +132,7 @@ class YOLOv1(nn.Module):
             # Stride 16 instead of 32: a finer grid for small inputs, and cheaper.
             del self.backbone.layer4
             feat_channels //= 2
-        self.load_report: dict[str, list[str]] | None = None
+        self.load_report: LoadReport | None = None
         if weights_backbone is not None:
             self.load_report = self._load_backbone(weights_backbone, weights_enum)
         if freeze_backbone:
@@ -142,22 +154,17 @@ class YOLOv1(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     # -- weights ---------------------------------------------------------------------------
-    def _load_backbone(self, weights: str, weights_enum: Any) -> dict[str, list[str]]:
+    def _load_backbone(self, weights: str, weights_enum: Any) -> LoadReport:
         """Copy every pretrained ResNet tensor except the classifier (`fc.*`) into the backbone."""
-        if is_local_file(weights):
-            state = read_state_dict(weights, "model.net.weights_backbone")
-        else:
-            member = resolve_weights(weights_enum, weights, "model.net.weights_backbone")
-            state = member.get_state_dict(progress=False, weights_only=True)
-        skip = ("fc.",) if self.backbone_stages == 4 else ("fc.", "layer4.")
-        report = load_matching(self.backbone, state, skip_prefixes=skip, what="YOLOv1 backbone")
-        if report["missing"] or report["shape_mismatch"]:
-            log.warning(
-                "backbone weights left %d tensors at random init: %s",
-                len(report["missing"]) + len(report["shape_mismatch"]),
-                (report["missing"] + report["shape_mismatch"])[:8],
-            )
-        return report
+        state, source = read_weights(weights, weights_enum, "model.net.weights_backbone")
+        if self.backbone_stages == 3:
+            # The stride-16 backbone has no layer4: its tensors are not part of this model.
+            state = {k: v for k, v in state.items() if not k.startswith("layer4.")}
+        # The ImageNet classifier (`fc`, deleted above) is the head the one loader drops.
+        self.backbone.head_prefixes = ("fc",)
+        return load_state_dict_into(
+            self.backbone, state, mode="drop_head", source=f"YOLOv1 backbone: {source}"
+        )
 
     def train(self, mode: bool = True) -> YOLOv1:
         super().train(mode)

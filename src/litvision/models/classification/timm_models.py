@@ -5,20 +5,38 @@
     timm_model("vit_small_patch16_224.augreg_in21k_ft_in1k", num_classes=5,
                pretrained_file="/data/weights/vit_small.safetensors")   # offline
 
-Pretrained weights go through timm's own loader, which adapts the head, the input
-channels and the position embeddings; it downloads from the Hugging Face hub.
+Pretrained tags go through timm's own loader, which downloads from the Hugging Face hub and adapts
+the head, the input channels and the position embeddings; a `pretrained_file` is read by
+litvision's one loader (`litvision.models.weights.read_state_dict`) and adapted by timm the same way.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from litvision.errors import UserError
+from litvision.models.registry import register_model
 
 
+def _is_timm_model(name: str) -> bool:
+    import timm
+
+    return timm.is_model(name.split(".", 1)[0])
+
+
+@register_model(
+    "timm/<name>",
+    task="classification",
+    family="timm",
+    accepts=_is_timm_model,
+    description="any timm model (timm.list_models()); weights: pretrained=true or a tag, or pretrained_file",
+    arch_key="name",
+    weights_key="pretrained",
+    weights_source="timm",
+    default_weights="DEFAULT",
+)
 def timm_model(
     name: str,
     num_classes: int,
@@ -35,15 +53,14 @@ def timm_model(
         close = timm.list_models(f"*{arch.split('_')[0]}*")[:12]
         raise UserError(f"model.net.name={name!r} is not a timm model; similar: {', '.join(close)}.")
     if pretrained_file:
-        path = Path(pretrained_file).expanduser()
-        if not path.is_file():
-            raise UserError(f"Pretrained weights file not found: {path} (model.net.pretrained_file).")
-        overlay = {"file": str(path)}
-        if path.suffix.lower() != ".safetensors":
-            # A pickle file goes through litvision's one safe loader (a payload is refused in one
-            # line); timm then takes the state dict from memory.
-            overlay = {"state_dict": _pickled_state_dict(path)}
-        kwargs["pretrained_cfg_overlay"] = {**kwargs.get("pretrained_cfg_overlay", {}), **overlay}
+        from timm.models._helpers import clean_state_dict
+
+        from litvision.models.weights import read_state_dict
+
+        # The file is read by litvision's one loader (a pickled payload is refused in one line); timm
+        # then adapts it from memory (new head, input channels, position embeddings).
+        state = clean_state_dict(read_state_dict(pretrained_file, "model.net.pretrained_file"))
+        kwargs["pretrained_cfg_overlay"] = {**kwargs.get("pretrained_cfg_overlay", {}), "state_dict": state}
         pretrained = True
     try:
         return timm.create_model(
@@ -59,21 +76,6 @@ def timm_model(
             "model.net.pretrained_file=/path/to/model.safetensors (or copy a filled Hugging Face cache "
             "to ~/.cache/huggingface/hub), or train from scratch: model.net.pretrained=false."
         ) from None
-
-
-def _pickled_state_dict(path: Path) -> dict[str, Any]:
-    """The state dict of a .pth/.bin/.ckpt file, unwrapped the way timm's own file loader does it."""
-    from timm.models._helpers import clean_state_dict
-
-    from litvision.utils.safe_load import load_checkpoint
-
-    obj: dict[str, Any] = load_checkpoint(path)
-    # timm's load_state_dict order (use_ema=True): EMA weights first, then the plain ones.
-    for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
-        if isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    return clean_state_dict(obj)
 
 
 def _hf_repo(name: str) -> str:

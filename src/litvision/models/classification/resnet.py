@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from litvision.errors import UserError
 from litvision.models.heads import DropoutLinear
+from litvision.models.registry import register_model
 
 HEADS = ("replace", "stack")
 
@@ -36,6 +37,16 @@ class StackedHead(nn.Module):
         return self.head(self.backbone(x))
 
 
+@register_model(
+    "resnet",
+    task="classification",
+    description="a torchvision ResNet/ResNeXt (model.net.arch) with a CIFAR stem or the classic stacked head",
+    arch_key="arch",
+    arch="resnet18",
+    weights_source="torchvision",
+    default_weights="DEFAULT",
+    input_size=(3, 224, 224),
+)
 def resnet(
     arch: str = "resnet18",
     num_classes: int = 1000,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from litvision.models.registry import register_model
+
 
 def _classifier(in_features: int, hidden: int, dropout: float) -> nn.Sequential:
     return nn.Sequential(
@@ -27,6 +29,12 @@ def _classifier(in_features: int, hidden: int, dropout: float) -> nn.Sequential:
     )
 
 
+@register_model(
+    "alexnet",
+    task="classification",
+    description="AlexNet (2012) at 224 px, the CIFAR-10 recipe's",
+    input_size=(3, 224, 224),
+)
 class AlexNet(nn.Module):
     # `head` is the last, class-specific layer: what transfer learning replaces and trains.
     head_prefixes = ("head",)
@@ -58,6 +66,12 @@ class AlexNet(nn.Module):
         return self.head(self.classifier(self.features(x)))
 
 
+@register_model(
+    "alexnet32",
+    task="classification",
+    description="AlexNet's shape for 32 px CIFAR images",
+    input_size=(3, 32, 32),
+)
 class AlexNet32(nn.Module):
     head_prefixes = ("head",)
 

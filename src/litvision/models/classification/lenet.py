@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from litvision.models.registry import register_model
 
+
+@register_model(
+    "lenet",
+    task="classification",
+    description="LeNet-5 for 28 px grey digits (MNIST)",
+    input_size=(1, 28, 28),
+)
 class LeNet5(nn.Module):
     head_prefixes = ("head",)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from litvision.models.registry import register_model
+
 
 def _conv_bn(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
@@ -11,6 +13,12 @@ def _conv_bn(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+@register_model(
+    "small_cnn",
+    task="classification",
+    description="litvision's small CNN for 8-32 px images (the digits default)",
+    input_size=(1, 8, 8),
+)
 class SmallCNN(nn.Module):
     """Two conv stages (the second after a 2x2 max-pool), average pool, linear head.
 
