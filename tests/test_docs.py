@@ -1,7 +1,8 @@
 """The docs match the checkout: the README's Layout tree lists what src/litvision, configs/ and the top
-level hold (and nothing that is not there), its file links and file paths exist, no tracked file cites the
-internal recipes file (experiments cite the original papers and URLs), and the benchmark figures the README
-quotes are the values in bench/results/*.json."""
+level hold (and nothing that is not there), the file links (with their #anchors) and file paths of the README
+and of the pages it points to (docs/*.md, bench/README.md) exist, no tracked file cites the internal recipes
+file (experiments cite the original papers and URLs), the benchmark figures those pages quote are the values
+in bench/results/*.json, and the README stays a README for users: under 25 KB, linking every page."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import re
 import subprocess
 
 from conftest import ROOT
+from test_readme_commands import doc_files
 
 README = ROOT / "README.md"
+# A README a user reads: the first screen, the quick starts, the recipes; the rest is in docs/ and bench/.
+README_MAX_BYTES = 25_600
 SRC = ROOT / "src" / "litvision"
 
 
@@ -85,29 +89,61 @@ def test_no_file_cites_the_internal_recipes_file() -> None:
     assert not cited, f"{name} is not in the repository but is cited by {cited}"
 
 
+def heading_anchors(text: str) -> set[str]:
+    """The #anchors GitHub gives a markdown file's headings (lower case, punctuation dropped, blanks -> -)."""
+    heads = re.findall(r"^#+ (.+)$", re.sub(r"^```.*?^```", "", text, flags=re.S | re.M), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in heads}
+
+
 def test_readme_links_and_paths_exist() -> None:
-    """Every relative link and every concrete repository path in backticks exists
-    (break: rename notebooks/01_data_tour.ipynb, or cite `bench/results/scale2.json`)."""
-    text = README.read_text()
-    links = [t for t in re.findall(r"\]\(([^)#\s]+)[^)]*\)", text) if "://" not in t]
+    """In the README, docs/*.md and bench/README.md, every relative link (from the page's folder, with its
+    #anchor) and every concrete repository path in backticks exists (break: rename notebooks/01_data_tour.ipynb,
+    cite `bench/results/scale2.json`, or link docs/scaling.md#device-cache from the README)."""
     roots = {path.split("/")[0] for path in tracked() if "/" in path} - {"src"}
-    paths = [
-        t
-        for t in re.findall(r"`([A-Za-z0-9_./-]+)`", text)
-        if t.split("/")[0] in roots and "/" in t and not re.search(r"[<>*$]", t)
-    ]
-    assert paths, "no repository path found in the README's code spans"
-    missing = [t for t in links + paths if not (ROOT / t).exists()]
-    assert not missing, f"README names files that do not exist: {missing}"
+    missing = []
+    for doc in doc_files():
+        text = doc.read_text()
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]+))?[^)]*\)", text):
+            if "://" in target:
+                continue
+            page = (doc.parent / target).resolve() if target else doc
+            if not page.exists() or (anchor and anchor not in heading_anchors(page.read_text())):
+                missing.append(f"{doc.relative_to(ROOT)}: ({target}#{anchor})")
+        paths = [
+            t
+            for t in re.findall(r"`([A-Za-z0-9_./-]+)`", text)
+            if t.split("/")[0] in roots and "/" in t and not re.search(r"[<>*$]", t)
+        ]
+        missing += [f"{doc.relative_to(ROOT)}: `{t}`" for t in paths if not (ROOT / t).exists()]
+        if doc == README:
+            assert paths, "no repository path found in the README's code spans"
+    assert not missing, f"the docs name files or sections that do not exist: {missing}"
 
 
-# The README's quotes of bench/results/*.json: (file, keys into it, how the README writes the value).
+def test_readme_is_under_25_kb_and_links_every_page() -> None:
+    """The README stays one for users, at most 25 KB, and every page that took its details is linked from it.
+    Catches: docs/tracking.md's sections pasted back into the README (31 KB), or a page of docs/ left without
+    a link from the README (drop the docs/predict.md link)."""
+    size = README.stat().st_size
+    assert size <= README_MAX_BYTES, (
+        f"README.md is {size} bytes, over {README_MAX_BYTES}: move details to docs/"
+    )
+    text = README.read_text()
+    linked = {(ROOT / t).resolve() for t in re.findall(r"\]\(([^)#\s]+)", text) if "://" not in t}
+    unlinked = [str(p.relative_to(ROOT)) for p in doc_files()[1:] if p.resolve() not in linked]
+    assert not unlinked, f"pages the README does not link: {unlinked}"
+
+
+# The quotes of bench/results/*.json: (the page quoting it, file, keys into it, how the page writes the value).
 QUOTED = [
-    ("scale.json", ("ratios", "ddp_2proc_over_1proc_time_per_epoch"), "{:.2f}x"),
-    ("scale.json", ("ratios", "bf16_over_fp32_time_per_epoch"), "{:.2f}x"),
-    ("throughput_h200.json", None, None),
-    ("step_overhead.json", ("litvision_extra_ms",), "{:.3f} ms"),
-    ("step_overhead.json", ("ms_per_step", "hand_loop"), "{:.3f} ms"),
+    ("bench/README.md", "scale.json", ("ratios", "ddp_2proc_over_1proc_time_per_epoch"), "{:.2f}x"),
+    ("bench/README.md", "scale.json", ("ratios", "bf16_over_fp32_time_per_epoch"), "{:.2f}x"),
+    ("docs/scaling.md", "scale.json", ("ratios", "ddp_2proc_over_1proc_time_per_epoch"), "{:.2f}x"),
+    ("docs/scaling.md", "scale.json", ("ratios", "bf16_over_fp32_time_per_epoch"), "{:.2f}x"),
+    ("bench/README.md", "throughput.json", None, None),
+    ("bench/README.md", "throughput_h200.json", None, None),
+    ("bench/README.md", "step_overhead.json", ("litvision_extra_ms",), "{:.3f} ms"),
+    ("bench/README.md", "step_overhead.json", ("ms_per_step", "hand_loop"), "{:.3f} ms"),
 ]
 
 
@@ -118,12 +154,15 @@ def _get(data: dict, keys: tuple[str, ...]):
 
 
 def test_quoted_benchmark_figures_match_their_result_files() -> None:
-    """Each figure the README quotes from a result file is that file's value, and each result file it names
-    exists (break: change 1.90x to 1.76x in the README, as the issue found it)."""
-    text = README.read_text()
-    for name, keys, fmt in QUOTED:
+    """Each figure a page quotes from a result file is that file's value, and each result file it names
+    exists (break: change 1.90x to 1.76x in bench/README.md, as the issue found it in the README, or in
+    docs/scaling.md)."""
+    for page, name, keys, fmt in QUOTED:
+        text = (ROOT / page).read_text()
         path = ROOT / "bench" / "results" / name
-        assert f"bench/results/{name}" in text and path.is_file(), name
+        assert f"bench/results/{name}" in text and path.is_file(), (
+            f"{page} does not name bench/results/{name}"
+        )
         if keys:
             value = fmt.format(_get(json.loads(path.read_text()), keys))
-            assert value in text, f"the README does not quote {name} {'.'.join(keys)} = {value}"
+            assert value in text, f"{page} does not quote {name} {'.'.join(keys)} = {value}"

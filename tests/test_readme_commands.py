@@ -1,7 +1,8 @@
-"""The README is tested: every command line in its ```bash blocks is either run here as a real subprocess
-(with small overrides appended: few batches, fixture data in the dataset's own format, pretrained weights
-off) or listed in NOT_RUNNABLE with the reason and the line it is refused with. A README command that is
-neither fails `test_every_readme_command_is_handled`, and so does a stale entry here.
+"""The README is tested, and so are the pages it points to (docs/*.md, bench/README.md): every command line
+in their ```bash blocks is either run here as a real subprocess (with small overrides appended: few batches,
+fixture data in the dataset's own format, pretrained weights off) or listed in NOT_RUNNABLE with the reason
+and the line it is refused with. A command that is neither fails `test_every_readme_command_is_handled`, and
+so does a stale entry here.
 
 Commands run in a sandbox project (links to this checkout's Makefile, configs, experiments and src; its own
 runs/, data/ and sweeps/), so `runs/digits_cnn/<stamp>` and `photos/` mean what they say and nothing is
@@ -30,6 +31,12 @@ import pytest
 from conftest import ROOT, SLURM_COMMANDS, path_without, unreachable_slurm_path
 
 README = ROOT / "README.md"
+
+
+def doc_files() -> list[Path]:
+    """The README and the pages its sections moved to: their commands are all run or listed here."""
+    return [README, *sorted((ROOT / "docs").glob("*.md")), ROOT / "bench" / "README.md"]
+
 
 # Appended to every training command that is run: a couple of batches of one epoch, no live progress bar.
 TINY = [
@@ -60,8 +67,11 @@ def strip_comment(line: str) -> str:
     return line
 
 
-def readme_commands(text: str) -> list[str]:
-    """Every command line of the ```bash blocks, continuations joined, comments dropped, blanks collapsed."""
+def readme_commands(text: str | None = None) -> list[str]:
+    """Every command line of the ```bash blocks of `text` (by default of every file of `doc_files()`),
+    continuations joined, comments dropped, blanks collapsed."""
+    if text is None:
+        text = "\n".join(path.read_text() for path in doc_files())
     commands = []
     for body in re.findall(r"^```(?:bash|sh|shell)\n(.*?)^```", text, re.S | re.M):
         for line in body.replace("\\\n", " ").splitlines():
@@ -234,6 +244,10 @@ RUN: dict[str, Run] = {
         "transfer", tiny=False, expect=("runs/resnet50_flowers/compare/runs.md",)
     ),
     # ---- training extras (CIFAR-10 in its pickle format; an image folder)
+    # "Your own images": the quick start on the default experiment.
+    'make train ARGS="data=image_folder data.root=/data/my_images data.image_size=32 data.resize_size=32 data.train_crop=pad"': Run(
+        "extras", data="image_folder", expect=("runs/digits_cnn/*/summary.json",)
+    ),
     'make train EXP=resnet18_cifar10 ARGS="model.ema_decay=0.999"': Run("extras", data="cifar10"),
     'make train EXP=resnet18_cifar10 ARGS="data.mixup_alpha=0.2 data.cutmix_alpha=1.0 data.random_erasing=0.25"': Run(
         "extras", data="cifar10"
@@ -247,6 +261,17 @@ RUN: dict[str, Run] = {
         data="image_folder",
     ),
     # ---- detection
+    # "Your own boxes": a YOLO folder (the fixture's data.yaml names VOC's 20 classes; 64 px here).
+    'make train EXP=yolov1_shapes ARGS="data=yolo data.root=/data/my_boxes data.num_classes=2 data.image_size=128"': Run(
+        "detection",
+        variants=(
+            'make train EXP=yolov1_shapes ARGS="data=yolo data.root=/data/my_boxes data.num_classes=20 '
+            'data.image_size=128"',
+        ),  # fmt: skip
+        data="yolo",
+        extra=YOLO_SMALL,
+        expect=("runs/yolov1_shapes/*/summary.json",),
+    ),
     "make train EXP=yolov1_shapes": Run(
         "detection", data="shapes_voc", extra=YOLO_SMALL, expect=("runs/yolov1_shapes/*/summary.json",)
     ),
@@ -351,9 +376,11 @@ EXPECTED_BROKEN: dict[str, str] = {}
 
 
 def test_every_readme_command_is_handled() -> None:
-    """A command added to the README without a RUN or NOT_RUNNABLE entry fails here, and so does an entry
-    whose command left the README (break: add `make list-all` to a README bash block)."""
-    commands = set(readme_commands(README.read_text()))
+    """A command added to the README or to a page of docs/ or bench/README.md without a RUN or NOT_RUNNABLE
+    entry fails here, and so does an entry whose command left them all. Catches: `make list-all` added to a
+    bash block of the README or of docs/tracking.md, or `doc_files()` reading the README alone (the entries of
+    the torchrun and `make submit` lines of docs/scaling.md then look stale)."""
+    commands = set(readme_commands())
     handled = set(RUN) | set(NOT_RUNNABLE)
     assert not commands - handled, f"README commands neither run nor listed: {sorted(commands - handled)}"
     assert not handled - commands, (
