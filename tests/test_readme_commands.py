@@ -95,6 +95,8 @@ class Run:
     data: str | None = None
     tiny: bool = True
     expect: tuple[str, ...] = ()
+    # glob -> text the newest matching file must hold: the command's own arguments took effect.
+    expect_text: dict = field(default_factory=dict)
     env: dict = field(default_factory=dict)
     extra: tuple[str, ...] = ()
 
@@ -152,6 +154,8 @@ RUN: dict[str, Run] = {
         tiny=False,
         extra=("+tune.num_training=10",),
         expect=("runs/digits_cnn/tune/*/summary.json",),
+        # The Makefile passes ARGS on (a tune without them still succeeds, with 6 trials).
+        expect_text={"runs/digits_cnn/tune/*/summary.json": '"max_trials": 3'},
     ),
     "make export RUN=runs/digits_cnn/<stamp> FORMAT=onnx": Run(
         "digits", tiny=False, expect=("runs/digits_cnn/export/*/export.json",)
@@ -492,6 +496,10 @@ def run_entry(box: Sandbox, key: str) -> None:
                 f"{command} -> exit {proc.returncode}\n{proc.stdout[-1500:]}\n{proc.stderr[-2500:]}"
             )
     missing = [g for g in entry.expect if not list(box.root.glob(g))]
+    for pattern, text in entry.expect_text.items():
+        found = sorted(box.root.glob(pattern), key=lambda f: f.stat().st_mtime)
+        if not found or text not in found[-1].read_text():
+            missing.append(f"{pattern} holding {text!r}")
     if key in EXPECTED_BROKEN:
         if failures or missing:
             pytest.xfail(f"{EXPECTED_BROKEN[key]}: {(failures or missing)[0][:300]}")
