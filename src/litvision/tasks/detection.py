@@ -19,7 +19,7 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor, nn
 
-from litvision.metrics.detection import make_iou_metric, make_map_metric, metric_targets
+from litvision.metrics.detection import compute_map, make_iou_metric, make_map_metric, metric_targets
 from litvision.tasks.data_contract import adopt_data_contract
 from litvision.tasks.optim import build_param_groups, configure_optimization
 from litvision.tasks.options import check_ema_decay
@@ -167,10 +167,9 @@ class DetectionTask(L.LightningModule):
         return self.net(list(images))
 
     # -- epoch ends ---------------------------------------------------------------------
-    def _log_metrics(self, stage: str) -> None:
+    def _log_metrics(self, stage: str, res: Mapping[str, Any]) -> None:
         metric = self.val_map if stage == "val" else self.test_map
         iou = self.val_iou if stage == "val" else self.test_iou
-        res = metric.compute()
         metric.reset()
         out = {
             f"{stage}/{k}": res[k]
@@ -198,7 +197,7 @@ class DetectionTask(L.LightningModule):
         self.log_dict({k: v.float() for k, v in out.items()})
 
     def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val")
+        self._log_metrics("val", compute_map(self.val_map))
         if self._shown and not self.trainer.sanity_checking:
             from litvision.utils.media import log_figure
 
@@ -206,13 +205,17 @@ class DetectionTask(L.LightningModule):
         self._shown = []
 
     def on_test_epoch_end(self) -> None:
-        # Before _log_metrics resets the metric: the report reads the same accumulated detections.
-        self._log_report("test", self.test_map)
-        self._log_metrics("test")
+        # One COCOeval for the logged mAP, the per-class table and the PR curves (see detection_report).
+        res = compute_map(self.test_map, extended=True)
+        self._log_report("test", self.test_map, res)
+        self._log_metrics("test", res)
 
-    def _log_report(self, stage: str, metric: Any) -> None:
+    def _log_report(self, stage: str, metric: Any, res: Mapping[str, Any]) -> None:
         """PR curves, F1 against confidence and the IoU-0.5 confusion matrix as figures (media/ and
         loggers); the per-class AP table in `self.test_per_class_ap` for summary.json."""
+        import logging
+
+        from litvision.metrics.detection import coco_summary_lines
         from litvision.metrics.detection_report import (
             confusion_figure,
             detection_report,
@@ -223,10 +226,15 @@ class DetectionTask(L.LightningModule):
 
         if self.trainer.sanity_checking:
             return
+        if self.trainer.is_global_zero:
+            # COCOeval's printed summary, once per test (never per validation), to the run's log file.
+            logging.getLogger(__name__).info("%s COCO summary\n%s", stage, "\n".join(coco_summary_lines(res)))
         # Every rank's detections (a no-op without DDP), as the mAP metric's compute() gathers them.
         with metric.sync_context():
             preds, targets = metric_states(metric)
-        report = detection_report(preds, targets, self.class_names, float(self.hparams.draw_score_thresh))
+        report = detection_report(
+            preds, targets, self.class_names, float(self.hparams.draw_score_thresh), evaluation=res
+        )
         self.test_per_class_ap = report.per_class
         from litvision.utils.media import log_figure
 
