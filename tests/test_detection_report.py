@@ -4,6 +4,7 @@ that agree with the mAP evaluator, and their images in a yolov1_shapes run folde
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -189,8 +190,11 @@ def test_figures_draw(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_yolov1_shapes_run_has_the_images_and_the_table(tmp_path: Path) -> None:
-    """Catches the task not producing the media, or the per-class table not reaching the task. The
+def test_yolov1_shapes_run_has_the_images_and_the_table(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Catches the task not producing the media, the per-class table not reaching the task, and
+    COCOeval's summary logged at each validation or not at the test. The
     table's AP50 averages to the logged test/map_50 (on real trained outputs in
     test_detection_real_outputs.py; this detector is barely trained)."""
     from litvision.build import build_datamodule, build_task, build_trainer
@@ -215,8 +219,14 @@ def test_yolov1_shapes_run_has_the_images_and_the_table(tmp_path: Path) -> None:
     OmegaConf.resolve(cfg)
     dm, task = build_datamodule(cfg), build_task(cfg)
     trainer = build_trainer(cfg)
-    trainer.fit(task, datamodule=dm)
-    trainer.test(task, datamodule=dm, verbose=False)
+    with caplog.at_level(logging.INFO):
+        trainer.fit(task, datamodule=dm)
+        trainer.test(task, datamodule=dm, verbose=False)
+    # COCOeval's summary: never from faster-coco-eval at each validation, once (ours) for the test.
+    assert not [r for r in caplog.records if r.name.startswith("faster_coco_eval")]
+    summaries = [r.getMessage() for r in caplog.records if "COCO summary" in r.getMessage()]
+    assert len(summaries) == 1 and summaries[0].startswith("test COCO summary"), summaries
+    assert summaries[0].count("Average Precision") == 6
     media = Path(cfg.paths.output_dir) / "media"
     for name in ("test_pr_curve", "test_f1_curve", "test_confusion_matrix"):
         assert (media / f"{name}.png").stat().st_size > 5000, name
