@@ -295,6 +295,17 @@ def _caption(img: Tensor, text: str) -> Tensor:
     return torch.cat([top, img], dim=1)
 
 
+def _label_font() -> dict[str, Any]:
+    # torchvision's default label font is a fixed ~8 px bitmap whatever font_size says; matplotlib
+    # (a dependency) ships DejaVu Sans, which takes a size.
+    from pathlib import Path
+
+    import matplotlib
+
+    ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    return {"font": str(ttf), "font_size": 12} if ttf.is_file() else {}
+
+
 def _names(labels: Tensor, class_names: Sequence[str]) -> list[str]:
     return [class_names[int(c)] if 0 <= int(c) < len(class_names) else str(int(c)) for c in labels]
 
@@ -320,14 +331,14 @@ def draw_detections(
     img, (gt_boxes, pred_boxes) = _scaled(img, [gt_boxes, pred["boxes"]])
     if len(gt_boxes):
         img = draw_bounding_boxes(
-            img, gt_boxes, labels=_names(gt["labels"], class_names), colors="lime", width=1
+            img, gt_boxes, labels=_names(gt["labels"], class_names), colors="lime", width=1, **_label_font()
         )
     if len(pred_boxes):
         labels = [
             f"{n} {float(s):.2f}"
             for n, s in zip(_names(pred["labels"], class_names), pred["scores"], strict=True)
         ]
-        img = draw_bounding_boxes(img, pred_boxes, labels=labels, colors="red", width=1)
+        img = draw_bounding_boxes(img, pred_boxes, labels=labels, colors="red", width=1, **_label_font())
     if score_thresh is not None:
         img = _caption(img, threshold_caption(len(pred_boxes), score_thresh, best))
     return img
