@@ -110,7 +110,7 @@ def test_predict_agnostic_nms_keeps_one_box_per_object(trained, tmp_path: Path) 
     """agnostic_nms=true: no two written boxes overlap by more than nms_thresh, whatever their
     classes; without it the untrained model puts boxes of several classes on one spot. The drawn
     images state the threshold in a strip above the (enlarged) image.
-    Catches: the option ignored (per-class NMS only); NMS run before the score filter at another IoU."""
+    Catches: the option ignored (per-class NMS only); agnostic NMS at another IoU than nms_thresh."""
     import torch
     from PIL import Image
     from torchvision.ops import box_convert, box_iou
