@@ -12,8 +12,9 @@ import torch
 from litvision.metrics.detection import coco_results, make_map_metric, metric_targets
 
 
-def synthetic_detections(num_images: int, num_classes: int, seed: int = 0):
-    """Ground truth (some crowd boxes) and noisy predictions: misses, false positives, shifted boxes."""
+def synthetic_detections(num_images: int, num_classes: int, seed: int = 0, noise: float = 0.08):
+    """Ground truth (some crowd boxes) and noisy predictions: misses, false positives, shifted boxes
+    (each corner moved by `noise` times the box's size, standard deviation)."""
     rng = np.random.default_rng(seed)
     targets, preds = [], []
     for _ in range(num_images):
@@ -32,8 +33,8 @@ def synthetic_detections(num_images: int, num_classes: int, seed: int = 0):
             }
         )
         keep = rng.random(n) > 0.15
-        noise = rng.normal(0, 0.08, size=(n, 4)) * np.concatenate([wh, wh], 1)
-        pb, pl = (boxes + noise)[keep], labels[keep].copy()
+        shift = rng.normal(0, noise, size=(n, 4)) * np.concatenate([wh, wh], 1)
+        pb, pl = (boxes + shift)[keep], labels[keep].copy()
         flip = rng.random(len(pl)) < 0.1
         pl[flip] = rng.integers(0, num_classes, size=int(flip.sum()))
         k = int(rng.integers(0, 4))

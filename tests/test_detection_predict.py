@@ -92,6 +92,10 @@ def test_predict_bad_input_fails_before_writing(trained, tmp_path: Path) -> None
         ([f"ckpt_path={ckpt}", f"input={tmp_path / 'no_such_folder'}"], "is not a folder"),
         ([f"ckpt_path={ckpt}", f"input={tmp_path}"], "holds no images"),
         ([f"input={images}"], "needs a checkpoint"),
+        (
+            [f"ckpt_path={ckpt}", f"input={images}", "agnostic_nms=maybe"],
+            "agnostic_nms='maybe' must be true or false",
+        ),
     ]
     (tmp_path / "empty").mkdir()
     for args, message in cases:
@@ -100,3 +104,53 @@ def test_predict_bad_input_fails_before_writing(trained, tmp_path: Path) -> None
         assert message in proc.stderr
         assert "Traceback" not in proc.stderr
     assert not runs.exists() or not any(runs.rglob("*"))
+
+
+def test_predict_agnostic_nms_keeps_one_box_per_object(trained, tmp_path: Path) -> None:
+    """agnostic_nms=true: no two written boxes overlap by more than nms_thresh, whatever their
+    classes; without it the untrained model puts boxes of several classes on one spot. The drawn
+    images state the threshold in a strip above the (enlarged) image.
+    Catches: the option ignored (per-class NMS only); agnostic NMS at another IoU than nms_thresh."""
+    import torch
+    from PIL import Image
+    from torchvision.ops import box_convert, box_iou
+
+    ckpt, images, _ = trained
+
+    def predict(*extra: str) -> tuple[Path, list[dict]]:
+        runs = tmp_path / f"runs{len(extra)}"
+        run_cli(
+            "litvision.predict",
+            f"experiment={EXP}",
+            f"ckpt_path={ckpt}",
+            f"input={images}",
+            f"paths.runs_dir={runs}",
+            "score_thresh=0.0",
+            "nms_thresh=0.3",
+            *extra,
+            check=True,
+        )
+        (run,) = [f for f in run_folders(runs) if f.name != ".hydra"]
+        return run, json.loads((run / "detections.json").read_text())
+
+    def worst_overlap(results: list[dict], across_classes: bool) -> float:
+        worst = 0.0
+        for image_id in {r["image_id"] for r in results}:
+            mine = [r for r in results if r["image_id"] == image_id]
+            boxes = box_convert(torch.tensor([r["bbox"] for r in mine]), "xywh", "xyxy")
+            iou = box_iou(boxes, boxes).fill_diagonal_(0)
+            if not across_classes:
+                cats = torch.tensor([r["category_id"] for r in mine])
+                iou[cats[:, None] == cats[None, :]] = 0
+            worst = max(worst, float(iou.max()))
+        return worst
+
+    _, per_class = predict()
+    run, agnostic = predict("agnostic_nms=true")
+    assert worst_overlap(per_class, across_classes=True) > 0.3, "the fixture needs overlapping classes"
+    assert 0 < len(agnostic) < len(per_class)
+    assert worst_overlap(agnostic, across_classes=True) <= 0.3 + 1e-4
+    first = sorted(images.glob("*.jpg"))[0]
+    with Image.open(first) as src, Image.open(run / "images" / f"{first.stem}.png") as drawn:
+        assert drawn.width >= 320 and drawn.width % src.width == 0
+        assert drawn.height > drawn.width // src.width * src.height  # the caption strip

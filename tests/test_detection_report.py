@@ -4,6 +4,7 @@ that agree with the mAP evaluator, and their images in a yolov1_shapes run folde
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from conftest import compose_cfg
 from test_detection_map import synthetic_detections
 
-from litvision.metrics.detection import make_map_metric
+from litvision.metrics.detection import RECALL_POINTS, make_map_metric
 from litvision.metrics.detection_report import (
     confusion_figure,
     detection_report,
@@ -38,13 +39,14 @@ def _gt(boxes, labels, crowd=None) -> dict:
 
 
 def hand_made() -> tuple[list[dict], list[dict]]:
-    """Four images; every detection's fate is worked out by hand in the comments (IoU threshold 0.5)."""
+    """Five images; every detection's fate is worked out by hand in the comments (IoU threshold 0.5)."""
     targets = [
         # cat A, dog B, a crowd of cats (ignored, as are detections on it)
         _gt([[0, 0, 10, 10], [20, 20, 40, 40], [50, 50, 70, 70]], [0, 1, 0], crowd=[0, 0, 1]),
         _gt([[0, 0, 20, 20], [30, 30, 50, 50]], [1, 1]),  # dogs D, E
         _gt([[0, 0, 30, 30]], [0]),  # cat F
         _gt([[0, 0, 10, 10]], [0]),  # cat G
+        _gt([[0, 0, 10, 10]], [0]),  # cat H
     ]
     preds = [
         _det(
@@ -61,28 +63,34 @@ def hand_made() -> tuple[list[dict], list[dict]]:
         # COCO matches G to the higher-scoring cat (IoU .9), not to the dog that overlaps it more
         # (IoU 1): the dog is background, not a cat seen as a dog.
         _det([[0, 0, 10, 9], [0, 0, 10, 10]], [0.9, 0.8], [0, 1]),
+        # cat on H at IoU .53: a match at 0.5, a miss from 0.55 on (AP50 read at another IoU differs).
+        _det([[0, 0, 10, 5.3]], [0.75], [0]),
     ]
     return preds, targets
 
 
 def test_hand_made_case_numbers() -> None:
     """Catches confusion entries off the COCO matches (e.g. the crowd detection counted, a cat-as-dog
-    missed), sums that do not close, or precision/recall at the wrong threshold."""
+    missed), sums that do not close, precision/recall at the wrong threshold, AP50 read at IoU 0.55
+    (cat H is matched at .53) or the PR curve averaged over IoU 0.5:0.95."""
     preds, targets = hand_made()
     report = detection_report(preds, targets, CLASSES, conf_thresh=0.25)
     #                       pred cat, dog, background
-    expected = np.array([[2, 1, 0], [0, 2, 1], [1, 2, 0]])  # true cat / dog / background
+    expected = np.array([[3, 1, 0], [0, 2, 1], [1, 2, 0]])  # true cat / dog / background
     np.testing.assert_array_equal(report.confusion, expected)
     cat, dog = report.per_class["cat"], report.per_class["dog"]
-    assert (cat["objects"], cat["detections"], dog["objects"], dog["detections"]) == (3, 3, 3, 5)
-    assert cat["precision"] == pytest.approx(2 / 3, abs=1e-6) and cat["recall"] == pytest.approx(
-        2 / 3, abs=1e-6
-    )
+    assert (cat["objects"], cat["detections"], dog["objects"], dog["detections"]) == (4, 4, 3, 5)
+    assert cat["precision"] == 0.75 and cat["recall"] == 0.75
     assert dog["precision"] == 0.4 and dog["recall"] == pytest.approx(2 / 3, abs=1e-6)
-    # COCO's 101-point AP at IoU 0.5. cat: precision 1 up to recall 2/3 -> 67 of 101 points.
-    # dog: 1 up to recall 1/3 (34 points), then 2/5 up to 2/3 (33 points).
-    assert report.ap_50[0] == pytest.approx(67 / 101)
+    # COCO's 101-point AP at IoU 0.5. cat: .9 A, .9 G, .75 H (TPs), .5 and .2 on nothing: precision 1
+    # up to recall 3/4 -> 76 of 101 points. dog: 1 up to recall 1/3 (34 points), then 2/5 up to 2/3
+    # (33 points).
+    assert report.ap_50[0] == pytest.approx(76 / 101)
     assert report.ap_50[1] == pytest.approx((34 + 0.4 * 33) / 101)
+    assert cat["ap_50"] == pytest.approx(76 / 101, abs=1e-6)
+    # The PR curve is that IoU-0.5 curve: cat's is 1 up to recall .75 and 0 beyond (H is unmatched
+    # from IoU 0.55, so any average over IoUs lowers it).
+    np.testing.assert_allclose(report.pr_precision[0], np.where(RECALL_POINTS <= 0.75 + 1e-9, 1.0, 0.0))
     # The F1 curve at the threshold equals the table's F1.
     _, _, f1 = report.f1_curves()
     assert f1[1, 25] == pytest.approx(dog["f1"], abs=1e-6)
@@ -97,21 +105,60 @@ def _evaluator(preds, targets) -> dict:
     return metric.compute()
 
 
+def _pycocotools_ap50_per_class(preds, targets, num_classes: int) -> np.ndarray:
+    """AP50 of each class from pycocotools' COCOeval restricted to that class (summarize()'s stats[1])."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    from test_detection_map import coco_ground_truth
+
+    from litvision.metrics.detection import coco_results
+
+    full = [{**t, "area": t.get("area", _box_area(t["boxes"]))} for t in targets]
+    out = []
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = coco_ground_truth(full, num_classes)
+        gt.createIndex()
+        dt = gt.loadRes(coco_results(preds, range(len(preds)), category_ids=list(range(1, num_classes + 1))))
+        for c in range(num_classes):
+            ev = COCOeval(gt, dt, "bbox")
+            ev.params.catIds = [c + 1]
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+            out.append(ev.stats[1])
+    return np.array(out)
+
+
+def _box_area(boxes: torch.Tensor) -> torch.Tensor:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
 def test_hand_made_case_agrees_with_the_map_evaluator() -> None:
-    """Catches a report that matches boxes its own way instead of the evaluator's (AP per class, mAP50)."""
+    """AP per class, AP50 per class against pycocotools run class by class, and their mean against
+    map_50. Catches: AP50 read at IoU 0.55 (cat H matches at .53); AP averaged over IoU 0.5:0.7
+    instead of 0.5:0.95."""
     preds, targets = hand_made()
     report = detection_report(preds, targets, CLASSES)
     res = _evaluator(preds, targets)
     np.testing.assert_allclose(report.ap, res["map_per_class"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(report.ap_50, _pycocotools_ap50_per_class(preds, targets, 2), atol=1e-6)
     assert report.ap_50.mean() == pytest.approx(float(res["map_50"]), abs=1e-6)
 
 
 def test_random_detections_agree_with_the_map_evaluator() -> None:
-    """Many images with crowds, misses, relabels and false positives: per-class AP equals the evaluator's."""
-    targets, preds = synthetic_detections(num_images=40, num_classes=4, seed=1)
+    """Many images with crowds, misses, relabels and false positives: per-class AP and AP50 equal the
+    evaluator's and pycocotools' class by class. Catches: AP50 read at IoU 0.55; AP read at area
+    "small" instead of "all"; a background column that drops a false positive (rows/columns must close)."""
+    # Shifts of 15% of the box size: every class has matches between IoU 0.5 and 0.55.
+    targets, preds = synthetic_detections(num_images=40, num_classes=4, seed=1, noise=0.15)
     report = detection_report(preds, targets, ["a", "b", "c", "d"], conf_thresh=0.3)
     res = _evaluator(preds, targets)
     np.testing.assert_allclose(report.ap, res["map_per_class"].numpy(), atol=1e-6)
+    np.testing.assert_allclose(report.ap_50, _pycocotools_ap50_per_class(preds, targets, 4), atol=1e-6)
     assert report.ap_50.mean() == pytest.approx(float(res["map_50"]), abs=1e-6)
     # Rows close on the non-crowd objects, columns on the confident detections counted.
     crowd_free = sum(int((t["iscrowd"] == 0).sum()) for t in targets)
@@ -122,20 +169,34 @@ def test_random_detections_agree_with_the_map_evaluator() -> None:
 
 
 def test_figures_draw(tmp_path: Path) -> None:
+    """The three figures render, and the PR figure plots the report's IoU-0.5 curves: each class's
+    curve has the class's AP50 as its area (mean over the 101 recall points).
+    Catches: the PR curve averaged over IoU 0.5:0.95; a figure drawn from other data than the table."""
     preds, targets = hand_made()
     report = detection_report(preds, targets, CLASSES)
-    for name, fig in (
-        ("pr", pr_curve_figure(report)),
-        ("f1", f1_curve_figure(report)),
-        ("cm", confusion_figure(report)),
-    ):
+    pr = pr_curve_figure(report)
+    curves = {line.get_label(): line.get_data() for line in pr.axes[0].get_lines()}
+    for c, name in enumerate(CLASSES):
+        (x, y), label = next((v, k) for k, v in curves.items() if k.startswith(f"{name} "))
+        np.testing.assert_allclose(x, RECALL_POINTS)
+        assert float(np.mean(y)) == pytest.approx(report.ap_50[c], abs=1e-9)
+        assert label == f"{name} AP50 {report.ap_50[c]:.3f}"
+    # cat: precision 1 up to recall 3/4, then nothing (worked out in hand_made).
+    cat = next(v for k, v in curves.items() if k.startswith("cat "))[1]
+    np.testing.assert_allclose(cat, np.where(RECALL_POINTS <= 0.75 + 1e-9, 1.0, 0.0))
+    for name, fig in (("pr", pr), ("f1", f1_curve_figure(report)), ("cm", confusion_figure(report))):
         fig.savefig(tmp_path / f"{name}.png")
         assert (tmp_path / f"{name}.png").stat().st_size > 5000
 
 
 @pytest.mark.slow
-def test_yolov1_shapes_run_has_the_images_and_the_table(tmp_path: Path) -> None:
-    """Catches the task not producing the media, or the per-class table not reaching the task."""
+def test_yolov1_shapes_run_has_the_images_and_the_table(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Catches the task not producing the media, the per-class table not reaching the task, and
+    COCOeval's summary logged at each validation or not at the test. The
+    table's AP50 averages to the logged test/map_50 (on real trained outputs in
+    test_detection_real_outputs.py; this detector is barely trained)."""
     from litvision.build import build_datamodule, build_task, build_trainer
 
     cfg = compose_cfg(
@@ -158,8 +219,14 @@ def test_yolov1_shapes_run_has_the_images_and_the_table(tmp_path: Path) -> None:
     OmegaConf.resolve(cfg)
     dm, task = build_datamodule(cfg), build_task(cfg)
     trainer = build_trainer(cfg)
-    trainer.fit(task, datamodule=dm)
-    trainer.test(task, datamodule=dm, verbose=False)
+    with caplog.at_level(logging.INFO):
+        trainer.fit(task, datamodule=dm)
+        trainer.test(task, datamodule=dm, verbose=False)
+    # COCOeval's summary: never from faster-coco-eval at each validation, once (ours) for the test.
+    assert not [r for r in caplog.records if r.name.startswith("faster_coco_eval")]
+    summaries = [r.getMessage() for r in caplog.records if "COCO summary" in r.getMessage()]
+    assert len(summaries) == 1 and summaries[0].startswith("test COCO summary"), summaries
+    assert summaries[0].count("Average Precision") == 6
     media = Path(cfg.paths.output_dir) / "media"
     for name in ("test_pr_curve", "test_f1_curve", "test_confusion_matrix"):
         assert (media / f"{name}.png").stat().st_size > 5000, name
@@ -167,3 +234,10 @@ def test_yolov1_shapes_run_has_the_images_and_the_table(tmp_path: Path) -> None:
     assert set(table) == {"circle", "square", "triangle"}
     assert all(row["objects"] > 0 for row in table.values())
     json.dumps(table)  # goes into summary.json as it is
+    # The table and the logged mAP come from one evaluation of the same test detections.
+    logged = trainer.callback_metrics
+    assert np.mean([row["ap_50"] for row in table.values()]) == pytest.approx(
+        float(logged["test/map_50"]), abs=1e-4
+    )
+    for name, row in table.items():
+        assert row["ap"] == pytest.approx(float(logged[f"test/ap/{name}"]), abs=1e-4), name

@@ -272,7 +272,8 @@ def test_unknown_format_is_one_line(digits_run: dict, tmp_path: Path, capsys: py
 
 
 def test_detection_set_difference_ignores_order_and_sees_changes() -> None:
-    """Catches an order-sensitive comparison (ties have no defined order) or one blind to a moved box."""
+    """Catches an order-sensitive comparison (ties have no defined order), one blind to a moved box, and
+    one blind to a changed score (scores left out of the distance, or their difference never taken)."""
     boxes = torch.tensor([[0.0, 0, 10, 10], [5, 5, 20, 20], [1, 1, 4, 4]])
     scores = torch.tensor([0.9, 0.9, 0.5])
     labels = torch.tensor([0, 1, 1])
@@ -282,6 +283,20 @@ def test_detection_set_difference_ignores_order_and_sees_changes() -> None:
     moved = boxes.clone()
     moved[1, 2] += 0.5
     assert detection_set_difference([boxes, scores, labels], [moved, scores, labels], 64)["boxes"] == 0.5
+    rescored = torch.tensor([0.9, 0.89, 0.5])
+    assert detection_set_difference([boxes, scores, labels], [boxes, rescored, labels], 64)[
+        "scores"
+    ] == pytest.approx(0.01)
+    # Same boxes, same scores, but each score on the other box of label 1.
+    swapped = torch.tensor([0.9, 0.5, 0.9])
+    assert detection_set_difference([boxes, scores, labels], [boxes, swapped, labels], 64)[
+        "scores"
+    ] == pytest.approx(0.4)
+    # One box predicted twice with two scores (the same set, listed in the other order): each must
+    # meet its own score, so scores take part in the matching, not only in the difference.
+    twice = torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 10]]), torch.tensor([0.9, 0.3]), torch.tensor([0, 0])
+    flipped = [t.flip(0) for t in twice]
+    assert detection_set_difference(list(twice), flipped, 64) == {"boxes": 0.0, "scores": 0.0}
     relabelled = torch.tensor([0, 0, 1])
     # The relabelled box can only be matched to a box of its new label, 16 px away.
     assert detection_set_difference([boxes, scores, labels], [boxes, scores, relabelled], 64)["boxes"] == 16.0

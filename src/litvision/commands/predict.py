@@ -14,8 +14,10 @@ Classification (`top_k` best classes per image, probabilities from the softmax):
   predictions.csv   file, class_1, prob_1, ..., class_k, prob_k (one row per image)
   predictions.json  [{"file", "top_k": [{"class", "index", "prob"}, ...]}, ...]
 Detection (boxes scoring at least `score_thresh`, 0.3 by default; when none does, one line names
-the best box's score and a value of `score_thresh` to try):
-  images/<name>.png predicted boxes drawn with class names and scores
+the best box's score and a value of `score_thresh` to try; `agnostic_nms=true` keeps one box per
+object whatever its class, torchvision.ops.nms over all classes at `nms_thresh`):
+  images/<name>.png predicted boxes drawn with class names and scores, the threshold stated above
+                    the image ("no prediction above 0.3, best 0.16" when none passes)
   detections.json   COCO results (image_id, category_id, bbox [x, y, w, h], score); category_id is
                     the dataset's own id, recorded in the checkpoint at training time: COCO's from
                     its annotation file (1..90 with gaps), 1..C in class order for VOC, YOLO and
@@ -113,6 +115,10 @@ def check_predict_config(cfg: DictConfig) -> None:
     thresh = cfg.get("score_thresh")
     if isinstance(thresh, bool) or not isinstance(thresh, (int, float)) or not 0.0 <= thresh <= 1.0:
         raise UserError(f"score_thresh={thresh!r} must be a number in [0, 1] (e.g. score_thresh=0.3).")
+    if not isinstance(cfg.get("agnostic_nms", False), bool):
+        raise UserError(
+            f"agnostic_nms={cfg.get('agnostic_nms')!r} must be true or false (e.g. agnostic_nms=true)."
+        )
 
 
 # -- the task, from the checkpoint alone --------------------------------------------------------
@@ -357,6 +363,10 @@ def _predict_detection(
         net.score_thresh = min(float(net.score_thresh), float(cfg.score_thresh))
     if cfg.get("nms_thresh") is not None and hasattr(net, "nms_thresh"):
         net.nms_thresh = float(cfg.nms_thresh)
+    agnostic_iou = None
+    if cfg.get("agnostic_nms"):
+        own = getattr(net, "nms_thresh", None)
+        agnostic_iou = float(cfg.nms_thresh if cfg.get("nms_thresh") is not None else own if own else 0.5)
     out_images = run_dir / "images"
     out_images.mkdir(parents=True, exist_ok=True)
     # Ids over every listed file, so that an image's id does not depend on which others were skipped.
@@ -371,11 +381,15 @@ def _predict_detection(
                 if len(pred["scores"]):
                     top = float(pred["scores"].max())
                     best = top if best is None else max(best, top)
+                top = float(pred["scores"].max()) if len(pred["scores"]) else None
                 pred = {k: v[pred["scores"] >= thresh] for k, v in pred.items()}
+                if agnostic_iou is not None:
+                    pred = class_agnostic_nms(pred, agnostic_iou)
                 predictions.append(pred)
                 ids.append(id_of[path])
                 done.append(path)
-                write_png(draw_detections(img, pred, task.class_names), str(out_images / f"{path.stem}.png"))
+                drawn = draw_detections(img, pred, task.class_names, score_thresh=thresh, best=top)
+                write_png(drawn, str(out_images / f"{path.stem}.png"))
     category_ids = _category_ids(task)
     results = coco_results(predictions, ids, category_ids)
     (run_dir / "detections.json").write_text(json.dumps(results))
@@ -395,6 +409,16 @@ def _predict_detection(
             {"id": int(c), "name": n} for c, n in zip(category_ids, task.class_names, strict=False)
         ],
     }
+
+
+def class_agnostic_nms(pred: Mapping[str, Any], iou_thresh: float) -> dict[str, Any]:
+    """Non-maximum suppression over all classes at once (torchvision.ops.nms, ignoring labels): of
+    boxes overlapping by more than `iou_thresh`, whatever their classes, only the best-scoring stays.
+    The per-class NMS of the detectors keeps one box per class on the same object."""
+    from torchvision.ops import nms
+
+    keep = nms(pred["boxes"].float(), pred["scores"].float(), iou_thresh)
+    return {k: v[keep] for k, v in pred.items()}
 
 
 def _category_ids(task: Any) -> list[int]:

@@ -2,15 +2,24 @@
 
 `make_map_metric()` is torchmetrics' `MeanAveragePrecision` on the faster-coco-eval backend when
 it is installed (same numbers as pycocotools' COCOeval, several times faster), pycocotools otherwise.
+`compute_map(metric)` runs it without faster-coco-eval's 12-line summary in the log (once per
+validation, and again per class); `coco_summary_lines(result)` is that summary, written once per test.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
+
+# COCOeval's own float64 grids (pycocotools cocoeval.py Params.setDetParams).
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
 def map_backend() -> str:
@@ -23,7 +32,6 @@ def map_backend() -> str:
 
 
 def make_map_metric(class_metrics: bool = True, backend: str | None = None) -> Any:
-    import numpy as np
     from torchmetrics.detection import MeanAveragePrecision
 
     # COCOeval's own float64 thresholds. torchmetrics' defaults come from float32 linspaces
@@ -34,9 +42,66 @@ def make_map_metric(class_metrics: bool = True, backend: str | None = None) -> A
         iou_type="bbox",
         class_metrics=class_metrics,
         backend=backend or map_backend(),
-        iou_thresholds=np.linspace(0.5, 0.95, 10).tolist(),
-        rec_thresholds=np.linspace(0.0, 1.0, 101).tolist(),
+        iou_thresholds=IOU_THRESHOLDS.tolist(),
+        rec_thresholds=RECALL_POINTS.tolist(),
     )
+
+
+@contextlib.contextmanager
+def _quiet_coco_eval() -> Iterator[None]:
+    # faster-coco-eval logs its summary with logger.info (torchmetrics only silences stdout):
+    # 12 lines in train.log per validation, and 12 more per class with class_metrics.
+    coco_log = logging.getLogger("faster_coco_eval")
+    level = coco_log.level
+    coco_log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        coco_log.setLevel(level)
+
+
+def compute_map(metric: Any, extended: bool = False) -> dict[str, Any]:
+    """`metric.compute()` with COCOeval's printed summary kept out of the log.
+
+    extended: also return COCOeval's `precision` array [T, R, K, A, M] (IoU thresholds, recall
+    points, classes as in `result["classes"]`, areas all/small/medium/large, max detections 1/10/100),
+    the very array its `map_50` averages; `detection_report` reads per-class AP and the PR curves from it.
+    """
+    was = metric.extended_summary
+    metric.extended_summary = extended
+    try:
+        with _quiet_coco_eval():
+            res = metric.compute()
+    finally:
+        metric.extended_summary = was
+    # The IoU matrices are per image and class: large, and nothing here reads them.
+    res.pop("ious", None)
+    return res
+
+
+_SUMMARY_ROWS = (  # COCOeval.summarize()'s twelve lines: (AP or AR, IoU, area, max detections, key)
+    ("Average Precision  (AP)", "0.50:0.95", "all", 100, "map"),
+    ("Average Precision  (AP)", "0.50", "all", 100, "map_50"),
+    ("Average Precision  (AP)", "0.75", "all", 100, "map_75"),
+    ("Average Precision  (AP)", "0.50:0.95", "small", 100, "map_small"),
+    ("Average Precision  (AP)", "0.50:0.95", "medium", 100, "map_medium"),
+    ("Average Precision  (AP)", "0.50:0.95", "large", 100, "map_large"),
+    ("Average Recall     (AR)", "0.50:0.95", "all", 1, "mar_1"),
+    ("Average Recall     (AR)", "0.50:0.95", "all", 10, "mar_10"),
+    ("Average Recall     (AR)", "0.50:0.95", "all", 100, "mar_100"),
+    ("Average Recall     (AR)", "0.50:0.95", "small", 100, "mar_small"),
+    ("Average Recall     (AR)", "0.50:0.95", "medium", 100, "mar_medium"),
+    ("Average Recall     (AR)", "0.50:0.95", "large", 100, "mar_large"),
+)
+
+
+def coco_summary_lines(result: Mapping[str, Any]) -> list[str]:
+    """COCOeval's printed summary, from a MeanAveragePrecision result (-1: no objects of that size)."""
+    return [
+        f" {kind} @[ IoU={iou:<9} | area={area:>6} | maxDets={dets:>3} ] = {float(result[key]):0.3f}"
+        for kind, iou, area, dets, key in _SUMMARY_ROWS
+        if key in result
+    ]
 
 
 def make_iou_metric(iou_threshold: float = 0.5) -> Any:

@@ -1,13 +1,19 @@
 """What people read first about a detector: per-class precision-recall curves, F1 against confidence,
 a confusion matrix at IoU 0.5 with a background row and column, and a per-class AP table.
 
-Everything comes from COCOeval's own matching (pycocotools, the reference implementation that
-`make_map_metric`'s backend reproduces number for number): the same IoU thresholds, recall points,
-crowd handling and 100 detections per image and class as the mAP litvision reports.
+AP and the PR curves are read from the very COCOeval `precision` array that produced the reported
+mAP (`compute_map(metric, extended=True)`, see metrics/detection.py), so the table's AP50 averaged
+over classes is `map_50`, and each PR curve's area (its mean over the 101 recall points) is the
+class's AP50. The F1 curves and the confusion matrix need COCOeval's per-detection matches, which
+torchmetrics does not return: they come from pycocotools' COCOeval run here on the same detections
+with the same IoU thresholds, recall points, crowd handling and 100 detections per image and class.
 
-    report = detection_report(preds, targets, class_names, conf_thresh=0.3)
+    res = compute_map(task.test_map, extended=True)
+    report = detection_report(preds, targets, class_names, conf_thresh=0.3, evaluation=res)
     report.per_class            # {"circle": {"ap": .., "ap_50": .., "precision": .., ...}, ...}
     pr_curve_figure(report); f1_curve_figure(report); confusion_figure(report)
+
+Without `evaluation` the report runs `make_map_metric` on `preds`/`targets` itself.
 
 Confusion matrix (rows: true class, columns: predicted; last row and column: background), for the
 detections scoring at least `conf_thresh`:
@@ -31,8 +37,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # COCOeval's own float64 grid (as make_map_metric)
-RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+from litvision.metrics.detection import IOU_THRESHOLDS, RECALL_POINTS
+
 MAX_DETS = [1, 10, 100]
 CONFIDENCES = np.linspace(0.0, 1.0, 101)
 
@@ -143,24 +149,71 @@ def _coco_eval(gt: dict[str, Any], results: list[dict[str, Any]]) -> Any:
     return ev
 
 
+def _per_class_ap(evaluation: Mapping[str, Any], k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AP@[.5:.95], AP@.5 [K] (-1: no objects of the class) and the IoU-0.5 PR curves [K, 101] read
+    from a MeanAveragePrecision result's COCOeval `precision` [T, R, K', A, M] (see compute_map)."""
+    ap, ap_50 = np.full(k, -1.0), np.full(k, -1.0)
+    pr = np.zeros((k, len(RECALL_POINTS)))
+    if "precision" not in evaluation:  # no images at all: torchmetrics returns -1 stats only
+        return ap, ap_50, pr
+    precision = torch.as_tensor(evaluation["precision"]).double().numpy()
+    if precision.shape[:2] != (len(IOU_THRESHOLDS), len(RECALL_POINTS)):
+        raise ValueError(
+            f"the mAP result's precision is {tuple(precision.shape)}: build the metric with make_map_metric, "
+            f"whose {len(IOU_THRESHOLDS)} IoU thresholds and {len(RECALL_POINTS)} recall points the report reads"
+        )
+    t50 = int(np.argmin(np.abs(IOU_THRESHOLDS - 0.5)))
+    classes = torch.as_tensor(evaluation["classes"]).reshape(-1).tolist()
+    for idx, c in enumerate(classes):
+        if not 0 <= c < k:
+            continue
+        # Area "all", the last (100) detections cap: COCOeval.summarize()'s map and map_50 entries.
+        # A class without objects is -1 throughout and left out, as summarize() leaves it out.
+        p_k = precision[:, :, idx, 0, -1]
+        if (p_k > -1).any():
+            ap[c] = float(p_k[p_k > -1].mean())
+            ap_50[c] = float(p_k[t50][p_k[t50] > -1].mean())
+            pr[c] = np.clip(p_k[t50], 0, None)
+    return ap, ap_50, pr
+
+
+def evaluate(
+    preds: Sequence[Mapping[str, Tensor]], targets: Sequence[Mapping[str, Tensor]]
+) -> dict[str, Any]:
+    """The mAP result litvision reports (make_map_metric), with COCOeval's precision array."""
+    from litvision.metrics.detection import compute_map, make_map_metric
+
+    metric = make_map_metric(class_metrics=False)
+    metric.update(
+        [{k: torch.as_tensor(p[k]) for k in ("boxes", "scores", "labels")} for p in preds],
+        [{k: torch.as_tensor(v) for k, v in t.items()} for t in targets],
+    )
+    return compute_map(metric, extended=True)
+
+
 def detection_report(
     preds: Sequence[Mapping[str, Tensor]],
     targets: Sequence[Mapping[str, Tensor]],
     class_names: Sequence[str],
     conf_thresh: float = 0.25,
+    evaluation: Mapping[str, Any] | None = None,
 ) -> DetectionReport:
-    """Curves, confusion matrix and per-class table of `preds` against `targets` (see the module docstring)."""
+    """Curves, confusion matrix and per-class table of `preds` against `targets` (see the module docstring).
+
+    evaluation: `compute_map(metric, extended=True)` of the metric that holds these same detections
+    (AP and PR curves are read from it); computed here when not given.
+    """
     k = len(class_names)
+    if evaluation is None:
+        evaluation = evaluate(preds, targets)
+    ap, ap_50, pr = _per_class_ap(evaluation, k)
     gt, results = _coco_datasets(preds, targets, k)
     ev = _coco_eval(gt, results)
     t50 = int(np.argmin(np.abs(IOU_THRESHOLDS - 0.5)))
     n_area, n_img = len(ev.params.areaRng), len(ev.params.imgIds)
     cat_ids = list(ev.params.catIds)
 
-    precision = ev.eval["precision"][:, :, :, 0, -1]  # [T, R, K] area "all", 100 detections
     matches: list[ClassMatches] = []
-    ap, ap_50 = np.full(k, -1.0), np.full(k, -1.0)
-    pr = np.zeros((k, len(RECALL_POINTS)))
     # (image, detection id) -> matched object id, for the confident detections of step 1.
     matched_pairs: dict[int, int] = {}
     ignored_dets: set[int] = set()
@@ -187,12 +240,6 @@ def detection_report(
         matches.append(
             ClassMatches(np.asarray(scores, dtype=float)[order], np.asarray(tp, dtype=bool)[order], num_gt)
         )
-        p_k = precision[:, :, kk]
-        if num_gt:
-            valid = p_k[t50] > -1
-            ap_50[c] = float(p_k[t50][valid].mean()) if valid.any() else 0.0
-            ap[c] = float(p_k[p_k > -1].mean()) if (p_k > -1).any() else 0.0
-            pr[c] = np.clip(p_k[t50], 0, None)
 
     confusion = _confusion(gt, results, ev, matched_pairs, ignored_dets, ignored_gts, conf_thresh, k)
     report = DetectionReport(list(class_names), conf_thresh, matches, ap, ap_50, pr, confusion)
@@ -348,15 +395,25 @@ def confusion_figure(report: DetectionReport) -> Any:
 
 
 def metric_states(metric: Any) -> tuple[list[dict[str, Tensor]], list[dict[str, Tensor]]]:
-    """The predictions and targets a torchmetrics MeanAveragePrecision has accumulated (box mode)."""
+    """The predictions and targets a torchmetrics MeanAveragePrecision has accumulated (box mode), XYXY.
+
+    The metric keeps its boxes as COCO's XYWH whatever its `box_format` (torchmetrics'
+    detection/helpers.py `_get_safe_item_values` converts them on update); read as XYXY they are
+    other boxes, and the per-class AP came out 5-10x below map_50 on a trained yolov1_shapes.
+    """
+    from torchvision.ops import box_convert
+
+    def xyxy(boxes: Tensor) -> Tensor:
+        return box_convert(boxes.cpu().reshape(-1, 4), in_fmt="xywh", out_fmt="xyxy")
+
     preds = [
-        {"boxes": b.cpu(), "scores": s.cpu(), "labels": lab.cpu()}
+        {"boxes": xyxy(b), "scores": s.cpu(), "labels": lab.cpu()}
         for b, s, lab in zip(
             metric.detection_box, metric.detection_scores, metric.detection_labels, strict=True
         )
     ]
     targets = [
-        {"boxes": b.cpu(), "labels": lab.cpu(), "iscrowd": c.cpu(), "area": a.cpu()}
+        {"boxes": xyxy(b), "labels": lab.cpu(), "iscrowd": c.cpu(), "area": a.cpu()}
         for b, lab, c, a in zip(
             metric.groundtruth_box,
             metric.groundtruth_labels,

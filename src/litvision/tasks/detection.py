@@ -1,5 +1,11 @@
-"""Object detection: the model's named losses, COCO mAP (torchmetrics) and IoU per stage,
-optimizer/scheduler from config, and a few images with predicted and true boxes each validation.
+"""Object detection: the model's named losses, COCO mAP (torchmetrics) per stage, optimizer/scheduler
+from config, and a few images with predicted and true boxes each validation.
+
+Logged per stage: map, map_50, map_75, map_small/medium/large (-1: no objects of that size),
+mar_1/10/100, ap/<class> (AP@[.5:.95]), and matched_iou: the mean IoU of the predictions scoring at
+least draw_score_thresh with the same-class object they overlap by >= 0.5. At test, COCOeval's
+summary goes once to the log file, and the per-class table and PR curves come from the same
+evaluation as test/map_50 (see litvision.metrics.detection_report).
 
 The network (`net`, a Hydra config) follows the interface of `litvision.models.detection`:
 losses by name in train mode, per-image predictions in eval mode. Batches are
@@ -19,7 +25,7 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor, nn
 
-from litvision.metrics.detection import make_iou_metric, make_map_metric, metric_targets
+from litvision.metrics.detection import compute_map, make_iou_metric, make_map_metric, metric_targets
 from litvision.tasks.data_contract import adopt_data_contract
 from litvision.tasks.optim import build_param_groups, configure_optimization
 from litvision.tasks.options import check_ema_decay
@@ -150,9 +156,10 @@ class DetectionTask(L.LightningModule):
         (self.val_iou if stage == "val" else self.test_iou).update(confident, kept)
         if stage == "val" and batch_idx == 0 and self.hparams.num_log_images:
             k = self.hparams.num_log_images
+            # Every prediction: the figure draws those above the threshold and names the best score.
             self._shown = [
                 (i.detach().cpu(), {kk: v.cpu() for kk, v in g.items()}, {kk: v.cpu() for kk, v in p.items()})
-                for i, g, p in zip(images[:k], gts, confident, strict=False)
+                for i, g, p in zip(images[:k], gts, preds, strict=False)
             ]
         return preds
 
@@ -167,10 +174,9 @@ class DetectionTask(L.LightningModule):
         return self.net(list(images))
 
     # -- epoch ends ---------------------------------------------------------------------
-    def _log_metrics(self, stage: str) -> None:
+    def _log_metrics(self, stage: str, res: Mapping[str, Any]) -> None:
         metric = self.val_map if stage == "val" else self.test_map
         iou = self.val_iou if stage == "val" else self.test_iou
-        res = metric.compute()
         metric.reset()
         out = {
             f"{stage}/{k}": res[k]
@@ -191,28 +197,35 @@ class DetectionTask(L.LightningModule):
             for cls, ap in zip(classes, res["map_per_class"].reshape(-1).tolist(), strict=False):
                 if 0 <= cls < self.num_classes:
                     out[f"{stage}/ap/{self.class_names[cls]}"] = torch.tensor(ap)
-        out[f"{stage}/iou"] = iou.compute()["iou"]
+        # Mean IoU of the predictions scoring >= draw_score_thresh with the same-class object they
+        # overlap by >= 0.5 (how tight the boxes that count are); a bare "iou" said none of that.
+        out[f"{stage}/matched_iou"] = iou.compute()["iou"]
         iou.reset()
         main = f"{stage}/map_50"
         self.log(main, out.pop(main).float(), prog_bar=True)
         self.log_dict({k: v.float() for k, v in out.items()})
 
     def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val")
+        self._log_metrics("val", compute_map(self.val_map))
         if self._shown and not self.trainer.sanity_checking:
             from litvision.utils.media import log_figure
 
-            log_figure(self.trainer, "val/detections", detections_figure(self._shown, self.class_names))
+            fig = detections_figure(self._shown, self.class_names, float(self.hparams.draw_score_thresh))
+            log_figure(self.trainer, "val/detections", fig)
         self._shown = []
 
     def on_test_epoch_end(self) -> None:
-        # Before _log_metrics resets the metric: the report reads the same accumulated detections.
-        self._log_report("test", self.test_map)
-        self._log_metrics("test")
+        # One COCOeval for the logged mAP, the per-class table and the PR curves (see detection_report).
+        res = compute_map(self.test_map, extended=True)
+        self._log_report("test", self.test_map, res)
+        self._log_metrics("test", res)
 
-    def _log_report(self, stage: str, metric: Any) -> None:
+    def _log_report(self, stage: str, metric: Any, res: Mapping[str, Any]) -> None:
         """PR curves, F1 against confidence and the IoU-0.5 confusion matrix as figures (media/ and
         loggers); the per-class AP table in `self.test_per_class_ap` for summary.json."""
+        import logging
+
+        from litvision.metrics.detection import coco_summary_lines
         from litvision.metrics.detection_report import (
             confusion_figure,
             detection_report,
@@ -223,10 +236,15 @@ class DetectionTask(L.LightningModule):
 
         if self.trainer.sanity_checking:
             return
+        if self.trainer.is_global_zero:
+            # COCOeval's printed summary, once per test (never per validation), to the run's log file.
+            logging.getLogger(__name__).info("%s COCO summary\n%s", stage, "\n".join(coco_summary_lines(res)))
         # Every rank's detections (a no-op without DDP), as the mAP metric's compute() gathers them.
         with metric.sync_context():
             preds, targets = metric_states(metric)
-        report = detection_report(preds, targets, self.class_names, float(self.hparams.draw_score_thresh))
+        report = detection_report(
+            preds, targets, self.class_names, float(self.hparams.draw_score_thresh), evaluation=res
+        )
         self.test_per_class_ap = report.per_class
         from litvision.utils.media import log_figure
 
@@ -244,38 +262,105 @@ class DetectionTask(L.LightningModule):
         )
 
 
+# Small images are drawn larger (nearest neighbour) so that "class score" labels and the caption can be read.
+MIN_DRAW_WIDTH = 320
+
+
+def _scaled(img: Tensor, boxes: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    factor = -(-MIN_DRAW_WIDTH // img.shape[-1])  # ceil
+    if factor <= 1:
+        return img, [b.float() for b in boxes]
+    img = img.repeat_interleave(factor, dim=-1).repeat_interleave(factor, dim=-2)
+    return img, [b.float() * factor for b in boxes]
+
+
+def threshold_caption(num_kept: int, score_thresh: float, best: float | None) -> str:
+    """What the drawn predictions are: those scoring >= score_thresh, or why there are none."""
+    if num_kept:
+        return f"{num_kept} prediction{'s' if num_kept > 1 else ''} scoring >= {score_thresh:g}"
+    if best is None:
+        return "no prediction at all"
+    return f"no prediction above {score_thresh:g}, best {best:.2f}"
+
+
+def _caption(img: Tensor, text: str) -> Tensor:
+    """A strip above the image with `text` in it (uint8 [3,H,W] -> [3,H+h,W])."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=13)
+    strip = Image.new("RGB", (img.shape[-1], 18), (255, 255, 255))
+    ImageDraw.Draw(strip).text((3, 1), text, fill=(0, 0, 0), font=font)
+    top = torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1)
+    return torch.cat([top, img], dim=1)
+
+
+def _label_font() -> dict[str, Any]:
+    # torchvision's default label font is a fixed ~8 px bitmap whatever font_size says; matplotlib
+    # (a dependency) ships DejaVu Sans, which takes a size.
+    from pathlib import Path
+
+    import matplotlib
+
+    ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    return {"font": str(ttf), "font_size": 12} if ttf.is_file() else {}
+
+
+def _names(labels: Tensor, class_names: Sequence[str]) -> list[str]:
+    return [class_names[int(c)] if 0 <= int(c) < len(class_names) else str(int(c)) for c in labels]
+
+
 def draw_detections(
     image: Tensor,
     pred: Mapping[str, Tensor],
     class_names: Sequence[str],
     gt: Mapping[str, Tensor] | None = None,
+    score_thresh: float | None = None,
+    best: float | None = None,
 ) -> Tensor:
-    """uint8 [3,H,W] image with ground truth (green) and predictions (red, "name score") drawn on it."""
+    """uint8 [3,H,W] image with ground truth (green, class name) and predictions (red, "name score").
+
+    With `score_thresh`, `pred` holds the boxes scoring at least that, and a caption above the image
+    says so, or, when there are none, "no prediction above 0.3, best 0.16" (`best`: the image's
+    highest score). Images narrower than MIN_DRAW_WIDTH are drawn at a whole multiple of their size.
+    """
     from torchvision.utils import draw_bounding_boxes
 
     img = (image.clamp(0, 1) * 255).to(torch.uint8)
-    if gt is not None and len(gt["boxes"]):
-        img = draw_bounding_boxes(img, gt["boxes"].float(), colors="lime", width=1)
-    if len(pred["boxes"]):
+    gt_boxes = gt["boxes"] if gt is not None else torch.zeros(0, 4)
+    img, (gt_boxes, pred_boxes) = _scaled(img, [gt_boxes, pred["boxes"]])
+    if len(gt_boxes):
+        img = draw_bounding_boxes(
+            img, gt_boxes, labels=_names(gt["labels"], class_names), colors="lime", width=1, **_label_font()
+        )
+    if len(pred_boxes):
         labels = [
-            f"{class_names[int(c)] if int(c) < len(class_names) else int(c)} {float(s):.2f}"
-            for c, s in zip(pred["labels"], pred["scores"], strict=False)
+            f"{n} {float(s):.2f}"
+            for n, s in zip(_names(pred["labels"], class_names), pred["scores"], strict=True)
         ]
-        img = draw_bounding_boxes(img, pred["boxes"].float(), labels=labels, colors="red", width=1)
+        img = draw_bounding_boxes(img, pred_boxes, labels=labels, colors="red", width=1, **_label_font())
+    if score_thresh is not None:
+        img = _caption(img, threshold_caption(len(pred_boxes), score_thresh, best))
     return img
 
 
-def detections_figure(shown: Sequence[tuple[Tensor, dict, dict]], class_names: Sequence[str]) -> Any:
-    """A matplotlib figure: one panel per image, true boxes green, predicted red."""
+def detections_figure(
+    shown: Sequence[tuple[Tensor, dict, dict]], class_names: Sequence[str], score_thresh: float = 0.0
+) -> Any:
+    """A matplotlib figure: one panel per image, true boxes green, predictions scoring at least
+    `score_thresh` red; each panel's title says how many, or the best score when none does."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(shown), figsize=(3.2 * len(shown), 3.6), squeeze=False)
     for ax, (img, gt, pred) in zip(axes[0], shown, strict=False):
-        ax.imshow(draw_detections(img, pred, class_names, gt).permute(1, 2, 0).numpy())
+        best = float(pred["scores"].max()) if len(pred["scores"]) else None
+        kept = {k: v[pred["scores"] >= score_thresh] for k, v in pred.items()}
+        ax.imshow(draw_detections(img, kept, class_names, gt).permute(1, 2, 0).numpy())
+        ax.set_title(threshold_caption(len(kept["scores"]), score_thresh, best), fontsize=8)
         ax.set_axis_off()
-    fig.suptitle("green: ground truth, red: predictions")
+    fig.suptitle(f"green: ground truth, red: predictions scoring >= {score_thresh:g}")
     fig.tight_layout()
     return fig

@@ -133,7 +133,13 @@ def print_start(cfg: DictConfig, run_dir: str, overrides: list[str] | None = Non
     Console().print(Panel(text, title=f"litvision {cfg.task_name}", expand=False))
 
 
-def _fmt(v: Any) -> str:
+# Detection's headline numbers first, the rest alphabetically.
+_FIRST = ("map", "map_50", "map_75")
+
+
+def _fmt(v: Any, name: str = "") -> str:
+    if name.startswith(("map", "mar")) and v == -1:
+        return "n/a"  # COCOeval's -1: no objects of that size (or class), not a score
     return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
@@ -146,8 +152,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     if val:
         table.add_column("val", justify="right")
     table.add_column("test", justify="right")
-    for name in sorted(set(val) | set(test)):
-        row = [name] + ([_fmt(val.get(name))] if val else []) + [_fmt(test.get(name))]
+    names = set(val) | set(test)
+    for name in [n for n in _FIRST if n in names] + sorted(names - set(_FIRST)):
+        row = [name] + ([_fmt(val.get(name), name)] if val else []) + [_fmt(test.get(name), name)]
         table.add_row(*row)
     console = Console(soft_wrap=True)  # paths on one line, whatever the terminal width
     console.print(table)
