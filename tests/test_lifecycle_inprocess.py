@@ -548,7 +548,10 @@ def test_fork_and_test_commands_execute_with_their_provenance(runs: dict[str, Pa
     run = runs["finished"]
     before = (run / "summary.json").read_text()
     last = run.resolve() / "checkpoints" / "last.ckpt"
-    fork = _fit([f"resume={run}", f"paths.runs_dir={runs['root'] / 'forked'}"])
+    # An extension trains more than the run has done (2 epochs); the same limit is refused.
+    with pytest.raises(UserError, match=r"trainer.max_epochs=2 trains nothing more: .* has done 2 epochs"):
+        plan_run(COMMANDS["fit"], [f"resume={run}", f"paths.runs_dir={runs['root'] / 'forked'}"])
+    fork = _fit([f"resume={run}", "trainer.max_epochs=3", f"paths.runs_dir={runs['root'] / 'forked'}"])
     assert fork["started_from"] == {"run": str(run.resolve()), "checkpoint": str(last)}
     assert Path(fork["run_dir"]).parent == (runs["root"] / "forked" / "digits_cnn").resolve()
     assert (run / "summary.json").read_text() == before and not list(run.glob("resume-*.yaml"))
