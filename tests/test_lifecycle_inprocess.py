@@ -486,7 +486,9 @@ def test_a_finished_run_is_forked_never_written(runs: dict[str, Path], capsys) -
     """Catches: a resume of a finished run writing into it (instead of a new run from its last.ckpt),
     the fork not announced, its folder reused by hydra.run.dir, and a fork without a checkpoint."""
     run = runs["finished"]
-    plan = plan_run(COMMANDS["fit"], [f"resume={run}", f"paths.runs_dir={runs['root'] / 'forks'}"])
+    plan = plan_run(
+        COMMANDS["fit"], [f"resume={run}", "trainer.max_epochs=3", f"paths.runs_dir={runs['root'] / 'forks'}"]
+    )
     assert plan.mode == "fork" and plan.run_dir != run.resolve() and plan.source_run == run.resolve()
     assert plan.ckpt_path == str(run.resolve() / "checkpoints" / "last.ckpt")
     assert plan.cfg.model.net.width == 4  # resume= of a finished run replays its overrides
