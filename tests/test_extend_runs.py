@@ -50,6 +50,7 @@ def _ok(proc: subprocess.CompletedProcess) -> str:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out and "dirpath has changed" not in out, out[-3000:]
+    assert "exists and is not empty" not in out, out[-3000:]  # a resume's own checkpoints/
     return out
 
 

@@ -138,6 +138,14 @@ class ModelCheckpoint(_LightningModelCheckpoint):
 
     _trainer: Any = None
 
+    def __warn_if_dir_not_empty(self, dirpath: Any) -> None:
+        # Overrides Lightning's private check (this class has Lightning's name, so the mangled names
+        # match). A resume continues in its own checkpoints/ folder, which is never empty; the
+        # lifecycle already refuses a new run in a used folder. Kept for train.log only.
+        import logging
+
+        logging.getLogger(__name__).debug("checkpoint directory %s already holds files (a resume)", dirpath)
+
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
         # Restoring reads trainer.ckpt_path (set after setup): the folder the recorded paths lie in now.

@@ -9,6 +9,13 @@ compares the result, key by key, with the run's `config.yaml`. Only the keys in 
 may differ (how long to train, on which hardware, where to log); any other difference, including
 one that comes from an experiment file edited since the run started, is refused in one line naming
 the key and both values, so a run never continues with settings its folder does not record.
+A difference no override on the line asked for (config.yaml edited by hand) is named as such, and
+paths under a run folder that was moved or copied are read at its new place.
+
+An extension (a finished run forked, or a resume given more epochs or steps) must train more than
+its checkpoint has done (`check_extension`); early stopping then counts again from 0 with the
+configured patience (callbacks/early_stopping.py) and the best checkpoint is the lineage's
+(callbacks/checkpoint.py).
 """
 
 from __future__ import annotations
