@@ -224,16 +224,22 @@ def test_edited_config_yaml_is_one_line_naming_the_file(edit: str, interrupted: 
 
 
 def test_a_moved_run_folder_resumes_with_its_best(interrupted: Path, tmp_path: Path) -> None:
-    """Catches: the move refused as a changed callbacks.model_checkpoint.dirpath "override", the best
-    checkpoint's path kept at the old place (or dropped), the original touched."""
-    copy = tmp_path / "a" / interrupted.name
-    shutil.copytree(interrupted, copy)
+    """The original is away while its moved copy resumes: the checkpoint's recorded paths exist nowhere.
+
+    Catches: the move refused as a changed callbacks.model_checkpoint.dirpath "override", the best
+    checkpoint's path not read at the new place (the restored best dropped: two best-*.ckpt files
+    left, top-1 no longer kept), the original touched."""
     moved = tmp_path / "b" / "moved-run"
-    moved.parent.mkdir()
-    copy.rename(moved)
+    shutil.copytree(interrupted, moved)
+    away = tmp_path / "away"
     before = _state(interrupted)
-    out = _ok(_fit(f"resume={moved}"))
+    interrupted.rename(away)
+    try:
+        out = _ok(_fit(f"resume={moved}"))
+    finally:
+        away.rename(interrupted)
     summary = json.loads((moved / "summary.json").read_text())
     assert summary["run_dir"] == str(moved) and summary["epochs_completed"] == 2
-    assert Path(summary["best_checkpoint"]).parent == moved / "checkpoints" == Path(_console_best(out)).parent
+    (best,) = (moved / "checkpoints").glob("best-*.ckpt")
+    assert summary["best_checkpoint"] == str(best) == _console_best(out)
     assert _state(interrupted) == before
