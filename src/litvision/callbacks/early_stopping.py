@@ -66,7 +66,9 @@ class EarlyStopping(_LightningEarlyStopping):
                 log,
                 f"extension: early stopping counts again from 0, patience {self.patience}"
                 + (f" (was {was})" if was is not None and was != self.patience else "")
-                + f", against the best {self.monitor} so far ({float(self.best_score):.4g})",
+                # No number: early stopping's best moves only by more than min_delta, so it can
+                # differ from the best checkpoint's score, the one the summary names.
+                + f"; the best {self.monitor} so far carries over",
             )
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
