@@ -486,7 +486,9 @@ def test_a_finished_run_is_forked_never_written(runs: dict[str, Path], capsys) -
     """Catches: a resume of a finished run writing into it (instead of a new run from its last.ckpt),
     the fork not announced, its folder reused by hydra.run.dir, and a fork without a checkpoint."""
     run = runs["finished"]
-    plan = plan_run(COMMANDS["fit"], [f"resume={run}", f"paths.runs_dir={runs['root'] / 'forks'}"])
+    plan = plan_run(
+        COMMANDS["fit"], [f"resume={run}", "trainer.max_epochs=3", f"paths.runs_dir={runs['root'] / 'forks'}"]
+    )
     assert plan.mode == "fork" and plan.run_dir != run.resolve() and plan.source_run == run.resolve()
     assert plan.ckpt_path == str(run.resolve() / "checkpoints" / "last.ckpt")
     assert plan.cfg.model.net.width == 4  # resume= of a finished run replays its overrides
@@ -548,7 +550,10 @@ def test_fork_and_test_commands_execute_with_their_provenance(runs: dict[str, Pa
     run = runs["finished"]
     before = (run / "summary.json").read_text()
     last = run.resolve() / "checkpoints" / "last.ckpt"
-    fork = _fit([f"resume={run}", f"paths.runs_dir={runs['root'] / 'forked'}"])
+    # An extension trains more than the run has done (2 epochs); the same limit is refused.
+    with pytest.raises(UserError, match=r"trainer.max_epochs=2 trains nothing more: .* has done 2 epochs"):
+        plan_run(COMMANDS["fit"], [f"resume={run}", f"paths.runs_dir={runs['root'] / 'forked'}"])
+    fork = _fit([f"resume={run}", "trainer.max_epochs=3", f"paths.runs_dir={runs['root'] / 'forked'}"])
     assert fork["started_from"] == {"run": str(run.resolve()), "checkpoint": str(last)}
     assert Path(fork["run_dir"]).parent == (runs["root"] / "forked" / "digits_cnn").resolve()
     assert (run / "summary.json").read_text() == before and not list(run.glob("resume-*.yaml"))

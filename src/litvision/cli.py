@@ -34,7 +34,10 @@ config.yaml, checkpoints/ (best and last), logs and summary.json.
   litvision fit resume=<finished run> trainer.max_epochs=60      new run from its last.ckpt
 
 On resume only trainer.max_epochs/max_steps/devices/num_nodes/accelerator/strategy, data.num_workers,
-logger.* and paths.* may change. Experiments: `litvision list`. --cfg prints the composed config.""",
+callbacks.early_stopping.*, logger.* and paths.* may change. An extension (more epochs or steps, or
+a finished run) must train more than is done; early stopping counts again from 0 with the given
+patience, and the best checkpoint is the best of the run and the one it extends.
+Experiments: `litvision list`. --cfg prints the composed config.""",
     "test": """usage: litvision test ckpt_path=<file.ckpt> [experiment=<name>] [key=value ...] [--cfg]
 
 Test a checkpoint on its experiment's test split, in a run folder of its own

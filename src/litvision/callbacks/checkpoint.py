@@ -20,6 +20,7 @@ at any moment leaves the previous `last.ckpt` whole. `last_model_path` names the
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from weakref import proxy
 
@@ -89,6 +90,78 @@ class ModelCheckpoint(_LightningModelCheckpoint):
         if self._may_write(trainer) and self._last_written_step != trainer.global_step:
             self._write_last(trainer)
 
+    # -- restore ---------------------------------------------------------------------------------
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """The best checkpoints of the run this one continues, wherever its folder is now.
+
+        Lightning keeps the best scores only when `dirpath` is unchanged, and warns otherwise ("The
+        dirpath has changed ..."). Here the recorded paths are read relative to the folder the
+        resumed checkpoint was loaded from (a run folder moved or copied keeps its best), and a
+        fork of a finished run keeps the parent's best: the best over the lineage, which the
+        extension replaces only by beating it. The parent's files lie outside this run's dirpath,
+        so Lightning never deletes them (`_should_remove_checkpoint`).
+        """
+        old_dir = state_dict.get("dirpath") or self.dirpath
+        ckpt = getattr(self._trainer, "ckpt_path", None) if self._trainer is not None else None
+        rebase = _Rebase(old_dir, Path(ckpt).expanduser().resolve().parent) if ckpt else None
+        best_k = {}
+        for path, score in (state_dict.get("best_k_models") or {}).items():
+            new = rebase(path) if rebase else path
+            if new is not None:
+                best_k[new] = score
+        best = (
+            rebase(state_dict.get("best_model_path") or "") if rebase else state_dict.get("best_model_path")
+        )
+        if best is None or (best and best not in best_k and best_k):
+            # The best file is gone (a checkpoint copied without its folder): this run starts afresh.
+            import logging
+
+            logging.getLogger(__name__).info(
+                "best checkpoint %s of the resumed run not found: best restarts",
+                state_dict.get("best_model_path"),
+            )
+            return
+        self.best_k_models = best_k
+        self.best_model_path = best or ""
+        self.best_model_score = state_dict.get("best_model_score") if best else None
+        kth = (
+            rebase(state_dict.get("kth_best_model_path") or "")
+            if rebase
+            else state_dict.get("kth_best_model_path")
+        )
+        self.kth_best_model_path = kth or ""
+        self.kth_value = state_dict.get("kth_value", self.kth_value)
+        last = rebase(state_dict.get("last_model_path") or "") if rebase else None
+        # last.ckpt is this folder's own: another folder's is never "the last" of this run.
+        if last and self.dirpath and Path(last).parent == Path(self.dirpath):
+            self.last_model_path = last
+
+    _trainer: Any = None
+
+    def __warn_if_dir_not_empty(self, dirpath: Any) -> None:
+        # Overrides Lightning's private check (this class has Lightning's name, so the mangled names
+        # match). A resume continues in its own checkpoints/ folder, which is never empty; the
+        # lifecycle already refuses a new run in a used folder. Kept for train.log only.
+        import logging
+
+        logging.getLogger(__name__).debug("checkpoint directory %s already holds files (a resume)", dirpath)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        # Restoring reads trainer.ckpt_path (set after setup): the folder the recorded paths lie in now.
+        self._trainer = proxy(trainer)
+
+    def _save_topk_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
+        if (
+            self.monitor is not None
+            and self.monitor not in monitor_candidates
+            and not trainer.fit_loop.epoch_loop.val_loop._has_run
+        ):
+            # Training ended before its first validation (max_steps, a time limit): there is no
+            # best yet; `litvision fit` says so once and tests the last state.
+            return
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
+
     # -- how -------------------------------------------------------------------------------------
     def _write_last(self, trainer: L.Trainer) -> None:
         path = self.format_checkpoint_name(self._monitor_candidates(trainer), self.CHECKPOINT_NAME_LAST)
@@ -101,3 +174,20 @@ class ModelCheckpoint(_LightningModelCheckpoint):
         if trainer.is_global_zero:  # as Lightning does after its own saves (W&B log_model listens)
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))
+
+
+class _Rebase:
+    """A path recorded under the checkpoint's old `dirpath`, read under the folder it was loaded
+    from now (the same folder unless the run folder was moved or copied); None if no file is there."""
+
+    def __init__(self, old_dir: str | None, new_dir: Path) -> None:
+        self.old_dir = Path(old_dir) if old_dir else None
+        self.new_dir = new_dir
+
+    def __call__(self, path: str) -> str | None:
+        if not path:
+            return ""
+        p = Path(path)
+        if self.old_dir is not None and self.old_dir in p.parents:
+            p = self.new_dir / p.relative_to(self.old_dir)
+        return str(p) if p.is_file() else None

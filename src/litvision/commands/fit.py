@@ -26,16 +26,20 @@ def run(session: Session) -> dict[str, Any]:
     task = session.task()  # before the Trainer: a refused weights file stops the run before it prints
     trainer = session.trainer()
     prepare_ddp_workers()
+    early_stopping = _early_stopping(trainer)
+    if early_stopping is not None:
+        early_stopping.extending = session.extending
+    ckpt_cb = _checkpoint_callback(trainer)
     if cfg.get("train", True):
         trainer.fit(task, datamodule=datamodule, ckpt_path=session.ckpt_path)
         if trainer.interrupted:
             raise SystemExit(1)
-        _tell_early_stop(trainer)
+        _tell_early_stop(early_stopping, ckpt_cb)
+        _tell_no_validation(trainer, ckpt_cb, cfg.monitor)
 
     extensions = _schedule_extensions(trainer)
     # Read the checkpoint callback now: validate/test below restore callback state from the
     # best checkpoint, which holds stale paths and scores.
-    ckpt_cb = _checkpoint_callback(trainer)
     best = (ckpt_cb.best_model_path if ckpt_cb else "") or None
     fields: dict[str, Any] = {
         "monitor": cfg.monitor,
@@ -80,24 +84,52 @@ def _schedule_extensions(trainer: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _tell_early_stop(trainer: Any) -> None:
-    """Early stopping ended the run: one line (Lightning says so only in its log, if at all)."""
-    import logging
-
+def _early_stopping(trainer: Any) -> Any:
     from lightning.pytorch.callbacks import EarlyStopping
+
+    return next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
+
+
+def _tell_early_stop(cb: Any, ckpt_cb: Any) -> None:
+    """Early stopping ended the run: one line (Lightning says so only in its log, if at all).
+
+    The best named is the checkpoint callback's (over the run's lineage), the one the summary
+    records; early stopping's own best moves only by more than min_delta."""
+    import logging
 
     from litvision.utils.warn import tell_user
 
-    for cb in trainer.callbacks:
-        reason = getattr(cb, "stopping_reason", None)
-        if isinstance(cb, EarlyStopping) and reason is not None and reason.name != "NOT_STOPPED":
-            why = (cb.stopping_reason_message or reason.name.lower()).replace(
-                " Signaling Trainer to stop.", ""
-            )
-            tell_user(
-                logging.getLogger(__name__),
-                f"early stopping ended the run at epoch {cb.stopped_epoch}: {why}",
-            )
+    reason = getattr(cb, "stopping_reason", None)
+    if cb is None or reason is None or reason.name == "NOT_STOPPED":
+        return
+    if reason.name == "PATIENCE_EXHAUSTED":
+        delta = f" by more than {abs(cb.min_delta):g}" if cb.min_delta else ""
+        why = f"{cb.monitor} did not improve{delta} in the last {cb.wait_count} validations (patience {cb.patience})"
+    else:
+        why = (cb.stopping_reason_message or reason.name.lower()).replace(" Signaling Trainer to stop.", "")
+    best = getattr(ckpt_cb, "best_model_score", None)
+    if best is not None:
+        why += f"; best {cb.monitor} {float(best):.4g}"
+    tell_user(logging.getLogger(__name__), f"early stopping ended the run at epoch {cb.stopped_epoch}: {why}")
+
+
+def _tell_no_validation(trainer: Any, ckpt_cb: Any, monitor: str | None) -> None:
+    """Training ended before its first validation (max_steps, a time limit, a tiny epoch): one note."""
+    import logging
+
+    from litvision.utils.warn import tell_user
+
+    if (
+        not monitor
+        or monitor in trainer.callback_metrics
+        or (ckpt_cb is not None and ckpt_cb.best_model_path)
+    ):
+        return
+    tell_user(
+        logging.getLogger(__name__),
+        f"training ended at step {trainer.global_step}, before its first validation: no {monitor} to stop "
+        "early on or to pick a best checkpoint by; the last state is tested",
+    )
 
 
 def _finish_loggers(trainer: Any, summary: dict[str, Any]) -> None:

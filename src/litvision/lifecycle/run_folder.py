@@ -61,7 +61,9 @@ def original_overrides(run: Path) -> list[str]:
             f"{run} has no {HYDRA_DIR}/{OVERRIDES_FILE}, so its configuration cannot be restored; "
             "start a new run with model.net.weights=<its checkpoint> instead."
         )
-    data = OmegaConf.load(path)
+    from litvision.lifecycle.resume import load_run_yaml
+
+    data = load_run_yaml(path)
     return [str(o) for o in data] if data else []
 
 

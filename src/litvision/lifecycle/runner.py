@@ -90,6 +90,12 @@ class Plan:
     #: The config as composed, before interpolations were resolved (.hydra/config.yaml).
     composed_yaml: str | None = None
 
+    @property
+    def extending(self) -> bool:
+        """A fork of a finished run, or a resume given more epochs or steps than the run had."""
+        grown = any(k in self.changes for k in ("trainer.max_epochs", "trainer.max_steps"))
+        return self.ckpt_path is not None and (self.mode == "fork" or (self.mode == "resume" and grown))
+
 
 def process_rank() -> int:
     """Zero exactly when this process is global rank zero, from the launcher's environment (0 when
@@ -132,7 +138,7 @@ def plan_run(command: Command, args: list[str]) -> Plan:
     """Everything up to (not including) the run folder: compose, resolve resume, validate."""
     from litvision.config import check_experiment, compose_checked
     from litvision.lifecycle.checks import preflight
-    from litvision.lifecycle.resume import check_resume_changes, replayable
+    from litvision.lifecycle.resume import check_extension, check_resume_changes, replayable
 
     args = [a for a in args if a not in ("-m", "--multirun")]
     worker = process_rank() != 0
@@ -207,11 +213,14 @@ def plan_run(command: Command, args: list[str]) -> Plan:
     run_dir = Path(cfg.paths.output_dir).resolve()
     changes = {}
     if mode == "resume" and not worker:
-        changes = check_resume_changes(run_dir, cfg)
+        changes = check_resume_changes(run_dir, cfg, given=args)
     if command.precheck:
         _call(command.precheck, cfg)
     if start_ckpt is not None and command.check_checkpoint:
-        _check_checkpoint(start_ckpt, cfg)
+        checkpoint = _check_checkpoint(start_ckpt, cfg)
+        grown = any(k in changes for k in ("trainer.max_epochs", "trainer.max_steps"))
+        if command.name == "fit" and cfg.get("train", True) and (mode == "fork" or grown):
+            check_extension(checkpoint, cfg, source_run or start_ckpt)
     if mode == "fork":
         notes.append(
             f"{source_run} is finished and read-only: this is a new run in {run_dir}, "
@@ -284,12 +293,14 @@ def _call(target: str, *args: Any) -> Any:
     return getattr(importlib.import_module(module), fn)(*args)
 
 
-def _check_checkpoint(path: str, cfg: DictConfig) -> None:
+def _check_checkpoint(path: str, cfg: DictConfig) -> dict[str, Any]:
     """The checkpoint loads safely and belongs to this experiment's task (one line if not),
-    before a folder exists; a pickle payload in it is refused, never run."""
+    before a folder exists; a pickle payload in it is refused, never run. Returns it."""
     from litvision.utils.safe_load import check_compatible, load_checkpoint
 
-    check_compatible(load_checkpoint(path), cfg, path)
+    checkpoint = load_checkpoint(path)
+    check_compatible(checkpoint, cfg, path)
+    return checkpoint
 
 
 def plan_for_config(command: Command, cfg: DictConfig, job: bool = False) -> Plan:
@@ -385,7 +396,7 @@ def execute(plan: Plan) -> dict[str, Any]:
         from litvision.lifecycle.session import Session
         from litvision.utils import console
 
-        session = Session(cfg, run, plan.ckpt_path, rank_zero)
+        session = Session(cfg, run, plan.ckpt_path, rank_zero, extending=plan.extending)
         if plan.command.name == "fit":
             console.print_config_tree(cfg)  # the log file always; the console with verbose=true
         console.print_start(cfg, str(run), plan.overrides)

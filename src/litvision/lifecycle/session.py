@@ -11,8 +11,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 
 class Session:
-    def __init__(self, cfg: DictConfig, run_dir: Path, ckpt_path: str | None, rank_zero: bool) -> None:
+    def __init__(
+        self, cfg: DictConfig, run_dir: Path, ckpt_path: str | None, rank_zero: bool, extending: bool = False
+    ) -> None:
         self.cfg = cfg
+        #: This run extends an earlier one (a fork of a finished run, or a resume given more epochs
+        #: or steps): early stopping starts counting again.
+        self.extending = extending
         self.run_dir = run_dir
         self.ckpt_path = ckpt_path
         self.rank_zero = rank_zero

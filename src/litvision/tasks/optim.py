@@ -162,19 +162,32 @@ class PlannedLambdaLR(torch.optim.lr_scheduler.LambdaLR):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         planned = [getattr(fn, "total_steps", None) for fn in self.lr_lambdas]
         super().load_state_dict(state_dict)
-        for fn, total in zip(self.lr_lambdas, planned):
+        for i, (fn, total) in enumerate(zip(self.lr_lambdas, planned)):
             # The same schedule object may serve several groups (finetuning): re-planned once.
             if isinstance(fn, WarmupSchedule) and total is not None:
                 record = fn.replan(total, self.last_epoch)
                 if record is not None:
                     from litvision.utils.warn import tell_user
 
-                    tell_user(
-                        log,
-                        f"LR schedule ({fn.name}) re-planned from {record['from_total_steps']} to "
-                        f"{record['to_total_steps']} steps at step {record['at_step']} "
-                        f"(multiplier {record['multiplier']:.4g}, README: The life of a run).",
-                    )
+                    tell_user(log, self._replan_note(fn, record, i))
+
+    def _replan_note(self, fn: WarmupSchedule, record: dict[str, Any], group: int) -> str:
+        """The re-plan in a user's terms: the LR now and where the schedule now ends."""
+        base = float(self.base_lrs[group])
+        name = self.optimizer.param_groups[group].get("name")
+        lr = f"{name} lr" if name and len(self.optimizer.param_groups) > 2 else "lr"
+        end = record["to_total_steps"] / fn.steps_per_epoch
+        at = f"epoch {round(end)}" if abs(end - round(end)) < 0.01 else f"step {record['to_total_steps']}"
+        now = base * record["multiplier"]
+        if record["at_step"] < fn.warmup_steps:
+            plan = f"warm-up goes on, then {fn.name}"
+        elif fn.name == "cosine":
+            plan = f"cosine to {base * fn.min_lr_ratio:.2g} at {at}"
+        elif fn.name == "step":
+            plan = f"x{fn.gamma:g} every {fn.step_epochs:g} epochs to {at}"
+        else:
+            plan = f"constant to {at}"
+        return f"LR schedule extended: {lr} now {now:.2g}, {plan} (README: The life of a run)"
 
 
 def build_scheduler(
