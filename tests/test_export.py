@@ -83,6 +83,26 @@ def test_digits_cnn_export_matches_the_checkpoint(digits_run: dict, tmp_path: Pa
     assert (got - expected).abs().max() <= 1e-4
 
 
+def test_the_parity_check_fails_an_export_that_does_not_match(digits_run: dict, tmp_path: Path) -> None:
+    """The check export.json reports can fail: the exported file against a reference whose logits moved by
+    5e-4 fails it, the same reference unmoved passes. Catches: the export's output compared with itself (a
+    check that can never fail), and the 1e-4 tolerance loosened (x100)."""
+    from litvision.deploy.parity import parity
+    from litvision.tasks.classification import ClassificationTask
+
+    record = export_checkpoint(Path(digits_run["run_dir"]), "onnx", tmp_path / "onnx")
+    task = ClassificationTask.load_from_checkpoint(digits_run["best_checkpoint"], map_location="cpu").eval()
+    x, _ = _digits_batch(8)
+    same = parity("onnx", Path(record["file"]), task, [x], detection=False, side=8)
+    assert same["passed"] and same["max_abs_diff"] <= 1e-4
+    # The output layer's bias moved by 5e-4: every logit moves by exactly that, 5x the 1e-4 tolerance.
+    head_bias = [p for n, p in task.named_parameters() if n.endswith("bias")][-1]
+    with torch.no_grad():
+        head_bias.add_(5e-4)
+    moved = parity("onnx", Path(record["file"]), task, [x], detection=False, side=8)
+    assert not moved["passed"] and moved["max_abs_diff"] == pytest.approx(5e-4, abs=1e-5), moved
+
+
 def _files(folder: Path) -> dict[str, tuple[bytes, int]]:
     """Every file under `folder`: its bytes and mtime (a finished run must keep both)."""
     return {
