@@ -88,7 +88,7 @@ def test_mnist_default_normalisation(tmp_path: Path, runs_dir: Path) -> None:
 def test_batch_normalisation_equals_per_image_todtype_normalize() -> None:
     from torchvision.transforms import v2
 
-    from litvision.data.presets import NormalizingCollate
+    from litvision.data.transforms.classification import NormalizingCollate
 
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     images = [torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8) for _ in range(4)]
@@ -98,7 +98,7 @@ def test_batch_normalisation_equals_per_image_todtype_normalize() -> None:
 
 
 def test_mnist_bad_files(tmp_path: Path, runs_dir: Path) -> None:
-    from litvision.data.mnist import read_idx
+    from litvision.data.datasets.mnist import read_idx
 
     with pytest.raises(
         UserError, match=r"MNIST not found: .*MNIST/raw lacks train-images-idx3-ubyte.*data.root"
@@ -257,7 +257,7 @@ def test_image_folder_test_dir(tmp_path: Path, runs_dir: Path) -> None:
 
 
 def test_weighted_sampler_balances_classes(tmp_path: Path, runs_dir: Path) -> None:
-    from litvision.data.samplers import EpochShuffleSampler, EpochWeightedSampler
+    from litvision.data.pipeline.samplers import EpochShuffleSampler, EpochWeightedSampler
 
     root = tmp_path / "imbalanced"
     for name, n in (("common", 40), ("rare", 4), ("medium", 12)):
@@ -357,8 +357,8 @@ def test_flowers_recipe_transforms(tmp_path: Path, runs_dir: Path) -> None:
 
 def test_flowers_download_is_verified(tmp_path: Path, runs_dir: Path, monkeypatch) -> None:
     """The real download path (streamed download, sha256, extraction) fed from a local archive."""
-    import litvision.data.flowers as flowers
-    from litvision.data.download import sha256sum
+    import litvision.data.datasets.flowers as flowers
+    from litvision.data.pipeline.download import sha256sum
 
     fx.make_flowers(tmp_path / "src")
     archive = tmp_path / "flower_photos.tgz"

@@ -15,8 +15,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from litvision.data.download import download_verified
-from litvision.data.image_folder import ImageFolderDataModule
+from litvision.data.datasets.image_folder import ImageFolderDataModule
+from litvision.data.pipeline.download import download_verified
 from litvision.errors import UserError
 
 URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from litvision.data.base import ClassificationDataModule, RawSplits
-from litvision.data.datasets import TensorImages
-from litvision.data.download import download_failed
-from litvision.data.presets import MNIST_MEAN, MNIST_STD
+from litvision.data.classification import ClassificationDataModule, RawSplits
+from litvision.data.datasets.sources import TensorImages
+from litvision.data.pipeline.download import download_failed
+from litvision.data.transforms.classification import MNIST_MEAN, MNIST_STD
 from litvision.errors import UserError
 
 FILES = {

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from litvision.data.base import ClassificationDataModule, RawSplits
-from litvision.data.datasets import FileImages
-from litvision.data.decode import IMG_EXTENSIONS, check_image, is_image_file
-from litvision.data.folders import class_folders
-from litvision.data.splits import stratified_split
+from litvision.data.classification import ClassificationDataModule, RawSplits
+from litvision.data.datasets.sources import FileImages
+from litvision.data.pipeline.decode import IMG_EXTENSIONS, check_image, is_image_file
+from litvision.data.pipeline.resolvers import class_folders
+from litvision.data.pipeline.splits import stratified_split
 from litvision.errors import UserError
 
 log = logging.getLogger(__name__)

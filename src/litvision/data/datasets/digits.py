@@ -13,11 +13,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from litvision.data.device_cache import CachedSplits, DeviceLoader, cache_for, cache_tensors, parse_mode
-from litvision.data.duplicates import check_arrays, check_mode
-from litvision.data.mixing import BatchMixing, mix_training_batch
-from litvision.data.samplers import EpochShuffleSampler, seeded_generator
-from litvision.data.splits import check_folds, stratified_split, train_val_split
+from litvision.data.pipeline.device_cache import (
+    CachedSplits,
+    DeviceLoader,
+    cache_for,
+    cache_tensors,
+    parse_mode,
+)
+from litvision.data.pipeline.duplicates import check_arrays, check_mode
+from litvision.data.pipeline.samplers import EpochShuffleSampler, seeded_generator
+from litvision.data.pipeline.splits import check_folds, stratified_split, train_val_split
+from litvision.data.transforms.mixing import BatchMixing, mix_training_batch
 from litvision.errors import UserError
 
 # Pixel values are 0..16; mean/std of the whole set after scaling to [0, 1].

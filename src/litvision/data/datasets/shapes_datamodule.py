@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litvision.data.coco import COCODataModule
-from litvision.data.shapes import SHAPES_CLASSES, ensure
-from litvision.data.voc import VOCDataModule
+from litvision.data.datasets.coco import COCODataModule
+from litvision.data.datasets.shapes import SHAPES_CLASSES, ensure
+from litvision.data.datasets.voc import VOCDataModule
 
 
 class _Generates:

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from litvision.data.base import ClassificationDataModule, RawSplits
-from litvision.data.datasets import TensorImages
-from litvision.data.download import download_failed
-from litvision.data.presets import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
+from litvision.data.classification import ClassificationDataModule, RawSplits
+from litvision.data.datasets.sources import TensorImages
+from litvision.data.pipeline.download import download_failed
+from litvision.data.transforms.classification import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
 from litvision.errors import UserError
 
 # Pickles can run code when loaded; CIFAR batches need only numpy arrays and builtins.
