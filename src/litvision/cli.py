@@ -74,9 +74,14 @@ def run_command(name: str, args: list[str]) -> None:
 
 # -- tools ------------------------------------------------------------------------------------------
 def list_experiments(args: list[str]) -> None:
-    """Print every experiment with its one-line description."""
+    """Print every experiment with its one-line description (`list datasets`: every registered dataset)."""
+    if args == ["datasets"]:
+        return list_datasets()
     if args:
-        print("usage: litvision list\n\nEvery experiment with its one-line description.")
+        print(
+            "usage: litvision list [datasets]\n\nEvery experiment with its one-line description; "
+            "`datasets`: every dataset in the data catalog."
+        )
         return
     from rich.console import Console
     from rich.table import Table
@@ -88,6 +93,32 @@ def list_experiments(args: list[str]) -> None:
     table.add_column("description")
     for name, desc in experiment_descriptions().items():
         table.add_row(name, desc)
+    Console().print(table)
+
+
+def list_datasets() -> None:
+    """Every dataset in the data catalog: its DataModule and what it is (kind, classes, size, mean/std)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from litvision.data.catalog import datasets
+
+    table = Table(title="litvision datasets  (litvision fit data=<name>)", title_justify="left")
+    for column in ("dataset", "kind", "classes", "channels", "size", "mean / std", "DataModule"):
+        table.add_column(
+            column, style="bold cyan" if column == "dataset" else None, no_wrap=column == "dataset"
+        )
+    for name, spec in datasets().items():
+        stats = f"{list(spec.mean)} / {list(spec.std)}" if spec.mean and spec.std else "-"
+        table.add_row(
+            name,
+            spec.kind,
+            str(spec.num_classes or "from data"),
+            str(spec.channels),
+            f"{spec.native_size} px" if spec.native_size else "any",
+            stats,
+            spec.datamodule.rsplit(".", 1)[-1],
+        )
     Console().print(table)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from litvision.data.catalog import register_dataset
 from litvision.data.pipeline.device_cache import (
     CachedSplits,
     DeviceLoader,
@@ -30,6 +31,17 @@ from litvision.errors import UserError
 DIGITS_MEAN, DIGITS_STD = 0.3050, 0.3817
 
 
+@register_dataset(
+    "digits",
+    kind="classification",
+    classes=[str(i) for i in range(10)],
+    channels=1,
+    native_size=8,
+    mean=(DIGITS_MEAN,),
+    std=(DIGITS_STD,),
+    # Ships inside scikit-learn: the fixture writes nothing.
+    fixture="litvision.data.fixtures:no_fixture",
+)
 class DigitsDataModule(L.LightningDataModule):
     """Stratified, seeded train/val/test split of `sklearn.datasets.load_digits`.
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from litvision.data.catalog import register_dataset
 from litvision.data.classification import ClassificationDataModule, RawSplits
 from litvision.data.datasets.sources import TensorImages
 from litvision.data.pipeline.download import download_failed
@@ -67,6 +68,16 @@ def find_file(root: Path, name: str) -> Path | None:
     return None
 
 
+@register_dataset(
+    "mnist",
+    kind="classification",
+    classes=[str(i) for i in range(10)],
+    channels=1,
+    native_size=28,
+    mean=MNIST_MEAN,
+    std=MNIST_STD,
+    fixture="litvision.data.fixtures.classification:make_mnist",
+)
 class MNISTDataModule(ClassificationDataModule):
     default_mean, default_std = MNIST_MEAN, MNIST_STD
     default_in_channels = 1
