@@ -51,7 +51,9 @@ def test_old_checkpoint_predicts_like_a_new_one(tmp_path: Path) -> None:
     from litvision.train import train
 
     summary = train(
-        compose_cfg(["experiment=digits_cnn", "debug=limit", "trainer.max_epochs=1", "test=false"], tmp_path / "r")
+        compose_cfg(
+            ["experiment=digits_cnn", "debug=limit", "trainer.max_epochs=1", "test=false"], tmp_path / "r"
+        )
     )
     new = Path(summary["best_checkpoint"])
     ckpt = torch.load(new, weights_only=True)
@@ -72,4 +74,6 @@ def test_old_checkpoint_predicts_like_a_new_one(tmp_path: Path) -> None:
     assert rows[0] == rows[1] and len(rows[0]) == 13
 
     proc = run_cli("litvision.data.shapes", "--help")
-    assert proc.returncode == 0 and "usage: python -m litvision.data.datasets.shapes" in proc.stdout, proc.stderr
+    assert proc.returncode == 0 and "usage: python -m litvision.data.datasets.shapes" in proc.stdout, (
+        proc.stderr
+    )
