@@ -13,6 +13,7 @@ from conftest import ROOT, compose_cfg
 
 from litvision.data import catalog
 from litvision.data.catalog import datasets, register_dataset
+from litvision.data.datasets import registry
 
 
 def assert_has_fixture(name: str) -> None:
@@ -33,7 +34,7 @@ def test_a_dataset_without_a_fixture_fails_naming_it(monkeypatch) -> None:
     """Register a dataset with no fixture: the check the test above runs fails with its name.
     Catches: missing_fixtures() ignoring fixture=None, and fixture_maker() inventing one."""
 
-    monkeypatch.setattr(catalog, "_REGISTRY", dict(catalog._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 
     @register_dataset(
         "fashion_mnist", kind="classification", channels=1, native_size=28, num_classes=10, fixture=None
@@ -80,7 +81,7 @@ def test_data_config_agrees_with_its_catalog_entry(name: str, runs_dir: Path) ->
 def test_register_dataset_refuses_contradictions(monkeypatch) -> None:
     """Catches: mean/std of the wrong length, classes and num_classes that disagree, and one name
     registered by two DataModules, all accepted silently."""
-    monkeypatch.setattr(catalog, "_REGISTRY", dict(catalog._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     common = {"kind": "classification", "native_size": None, "fixture": "x:y"}
     with pytest.raises(ValueError, match="mean has 1 values for 3 channels"):
         register_dataset("a", channels=3, mean=(0.5,), std=(0.5, 0.5, 0.5), **common)

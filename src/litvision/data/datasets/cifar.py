@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from litvision.data.catalog import register_dataset
 from litvision.data.classification import ClassificationDataModule, RawSplits
+from litvision.data.datasets.registry import register_dataset
 from litvision.data.datasets.sources import TensorImages
 from litvision.data.pipeline.download import download_failed
 from litvision.data.transforms.classification import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD

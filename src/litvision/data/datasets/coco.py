@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from litvision.data.catalog import register_dataset
+from litvision.data.datasets.registry import register_dataset
 from litvision.data.detection import (
     BoxStats,
     DetectionDataModule,

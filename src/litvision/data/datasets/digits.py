@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from litvision.data.catalog import register_dataset
+from litvision.data.datasets.registry import register_dataset
 from litvision.data.pipeline.device_cache import (
     CachedSplits,
     DeviceLoader,

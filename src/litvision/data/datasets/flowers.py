@@ -15,8 +15,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from litvision.data.catalog import register_dataset
 from litvision.data.datasets.image_folder import ImageFolderDataModule
+from litvision.data.datasets.registry import register_dataset
 from litvision.data.pipeline.download import download_verified
 from litvision.data.transforms.classification import IMAGENET_MEAN, IMAGENET_STD
 from litvision.errors import UserError

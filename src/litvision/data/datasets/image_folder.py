@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from litvision.data.catalog import register_dataset
 from litvision.data.classification import ClassificationDataModule, RawSplits
+from litvision.data.datasets.registry import register_dataset
 from litvision.data.datasets.sources import FileImages
 from litvision.data.pipeline.decode import IMG_EXTENSIONS, check_image, is_image_file
 from litvision.data.pipeline.resolvers import class_folders

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from litvision.data.catalog import register_dataset
 from litvision.data.classification import ClassificationDataModule, RawSplits
+from litvision.data.datasets.registry import register_dataset
 from litvision.data.datasets.sources import TensorImages
 from litvision.data.pipeline.download import download_failed
 from litvision.data.transforms.classification import MNIST_MEAN, MNIST_STD

@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litvision.data.catalog import register_dataset
 from litvision.data.datasets.coco import COCODataModule
+from litvision.data.datasets.registry import register_dataset
 from litvision.data.datasets.shapes import SHAPES_CLASSES, ensure
 from litvision.data.datasets.voc import VOCDataModule
 

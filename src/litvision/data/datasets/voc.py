@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from litvision.data.catalog import register_dataset
+from litvision.data.datasets.registry import register_dataset
 from litvision.data.detection import (
     BoxStats,
     DetectionDataModule,
