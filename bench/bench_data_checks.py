@@ -47,7 +47,7 @@ def _median_s(fn, repeats: int = REPEATS, name: str | None = None) -> float:
 
 
 def time_arrays() -> dict[str, float]:
-    from litvision.data.duplicates import find_duplicates
+    from litvision.data.pipeline.duplicates import find_duplicates
 
     rng = np.random.default_rng(0)
     out = {}
@@ -64,8 +64,8 @@ def time_arrays() -> dict[str, float]:
 def time_files(root: Path) -> dict[str, float]:
     from PIL import Image
 
-    from litvision.data.datasets import FileImages
-    from litvision.data.duplicates import find_duplicates
+    from litvision.data.datasets.sources import FileImages
+    from litvision.data.pipeline.duplicates import find_duplicates
 
     rng = np.random.default_rng(1)
     paths = []

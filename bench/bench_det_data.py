@@ -32,10 +32,10 @@ def run(num_images: int = 256, image_size: int = 128) -> dict:
     from torchvision.datasets import VOCDetection as TVVOC
     from torchvision.transforms.v2.functional import pil_to_tensor
 
-    from litvision.data.det_transforms import detection_transforms
+    from litvision.data.datasets.shapes import SHAPES_CLASSES, generate
+    from litvision.data.datasets.voc import VOCDetection
     from litvision.data.detection import TransformedDataset
-    from litvision.data.shapes import SHAPES_CLASSES, generate
-    from litvision.data.voc import VOCDetection
+    from litvision.data.transforms.detection import detection_transforms
 
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:

@@ -173,7 +173,7 @@ def run() -> dict:
 
 
 def _datamodule(root: str, normalize_on: str):
-    from litvision.data.image_folder import ImageFolderDataModule
+    from litvision.data.datasets.image_folder import ImageFolderDataModule
 
     dm = ImageFolderDataModule(
         root=root,

@@ -37,7 +37,7 @@ def write_digits_as_mnist(root: Path, test_fraction: float = 0.2, seed: int = 0)
     from sklearn.datasets import load_digits
 
     from litvision.data.fixtures.classification import write_mnist
-    from litvision.data.splits import stratified_split
+    from litvision.data.pipeline.splits import stratified_split
 
     x, y = load_digits(return_X_y=True)
     small = torch.tensor(x, dtype=torch.float32).view(-1, 1, 8, 8) / 16.0

@@ -184,7 +184,7 @@ def hand_loop(cfg: Any, device: Any, bf16: bool, warm: int, steps: int, detector
     from torchvision.transforms import v2
 
     from litvision.build import build_datamodule, build_task
-    from litvision.data.datasets import ImageSubset
+    from litvision.data.datasets.sources import ImageSubset
 
     torch.manual_seed(0)
     torch.backends.cudnn.benchmark = True

@@ -33,8 +33,11 @@ RESULT = ROOT / "bench" / "results" / "mutation.json"
 
 # module key -> (source file under src/litvision, the fast test subset that guards it).
 MODULES: dict[str, tuple[str, list[str]]] = {
-    "splits": ("data/splits.py", ["tests/test_optim_and_splits.py", "tests/test_data_splits_samplers.py"]),
-    "samplers": ("data/samplers.py", ["tests/test_data_splits_samplers.py"]),
+    "splits": (
+        "data/pipeline/splits.py",
+        ["tests/test_optim_and_splits.py", "tests/test_data_splits_samplers.py"],
+    ),
+    "samplers": ("data/pipeline/samplers.py", ["tests/test_data_splits_samplers.py"]),
     "optim": (
         "tasks/optim.py",
         [
@@ -65,7 +68,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
 # Survivors that change no behaviour a user or a caller can observe, keyed by mutmut's mutant name,
 # with the reason. A key that no longer names a survivor (the code moved) is reported as stale.
 EQUIVALENT: dict[str, str] = {
-    "litvision.data.samplers.xǁEpochWeightedSamplerǁ__init____mutmut_9": (
+    "litvision.data.pipeline.samplers.xǁEpochWeightedSamplerǁ__init____mutmut_9": (
         "drops replacement=True: WeightedRandomSampler's replacement already defaults to True"
     ),
     "litvision.lifecycle.resume.x_replayable__mutmut_5": (
@@ -234,7 +237,7 @@ def _diff(work: Path, env: dict[str, str], name: str) -> str:
 
 
 def _location(source: str, name: str) -> str:
-    # litvision.data.splits.x_stratified_split__mutmut_12 -> data/splits.py::stratified_split
+    # litvision.data.pipeline.splits.x_stratified_split__mutmut_12 -> data/pipeline/splits.py::stratified_split
     func = name.rsplit("__mutmut_", 1)[0].rsplit(".", 1)[-1]
     func = re.sub(r"^x(ǁ.*?ǁ)?_", "", func).replace("ǁ", "")
     cls = re.match(r"^xǁ(.*?)ǁ", name.rsplit(".", 1)[-1])

@@ -53,7 +53,7 @@ def test_default_console_has_no_tips_and_fits_one_screen(tmp_path: Path) -> None
     # One results table at the end.
     assert out.count("best checkpoint") == 2 and "│ acc " in out  # table title, then its path line
     # Nothing is lost: the config, the model table and Lightning's notices are in train.log.
-    assert "_target_: litvision.data.digits.DigitsDataModule" in log
+    assert "_target_: litvision.data.datasets.digits.DigitsDataModule" in log
     assert "Trainable params" in log and "GPU available: False" in log
     if shutil.which("srun"):
         assert "srun" in log
@@ -62,7 +62,7 @@ def test_default_console_has_no_tips_and_fits_one_screen(tmp_path: Path) -> None
 def test_verbose_shows_the_config_tree_and_model_table(tmp_path: Path) -> None:
     """Catches: verbose=true ignored (tree or table missing), or tips shown even with verbose."""
     out, _ = _fit(tmp_path, "verbose=true")
-    assert "_target_: litvision.data.digits.DigitsDataModule" in out
+    assert "_target_: litvision.data.datasets.digits.DigitsDataModule" in out
     assert "Trainable params" in out and "Modules in train mode" in out
     assert "FLOPs" not in out and "Tip:" not in out and "GPU available" not in out
 
@@ -101,7 +101,7 @@ def test_early_stop_and_scaled_lr_are_said_when_they_happen(runs_dir: Path, capf
 
 def test_generating_the_shapes_data_is_said_once(tmp_path: Path, capsys) -> None:
     """Catches: generating the shapes dataset silently (or saying so when it is already there)."""
-    from litvision.data.shapes import ensure
+    from litvision.data.datasets.shapes import ensure
 
     params = dict(num_train=2, num_val=1, num_test=1, image_size=32)
     ensure(tmp_path / "shapes", **params)

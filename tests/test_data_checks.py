@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import compose_cfg
 
-from litvision.data.splits import stratified_folds, train_val_split
+from litvision.data.pipeline.splits import stratified_folds, train_val_split
 from litvision.errors import UserError
 
 

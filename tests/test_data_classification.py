@@ -16,8 +16,9 @@ import pytest
 import torch
 from conftest import compose_cfg
 
-from litvision.data.fixtures import FIXTURES, fixture_maker
+from litvision.data.catalog import datasets
 from litvision.data.fixtures import classification as fx
+from litvision.data.fixtures import fixture_maker
 from litvision.errors import UserError
 
 # No augmentation: the datasets yield the stored uint8 pixels (batches are normalised after collation).
@@ -88,7 +89,7 @@ def test_mnist_default_normalisation(tmp_path: Path, runs_dir: Path) -> None:
 def test_batch_normalisation_equals_per_image_todtype_normalize() -> None:
     from torchvision.transforms import v2
 
-    from litvision.data.presets import NormalizingCollate
+    from litvision.data.transforms.classification import NormalizingCollate
 
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     images = [torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8) for _ in range(4)]
@@ -98,7 +99,7 @@ def test_batch_normalisation_equals_per_image_todtype_normalize() -> None:
 
 
 def test_mnist_bad_files(tmp_path: Path, runs_dir: Path) -> None:
-    from litvision.data.mnist import read_idx
+    from litvision.data.datasets.mnist import read_idx
 
     with pytest.raises(
         UserError, match=r"MNIST not found: .*MNIST/raw lacks train-images-idx3-ubyte.*data.root"
@@ -257,7 +258,7 @@ def test_image_folder_test_dir(tmp_path: Path, runs_dir: Path) -> None:
 
 
 def test_weighted_sampler_balances_classes(tmp_path: Path, runs_dir: Path) -> None:
-    from litvision.data.samplers import EpochShuffleSampler, EpochWeightedSampler
+    from litvision.data.pipeline.samplers import EpochShuffleSampler, EpochWeightedSampler
 
     root = tmp_path / "imbalanced"
     for name, n in (("common", 40), ("rare", 4), ("medium", 12)):
@@ -357,8 +358,8 @@ def test_flowers_recipe_transforms(tmp_path: Path, runs_dir: Path) -> None:
 
 def test_flowers_download_is_verified(tmp_path: Path, runs_dir: Path, monkeypatch) -> None:
     """The real download path (streamed download, sha256, extraction) fed from a local archive."""
-    import litvision.data.flowers as flowers
-    from litvision.data.download import sha256sum
+    import litvision.data.datasets.flowers as flowers
+    from litvision.data.pipeline.download import sha256sum
 
     fx.make_flowers(tmp_path / "src")
     archive = tmp_path / "flower_photos.tgz"
@@ -420,14 +421,17 @@ def test_policy_augmentations_on_uint8(augment: str, tmp_path: Path, runs_dir: P
 
 
 # -- training on every DataModule -------------------------------------------------------------
-@pytest.mark.parametrize("name", ["mnist", "cifar10", "cifar100", "image_folder", "flowers"])
+@pytest.mark.parametrize("name", sorted(datasets("classification")))
 def test_fast_dev_run_small_cnn(name: str, tmp_path: Path, runs_dir: Path) -> None:
+    """Every classification dataset of the catalog, on its fixture, through the real Trainer."""
+    from litvision.data.catalog import dataset
     from litvision.train import train
 
-    assert name in FIXTURES
+    spec = dataset(name)
     overrides = fixture_maker(name)(tmp_path)
-    in_channels = 1 if name == "mnist" else 3
-    extra = ["data.image_size=64", "data.resize_size=72"] if name in ("image_folder", "flowers") else []
+    in_channels = spec.channels
+    # Images of any size are cut to 64 px here: the small CNN's fixture run stays quick.
+    extra = ["data.image_size=64", "data.resize_size=72"] if spec.native_size is None else []
     if name == "cifar10":
         extra = ["data.normalize_on=device"]  # uint8 batches, normalised by the DataModule's batch hook
     cfg = compose_cfg(

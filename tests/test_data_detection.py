@@ -15,7 +15,10 @@ from litvision.data import fixtures
 from litvision.data.fixtures import detection as fx
 from litvision.errors import UserError
 
-VOC = {c: i for i, c in enumerate(__import__("litvision.data.voc", fromlist=["VOC_CLASSES"]).VOC_CLASSES)}
+VOC = {
+    c: i
+    for i, c in enumerate(__import__("litvision.data.datasets.voc", fromlist=["VOC_CLASSES"]).VOC_CLASSES)
+}
 
 
 def _boxes(target: dict) -> list[list[float]]:
@@ -42,7 +45,7 @@ def _datamodule(name: str, root: Path, runs_dir: Path, *extra: str):
 
 
 def test_voc_reader_boxes_labels_difficult_and_float_coords(tmp_path: Path) -> None:
-    from litvision.data.voc import VOCDetection
+    from litvision.data.datasets.voc import VOCDetection
 
     fx.write_voc(tmp_path)
     train = VOCDetection(tmp_path, "2007", "trainval", keep_difficult=False)
@@ -78,7 +81,7 @@ def test_voc_reader_boxes_labels_difficult_and_float_coords(tmp_path: Path) -> N
 def test_voc_07_plus_12_concatenates_years(tmp_path: Path) -> None:
     import shutil
 
-    from litvision.data.voc import VOCDataModule
+    from litvision.data.datasets.voc import VOCDataModule
 
     fx.write_voc(tmp_path)
     shutil.copytree(tmp_path / "VOCdevkit" / "VOC2007", tmp_path / "VOCdevkit" / "VOC2012")
@@ -105,14 +108,14 @@ def test_voc_datamodule_batches(tmp_path: Path, runs_dir: Path) -> None:
 
 
 def test_voc_num_classes_mismatch_is_a_user_error(tmp_path: Path) -> None:
-    from litvision.data.voc import VOCDataModule
+    from litvision.data.datasets.voc import VOCDataModule
 
     with pytest.raises(UserError, match=r"data.num_classes=21 .* set data.num_classes=20"):
         VOCDataModule(tmp_path, year="2007", num_classes=21)
 
 
 def test_voc_missing_dataset_says_what_to_do(tmp_path: Path) -> None:
-    from litvision.data.voc import VOCDataModule
+    from litvision.data.datasets.voc import VOCDataModule
 
     dm = VOCDataModule(tmp_path / "nothing", year="2007")
     with pytest.raises(UserError, match=r"No VOC split file .*trainval.txt.*data.download=true"):
@@ -122,7 +125,7 @@ def test_voc_missing_dataset_says_what_to_do(tmp_path: Path) -> None:
 def test_voc_download_offline_names_url_and_manual_command(tmp_path: Path, monkeypatch) -> None:
     import urllib.request
 
-    from litvision.data.voc import VOCDataModule
+    from litvision.data.datasets.voc import VOCDataModule
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
@@ -138,7 +141,7 @@ def test_voc_download_offline_names_url_and_manual_command(tmp_path: Path, monke
 def test_coco_download_offline_and_bad_archive(tmp_path: Path, monkeypatch) -> None:
     import urllib.request
 
-    from litvision.data.coco import COCODataModule
+    from litvision.data.datasets.coco import COCODataModule
 
     def offline(*args, **kwargs):
         raise urllib.error.URLError("no network")
@@ -165,7 +168,7 @@ def _voc_with(tmp_path: Path, xml: str, size: tuple[int, int] = (64, 48)) -> Pat
 
 
 def test_voc_malformed_xml_names_the_file(tmp_path: Path) -> None:
-    from litvision.data.voc import VOCDetection
+    from litvision.data.datasets.voc import VOCDetection
 
     bad = _voc_with(tmp_path, "<annotation><filename>000003.jpg</filename><object>")
     with pytest.raises(UserError, match=rf"{bad} is not valid XML"):
@@ -173,7 +176,7 @@ def test_voc_malformed_xml_names_the_file(tmp_path: Path) -> None:
 
 
 def test_voc_unknown_class_names_file_and_class(tmp_path: Path) -> None:
-    from litvision.data.voc import VOCDetection
+    from litvision.data.datasets.voc import VOCDetection
 
     bad = _voc_with(tmp_path, fx.voc_xml("000003.jpg", (64, 48), [("unicorn", 1, 1, 10, 10, 0, 0)]))
     with pytest.raises(UserError, match=rf"{bad}: object class 'unicorn' is not in the class list"):
@@ -181,7 +184,7 @@ def test_voc_unknown_class_names_file_and_class(tmp_path: Path) -> None:
 
 
 def test_voc_box_outside_clipped_and_zero_area_dropped_with_counts(tmp_path: Path) -> None:
-    from litvision.data.voc import VOCDetection
+    from litvision.data.datasets.voc import VOCDetection
 
     objects = [
         ("car", 50, 30, 80, 60, 0, 0),  # reaches past the 64x48 image: clipped
@@ -201,7 +204,7 @@ def test_voc_box_outside_clipped_and_zero_area_dropped_with_counts(tmp_path: Pat
 
 
 def test_voc_missing_bndbox_field_names_the_file(tmp_path: Path) -> None:
-    from litvision.data.voc import VOCDetection
+    from litvision.data.datasets.voc import VOCDetection
 
     bad = _voc_with(
         tmp_path,
@@ -216,7 +219,7 @@ def test_voc_missing_bndbox_field_names_the_file(tmp_path: Path) -> None:
 
 
 def test_coco_reader_category_gaps_crowd_and_empty_images(tmp_path: Path) -> None:
-    from litvision.data.coco import COCODetection
+    from litvision.data.datasets.coco import COCODetection
 
     fx.write_coco(tmp_path)
     ann = tmp_path / "annotations" / "instances_train2017.json"
@@ -266,7 +269,7 @@ def test_map_size_buckets_follow_the_annotation_area_not_the_box(tmp_path: Path,
     from coco_helpers import write_coco_split
 
     from litvision.build import build_datamodule
-    from litvision.data.coco import COCODetection
+    from litvision.data.datasets.coco import COCODetection
     from litvision.metrics.detection import make_map_metric, metric_targets
 
     anns = [(1, 17, [40.0, 40.0, 80.0, 80.0], 900.0), (1, 17, [250.0, 250.0, 30.0, 30.0], 6400.0)]
@@ -422,7 +425,7 @@ def _coco_json(tmp_path: Path, data: dict) -> Path:
 
 @pytest.mark.parametrize("missing", ["images", "annotations"])
 def test_coco_json_missing_key_names_the_file(tmp_path: Path, missing: str) -> None:
-    from litvision.data.coco import COCODetection
+    from litvision.data.datasets.coco import COCODetection
 
     data = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "a"}]}
     del data[missing]
@@ -432,7 +435,7 @@ def test_coco_json_missing_key_names_the_file(tmp_path: Path, missing: str) -> N
 
 
 def test_coco_annotation_pointing_at_missing_image(tmp_path: Path) -> None:
-    from litvision.data.coco import COCODetection
+    from litvision.data.datasets.coco import COCODetection
 
     path = _coco_json(tmp_path, {
         "images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],
@@ -446,7 +449,7 @@ def test_coco_annotation_pointing_at_missing_image(tmp_path: Path) -> None:
 
 
 def test_coco_missing_image_file_names_it(tmp_path: Path) -> None:
-    from litvision.data.coco import COCODetection
+    from litvision.data.datasets.coco import COCODetection
 
     fx.write_coco(tmp_path)
     (tmp_path / "val2017" / "000000000011.jpg").unlink()
@@ -459,7 +462,7 @@ def test_coco_missing_image_file_names_it(tmp_path: Path) -> None:
 
 
 def test_coco_box_outside_image_clipped_with_warning(tmp_path: Path) -> None:
-    from litvision.data.coco import COCODetection
+    from litvision.data.datasets.coco import COCODetection
 
     path = _coco_json(tmp_path, {
         "images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],
@@ -475,7 +478,7 @@ def test_coco_box_outside_image_clipped_with_warning(tmp_path: Path) -> None:
 
 
 def test_coco_missing_annotation_file_says_what_to_do(tmp_path: Path, runs_dir: Path) -> None:
-    from litvision.data.coco import COCODataModule
+    from litvision.data.datasets.coco import COCODataModule
 
     dm = COCODataModule(tmp_path)
     with pytest.raises(
@@ -488,7 +491,7 @@ def test_coco_missing_annotation_file_says_what_to_do(tmp_path: Path, runs_dir: 
 
 
 def test_yolo_reader_boxes(tmp_path: Path) -> None:
-    from litvision.data.yolo import YOLODetection
+    from litvision.data.datasets.yolo import YOLODetection
 
     fx.write_yolo(tmp_path)
     train = YOLODetection(tmp_path, "train")
@@ -504,7 +507,7 @@ def test_yolo_reader_boxes(tmp_path: Path) -> None:
 
 
 def test_yolo_datamodule_and_names_txt(tmp_path: Path, runs_dir: Path) -> None:
-    from litvision.data.yolo import YOLODataModule
+    from litvision.data.datasets.yolo import YOLODataModule
 
     dm = _datamodule("yolo", tmp_path / "yolo", runs_dir)
     assert dm.num_classes == 20
@@ -523,7 +526,7 @@ def test_yolo_datamodule_and_names_txt(tmp_path: Path, runs_dir: Path) -> None:
      ("20 0.5 0.5 0.2 0.2", "class 20 is outside 0..19")],
 )  # fmt: skip
 def test_yolo_bad_label_line_names_file_and_line(tmp_path: Path, line: str, message: str) -> None:
-    from litvision.data.yolo import YOLODetection
+    from litvision.data.datasets.yolo import YOLODetection
 
     fx.write_yolo(tmp_path)
     bad = tmp_path / "labels" / "train" / "a.txt"
@@ -533,7 +536,7 @@ def test_yolo_bad_label_line_names_file_and_line(tmp_path: Path, line: str, mess
 
 
 def test_yolo_box_outside_image_clipped_with_warning(tmp_path: Path) -> None:
-    from litvision.data.yolo import YOLODetection
+    from litvision.data.datasets.yolo import YOLODetection
 
     fx.write_yolo(tmp_path)
     (tmp_path / "labels" / "train" / "a.txt").write_text("14 0.9375 0.5 0.25 0.5\n14 0.5 0.5 0 0.5\n")
@@ -545,8 +548,8 @@ def test_yolo_box_outside_image_clipped_with_warning(tmp_path: Path) -> None:
 
 
 def test_draw_target_marks_ignored_objects(tmp_path: Path) -> None:
+    from litvision.data.datasets.voc import VOC_CLASSES, VOCDetection
     from litvision.data.detection import draw_target
-    from litvision.data.voc import VOC_CLASSES, VOCDetection
 
     fx.write_voc(tmp_path)
     image, target = VOCDetection(tmp_path, "2007", "test", keep_difficult=True)[0]
@@ -559,7 +562,7 @@ def test_draw_target_marks_ignored_objects(tmp_path: Path) -> None:
 
 
 def test_yolo_without_names_says_what_to_add(tmp_path: Path) -> None:
-    from litvision.data.yolo import YOLODetection
+    from litvision.data.datasets.yolo import YOLODetection
 
     fx.write_yolo(tmp_path)
     (tmp_path / "data.yaml").unlink()
@@ -571,7 +574,7 @@ def test_yolo_without_names_says_what_to_add(tmp_path: Path) -> None:
 
 
 def test_yolo_worked_example_exact() -> None:
-    from litvision.data.yolo import yolo_line, yolo_to_xyxy
+    from litvision.data.datasets.yolo import yolo_line, yolo_to_xyxy
 
     # Worked by hand: a 500x375 image with a box (69, 172, 270, 330): cx = 339 / 2 / 500 = 0.339,
     # cy = 502 / 2 / 375, w = 201 / 500, h = 158 / 375.
@@ -582,7 +585,7 @@ def test_yolo_worked_example_exact() -> None:
 
 
 def test_voc2yolo_worked_example_and_difficult_skipped(tmp_path: Path) -> None:
-    from litvision.data.convert import main
+    from litvision.data.datasets.convert import main
 
     voc = tmp_path / "voc"
     base = voc / "VOCdevkit" / "VOC2007"
@@ -601,15 +604,15 @@ def test_voc2yolo_worked_example_and_difficult_skipped(tmp_path: Path) -> None:
     assert (out / "images" / "trainval" / "000005.jpg").read_bytes() == (
         base / "JPEGImages" / "000005.jpg"
     ).read_bytes()
-    from litvision.data.yolo import read_names
+    from litvision.data.datasets.yolo import read_names
 
     assert read_names(out)[VOC["chair"]] == "chair"
 
 
 def test_voc_to_yolo_to_loader_same_boxes(tmp_path: Path) -> None:
-    from litvision.data.convert import voc_to_yolo
-    from litvision.data.voc import VOCDetection
-    from litvision.data.yolo import YOLODetection
+    from litvision.data.datasets.convert import voc_to_yolo
+    from litvision.data.datasets.voc import VOCDetection
+    from litvision.data.datasets.yolo import YOLODetection
 
     fx.write_voc(tmp_path / "voc")
     counts = voc_to_yolo(tmp_path / "voc", ["2007/test"], tmp_path / "yolo")
@@ -623,7 +626,7 @@ def test_voc_to_yolo_to_loader_same_boxes(tmp_path: Path) -> None:
 def test_relative_paths_voc2yolo_then_yolo2coco(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The converters with relative folders, as the module's docstring runs them: the YOLO split is found
     (break: join a relative root to itself in yolo.split_dirs, as it did: tmp/y/tmp/y/images/...)."""
-    from litvision.data.convert import main
+    from litvision.data.datasets.convert import main
 
     monkeypatch.chdir(tmp_path)
     fx.write_voc(Path("voc"))
@@ -634,9 +637,9 @@ def test_relative_paths_voc2yolo_then_yolo2coco(tmp_path: Path, monkeypatch: pyt
 
 
 def test_yolo_to_coco_to_loader_same_boxes(tmp_path: Path) -> None:
-    from litvision.data.coco import COCODetection
-    from litvision.data.convert import main
-    from litvision.data.yolo import YOLODetection
+    from litvision.data.datasets.coco import COCODetection
+    from litvision.data.datasets.convert import main
+    from litvision.data.datasets.yolo import YOLODetection
 
     fx.write_yolo(tmp_path / "yolo")
     out = tmp_path / "val.json"
@@ -651,8 +654,8 @@ def test_yolo_to_coco_to_loader_same_boxes(tmp_path: Path) -> None:
 
 
 def test_coco_to_yolo_skips_crowd(tmp_path: Path) -> None:
-    from litvision.data.convert import coco_to_yolo
-    from litvision.data.yolo import YOLODetection
+    from litvision.data.datasets.convert import coco_to_yolo
+    from litvision.data.datasets.yolo import YOLODetection
 
     fx.write_coco(tmp_path / "coco")
     ann = tmp_path / "coco" / "annotations" / "instances_val2017.json"
@@ -681,7 +684,7 @@ def _sample(boxes: list[list[float]], labels: list[int], h: int = 48, w: int = 6
 
 
 def test_train_transform_flip_moves_boxes_with_the_image() -> None:
-    from litvision.data.det_transforms import detection_transforms
+    from litvision.data.transforms.detection import detection_transforms
 
     image, target = _sample([[4, 5, 30, 40], [50, 0, 64, 10]], [1, 2])
     t = detection_transforms(train=True, image_size=[48, 64], hflip=1.0, photometric=0.0)
@@ -694,8 +697,8 @@ def test_train_transform_flip_moves_boxes_with_the_image() -> None:
 
 
 def test_eval_transform_resizes_boxes_and_drops_degenerate_ones() -> None:
-    from litvision.data.det_transforms import detection_transforms
     from litvision.data.detection import TransformedDataset
+    from litvision.data.transforms.detection import detection_transforms
 
     # The middle box is 1 px tall: 0.67 px after 48 -> 32 resizing, so it goes with its label/iscrowd/area.
     sample = _sample([[4, 6, 30, 42], [10, 20, 40, 21], [32, 0, 64, 48]], [1, 2, 3])
@@ -708,7 +711,7 @@ def test_eval_transform_resizes_boxes_and_drops_degenerate_ones() -> None:
 
 
 def test_shortest_side_resize_and_scale_jitter() -> None:
-    from litvision.data.det_transforms import detection_transforms
+    from litvision.data.transforms.detection import detection_transforms
 
     image, target = _sample([[4, 6, 30, 42]], [1])
     out, tgt = detection_transforms(train=False, image_size={"min_size": 96, "max_size": 100})(image, target)
@@ -722,7 +725,7 @@ def test_shortest_side_resize_and_scale_jitter() -> None:
 
 
 def test_bad_image_size_is_a_user_error() -> None:
-    from litvision.data.det_transforms import detection_transforms
+    from litvision.data.transforms.detection import detection_transforms
 
     with pytest.raises(UserError, match=r"data.image_size='big' is not understood"):
         detection_transforms(train=False, image_size="big")
@@ -762,9 +765,9 @@ def test_padded_collate_from_a_datamodule(tmp_path: Path, runs_dir: Path) -> Non
 
 
 def test_shapes_deterministic_and_both_loaders_agree(tmp_path: Path) -> None:
-    from litvision.data.coco import COCODetection
-    from litvision.data.shapes import SHAPES_CLASSES, generate
-    from litvision.data.voc import VOCDetection
+    from litvision.data.datasets.coco import COCODetection
+    from litvision.data.datasets.shapes import SHAPES_CLASSES, generate
+    from litvision.data.datasets.voc import VOCDetection
 
     a = generate(tmp_path / "a", num_train=6, num_val=2, num_test=2, image_size=64, seed=3)
     b = generate(tmp_path / "b", num_train=6, num_val=2, num_test=2, image_size=64, seed=3)
@@ -812,7 +815,7 @@ def test_shapes_datamodule_generates_on_first_use(tmp_path: Path, runs_dir: Path
 
 
 def test_shapes_refuses_to_replace_a_foreign_folder(tmp_path: Path) -> None:
-    from litvision.data.shapes import generate
+    from litvision.data.datasets.shapes import generate
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "precious.txt").write_text("keep me")
@@ -822,7 +825,7 @@ def test_shapes_refuses_to_replace_a_foreign_folder(tmp_path: Path) -> None:
 
 
 def test_converter_cli_error_exits_2(tmp_path: Path, capsys) -> None:
-    from litvision.data.convert import main
+    from litvision.data.datasets.convert import main
 
     with pytest.raises(SystemExit) as exit_info:
         main(["yolo2coco", "--root", str(tmp_path), "--split", "val", "--out", str(tmp_path / "x.json")])
@@ -831,7 +834,7 @@ def test_converter_cli_error_exits_2(tmp_path: Path, capsys) -> None:
 
 
 def test_shapes_cli(tmp_path: Path, capsys) -> None:
-    from litvision.data.shapes import main
+    from litvision.data.datasets.shapes import main
 
     main(
         [
@@ -858,8 +861,8 @@ def test_fixtures_registered_for_every_detection_config() -> None:
 
 
 def test_no_warnings_on_clean_fixtures(tmp_path: Path) -> None:
-    from litvision.data.coco import COCODetection
-    from litvision.data.voc import VOCDetection
+    from litvision.data.datasets.coco import COCODetection
+    from litvision.data.datasets.voc import VOCDetection
 
     fx.write_voc(tmp_path / "voc")
     fx.write_coco(tmp_path / "coco")

@@ -1,6 +1,6 @@
 """Splits and samplers at their edges: bad fractions and folds, k-fold dealing, dtypes, and the
 (seed, epoch) -> order contract a resumed run relies on. Written against the survivors of
-`make mutate` on data/splits.py and data/samplers.py."""
+`make mutate` on data/pipeline/splits.py and data/pipeline/samplers.py."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from litvision.data.samplers import (
+from litvision.data.pipeline.samplers import (
     EpochShuffleSampler,
     EpochWeightedSampler,
     class_balanced_weights,
     seeded_generator,
 )
-from litvision.data.splits import check_folds, stratified_folds, stratified_split, train_val_split
+from litvision.data.pipeline.splits import check_folds, stratified_folds, stratified_split, train_val_split
 from litvision.errors import UserError
 
 LABELS = np.array([0] * 10 + [1] * 7 + [2] * 3)

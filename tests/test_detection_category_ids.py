@@ -28,7 +28,7 @@ def write_gapped_coco(root: Path, counts: dict[str, int], seed: int = 0) -> None
     """`root/annotations/instances_<split>.json` + `root/<split>/<id>.png`, COCO 2017's layout."""
     from PIL import Image
 
-    from litvision.data.shapes import make_image
+    from litvision.data.datasets.shapes import make_image
 
     rng = np.random.default_rng(seed)
     (root / "annotations").mkdir(parents=True)
@@ -108,8 +108,8 @@ def _litvision_map(ckpt: Path, root: Path) -> dict[str, float]:
     import torch
 
     from litvision.commands.predict import load_task
-    from litvision.data.coco import COCODetection
-    from litvision.data.decode import read_rgb
+    from litvision.data.datasets.coco import COCODetection
+    from litvision.data.pipeline.decode import read_rgb
     from litvision.metrics.detection import make_map_metric, metric_targets
     from litvision.utils.safe_load import load_checkpoint
 
@@ -183,9 +183,9 @@ def test_detections_json_carries_gapped_ids_and_scores_as_litvision(gapped_run, 
 def test_datasets_without_ids_get_one_to_c(tmp_path: Path) -> None:
     """Catches: VOC and YOLO data writing 0-based labels as category ids (the ids the project's
     own COCO files of the same classes, yolo2coco and the shapes, do not have)."""
+    from litvision.data.datasets.voc import VOCDataModule
+    from litvision.data.datasets.yolo import YOLODataModule
     from litvision.data.fixtures import fixture_maker
-    from litvision.data.voc import VOCDataModule
-    from litvision.data.yolo import YOLODataModule
 
     voc_root = tmp_path / "voc"
     fixture_maker("voc")(voc_root)

@@ -15,8 +15,8 @@ import pytest
 import torch
 from conftest import HELPERS_ENV, run_cli, run_folders
 
-from litvision.data.cifar import CIFAR10DataModule
-from litvision.data.device_cache import DeviceLoader, decide, shard
+from litvision.data.datasets.cifar import CIFAR10DataModule
+from litvision.data.datasets.mnist import MNISTDataModule
 from litvision.data.fixtures.classification import (
     CIFAR10_CLASSES,
     balanced_labels,
@@ -24,7 +24,7 @@ from litvision.data.fixtures.classification import (
     make_mnist,
     write_cifar10,
 )
-from litvision.data.mnist import MNISTDataModule
+from litvision.data.pipeline.device_cache import DeviceLoader, decide, shard
 from litvision.errors import UserError
 
 
@@ -213,7 +213,7 @@ def test_two_process_ddp_shards_are_disjoint_and_cover_the_split(runs_dir: Path)
     summary = json.loads((run / "summary.json").read_text())
     from sklearn.datasets import load_digits
 
-    from litvision.data.splits import stratified_split
+    from litvision.data.pipeline.splits import stratified_split
 
     y = load_digits(return_X_y=True)[1]
     n = len(stratified_split(y, (0.15, 0.2), 42)[0])
@@ -256,7 +256,7 @@ def test_auto_falls_back_with_one_info_line(tmp_path: Path, caplog) -> None:
     saying why; on the CPU it stays off. (No GPU here: the decision is asked for a cuda device.)
     Catches: auto raising instead of falling back, or caching on the CPU."""
     gpu = torch.device("cuda", 0)
-    with caplog.at_level(logging.INFO, logger="litvision.data.device_cache"):
+    with caplog.at_level(logging.INFO, logger="litvision.data.pipeline.device_cache"):
         assert decide("auto", 10**6, 1.0, gpu) is True
         assert decide("auto", 5 * 10**9, 4.0, gpu, where="the CIFAR10DataModule splits") is False
         assert (

@@ -57,7 +57,7 @@ def _test_loss(state: dict, ckpt: str) -> float:
     """Mean test cross-entropy of the task in `ckpt` with the weights `state`, computed by hand."""
     import torch.nn.functional as F
 
-    from litvision.data.digits import DigitsDataModule
+    from litvision.data.datasets.digits import DigitsDataModule
     from litvision.tasks.classification import ClassificationTask
 
     task = ClassificationTask.load_from_checkpoint(ckpt, map_location="cpu")

@@ -39,7 +39,7 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def _digits_batch(n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    from litvision.data.digits import DigitsDataModule
+    from litvision.data.datasets.digits import DigitsDataModule
 
     dm = DigitsDataModule()
     dm.setup()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import compose_cfg
 
-from litvision.data.mixing import BatchMixing
+from litvision.data.transforms.mixing import BatchMixing
 
 K = 5
 

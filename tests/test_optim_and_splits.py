@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from litvision.data.splits import stratified_split
+from litvision.data.pipeline.splits import stratified_split
 from litvision.tasks.optim import WarmupSchedule, build_param_groups, build_scheduler
 
 

@@ -94,7 +94,7 @@ def test_classification_top_k(digits_ckpt: Path, tmp_path: Path, capfd) -> None:
     """Catches: preprocessing that differs from training (the probabilities would not match the
     model's on the training tensors), a wrong top-k order, bad files stopping the run, warnings
     that never reach the terminal, and skipped files missing from the summary."""
-    from litvision.data.digits import DIGITS_MEAN, DIGITS_STD
+    from litvision.data.datasets.digits import DIGITS_MEAN, DIGITS_STD
     from litvision.tasks.classification import ClassificationTask
 
     images = tmp_path / "images"
@@ -225,8 +225,8 @@ def test_inference_transform_matches_eval_pipeline(tmp_path: Path, runs_dir: Pat
     """Catches: predict preparing a file-based DataModule's images differently from its eval loader
     (resize, crop, channels or normalisation)."""
     from litvision.build import build_datamodule
-    from litvision.data.decode import read_rgb
-    from litvision.data.flowers import FlowersDataModule
+    from litvision.data.datasets.flowers import FlowersDataModule
+    from litvision.data.pipeline.decode import read_rgb
 
     overrides = fixture_maker("flowers")(tmp_path)
     cfg = compose_cfg(["data=flowers", *overrides, "data.image_size=32", "data.resize_size=40"], runs_dir)
@@ -296,7 +296,7 @@ def test_detection_boxes_and_coco_json(tmp_path_factory, tmp_path: Path) -> None
 
 def test_hflip_tta_in_predict_averages_image_and_mirror(digits_ckpt: Path, tmp_path: Path) -> None:
     """Catches: predict ignoring test_tta (the probabilities would be those of the image alone)."""
-    from litvision.data.digits import DIGITS_MEAN, DIGITS_STD
+    from litvision.data.datasets.digits import DIGITS_MEAN, DIGITS_STD
     from litvision.tasks.classification import ClassificationTask
 
     images = tmp_path / "images"

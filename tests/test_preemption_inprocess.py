@@ -124,7 +124,7 @@ def test_rng_states_round_trip_every_generator() -> None:
 def test_skip_first_skips_once_and_forwards_everything_else() -> None:
     """Catches: the skip applied to every later epoch, off by one, and the sampler's own attributes
     (set_epoch, len) not reaching the wrapped sampler."""
-    from litvision.data.samplers import EpochShuffleSampler
+    from litvision.data.pipeline.samplers import EpochShuffleSampler
 
     inner = EpochShuffleSampler(range(10), seed=1)
     wrapped = _SkipFirst(inner, 3)

@@ -290,20 +290,20 @@ RUN: dict[str, Run] = {
         data="voc",
         extra=("model.net.weights_backbone=null", "model.net.min_size=64", "model.net.max_size=96"),
     ),
-    "python -m litvision.data.convert voc2yolo|coco2yolo|yolo2coco ...": Run(
+    "python -m litvision.data.datasets.convert voc2yolo|coco2yolo|yolo2coco ...": Run(
         "detection",
         variants=(
-            "python -m litvision.data.convert voc2yolo --voc-root <voc> --sets 2007/trainval --out tmp/yolo_from_voc",
-            "python -m litvision.data.convert coco2yolo --ann <coco>/annotations/instances_val2017.json "
+            "python -m litvision.data.datasets.convert voc2yolo --voc-root <voc> --sets 2007/trainval --out tmp/yolo_from_voc",
+            "python -m litvision.data.datasets.convert coco2yolo --ann <coco>/annotations/instances_val2017.json "
             "--images <coco>/val2017 --split val --out tmp/yolo_from_coco",
-            "python -m litvision.data.convert yolo2coco --root tmp/yolo_from_voc --split trainval --out tmp/coco.json",
+            "python -m litvision.data.datasets.convert yolo2coco --root tmp/yolo_from_voc --split trainval --out tmp/coco.json",
         ),
         tiny=False,
         expect=("tmp/yolo_from_voc/labels/*/*.txt", "tmp/yolo_from_coco/labels/val/*.txt", "tmp/coco.json"),
     ),
-    "python -m litvision.data.shapes --out /tmp/shapes --num-train 512": Run(
+    "python -m litvision.data.datasets.shapes --out /tmp/shapes --num-train 512": Run(
         "detection",
-        variants=("python -m litvision.data.shapes --out tmp/shapes --num-train 512",),
+        variants=("python -m litvision.data.datasets.shapes --out tmp/shapes --num-train 512",),
         tiny=False,
         expect=("tmp/shapes/*",),
     ),

@@ -73,7 +73,7 @@ def test_checkpoints_are_plain_and_say_where_they_came_from(trained: dict) -> No
             "task": "classification",
             "num_classes": 10,
             "net": "litvision.models.classification.cnn.SmallCNN",
-            "datamodule": "litvision.data.digits.DigitsDataModule",
+            "datamodule": "litvision.data.datasets.digits.DigitsDataModule",
         }
 
 

@@ -9,8 +9,8 @@ import pytest
 from conftest import compose_cfg
 from test_predict import write_corrupt_jpeg
 
-from litvision.data.decode import UnreadableImage, check_image
 from litvision.data.fixtures import classification as fx
+from litvision.data.pipeline.decode import UnreadableImage, check_image
 
 
 def _datamodule(overrides: list[str], runs_dir: Path):

@@ -83,7 +83,7 @@ def test_batch_normalize_equals_torchvision_and_keeps_its_statistics() -> None:
     batches would differ from the worker-normalised ones), and mean/std rebuilt at each call."""
     import torch
 
-    from litvision.data.presets import BatchNormalize, TransformConfig, normalize_transform
+    from litvision.data.transforms.classification import BatchNormalize, TransformConfig, normalize_transform
 
     mean, std = [0.4914, 0.4822, 0.4465], [0.247, 0.2435, 0.2616]
     x = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8)

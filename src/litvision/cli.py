@@ -76,18 +76,22 @@ def run_command(name: str, args: list[str]) -> None:
 
 
 # -- tools ------------------------------------------------------------------------------------------
-_LIST_USAGE = """usage: litvision list [models [<model>]]
+_LIST_USAGE = """usage: litvision list [models [<model>] | datasets]
 
   litvision list                          every experiment with its one-line description
   litvision list models                   every model: task, default weights, input size, mean/std
-  litvision list models torchvision/resnet50   the weights a model can start from, each described"""
+  litvision list models torchvision/resnet50   the weights a model can start from, each described
+  litvision list datasets                 every dataset in the data catalog: kind, classes, size, mean/std"""
 
 
 def list_experiments(args: list[str]) -> None:
-    """Print every experiment with its one-line description (`list models`: every model)."""
+    """Print every experiment with its one-line description (`list models`: every model; `list datasets`:
+    every registered dataset)."""
     if args[:1] == ["models"] and not any(a in ("-h", "--help") for a in args):
         list_models(args[1:])
         return
+    if args == ["datasets"]:
+        return list_datasets()
     if args:
         print(_LIST_USAGE)
         return
@@ -133,6 +137,32 @@ def list_models(args: list[str]) -> None:
         classes = str(spec.num_classes) if spec.num_classes else "-"
         table.add_row(spec.name, spec.ref or spec.source, size, spec.interpolation or "-", stats, classes)
     Console(width=max(Console().width, 140)).print(table)
+
+
+def list_datasets() -> None:
+    """Every dataset in the data catalog: its DataModule and what it is (kind, classes, size, mean/std)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from litvision.data.catalog import datasets
+
+    table = Table(title="litvision datasets  (litvision fit data=<name>)", title_justify="left")
+    for column in ("dataset", "kind", "classes", "channels", "size", "mean / std", "DataModule"):
+        table.add_column(
+            column, style="bold cyan" if column == "dataset" else None, no_wrap=column == "dataset"
+        )
+    for name, spec in datasets().items():
+        stats = f"{list(spec.mean)} / {list(spec.std)}" if spec.mean and spec.std else "-"
+        table.add_row(
+            name,
+            spec.kind,
+            str(spec.num_classes or "from data"),
+            str(spec.channels),
+            f"{spec.native_size} px" if spec.native_size else "any",
+            stats,
+            spec.datamodule.rsplit(".", 1)[-1],
+        )
+    Console().print(table)
 
 
 def compare(args: list[str]) -> None:

@@ -74,7 +74,7 @@ def compose(overrides: list[str] | None = None, config_name: str = "train", job_
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict, read_write
 
-    from litvision.data.folders import register_resolvers
+    from litvision.data.pipeline.resolvers import register_resolvers
 
     register_resolvers()
     os.environ.setdefault("LITVISION_ROOT", str(project_root()))

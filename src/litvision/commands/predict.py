@@ -59,7 +59,7 @@ DATA_TARGET_PREFIX = "litvision.data."
 # -- settings and inputs -----------------------------------------------------------------------
 def list_images(folder: str | Path) -> list[Path]:
     """The image files directly inside `folder`, sorted; a missing or empty folder is one line."""
-    from litvision.data.decode import IMG_EXTENSIONS
+    from litvision.data.pipeline.decode import IMG_EXTENSIONS
 
     folder = Path(folder).expanduser()
     if not folder.is_dir():
@@ -247,7 +247,7 @@ def read_checked(path: Path, max_pixels: int) -> Any:
     `max_pixels`, a format PIL knows, no truncation. Raises `_Refused` otherwise."""
     from PIL import Image
 
-    from litvision.data.decode import UnreadableImage, check_image, read_rgb
+    from litvision.data.pipeline.decode import UnreadableImage, check_image, read_rgb
 
     before = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None  # the header only: nothing is decoded here

@@ -22,7 +22,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from litvision.config import config_dir
-from litvision.data.folders import register_resolvers
+from litvision.data.pipeline.resolvers import register_resolvers
 
 # Config resolvers (`${class_count:...}`) must exist before Hydra resolves a config.
 register_resolvers()

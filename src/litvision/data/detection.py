@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torchvision import tv_tensors
 
-from litvision.data.samplers import EpochShuffleSampler, seeded_generator
+from litvision.data.pipeline.samplers import EpochShuffleSampler, seeded_generator
 from litvision.errors import UserError
 
 
@@ -264,7 +264,7 @@ class DetectionDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def transforms(self, train: bool) -> Callable:
-        from litvision.data.det_transforms import detection_transforms
+        from litvision.data.transforms.detection import detection_transforms
 
         return detection_transforms(train=train, image_size=self.image_size, **self.augment)
 

@@ -65,7 +65,7 @@ def _devices_ok(v: Any) -> bool:
 
 
 def _image_size_ok(v: Any) -> bool:
-    # The forms detection_transforms reads (data/det_transforms.py): a square side, [height, width],
+    # The forms detection_transforms reads (data/transforms/detection.py): a square side, [height, width],
     # or R-CNN's {min_size, max_size} (COCO/VOC detection configs use the last).
     if _is_int(v):
         return v >= 1

@@ -10,7 +10,7 @@ Training extras: `ema_decay` keeps an EMA of the weights that validation, test a
 checkpoints' `state_dict` use (`litvision.tasks.ema`); `class_weights` weighs the loss
 per class (`litvision.tasks.class_weights`); `test_tta` averages test/predict outputs over
 flipped views (`litvision.tasks.tta`). Training batches may carry soft labels (N, K) when the
-DataModule mixes them (`litvision.data.mixing`): the loss takes them as they are, the
+DataModule mixes them (`litvision.data.transforms.mixing`): the loss takes them as they are, the
 training accuracy scores their arg-max.
 """
 

@@ -50,7 +50,7 @@ def check_tta(mode: str | None) -> None:
 
 def check_training_options(cfg: Mapping[str, Any]) -> None:
     """Every check above, and the DataModule's mixing checks, on a composed config."""
-    from litvision.data.mixing import check_mixing
+    from litvision.data.transforms.mixing import check_mixing
 
     model = cfg.get("model") or {}
     data = cfg.get("data") or {}

@@ -1,15 +1,15 @@
 """Convert detection datasets between VOC XML, COCO JSON and YOLO txt.
 
-    python -m litvision.data.convert voc2yolo --voc-root data/voc --sets 2007/trainval 2007/test --out data/voc_yolo
-    python -m litvision.data.convert coco2yolo --ann data/coco/annotations/instances_val2017.json \\
+    python -m litvision.data.datasets.convert voc2yolo --voc-root data/voc --sets 2007/trainval 2007/test --out data/voc_yolo
+    python -m litvision.data.datasets.convert coco2yolo --ann data/coco/annotations/instances_val2017.json \\
         --images data/coco/val2017 --split val --out data/coco_yolo
-    python -m litvision.data.convert yolo2coco --root data/voc_yolo --split test --out data/voc_yolo/test.json
+    python -m litvision.data.datasets.convert yolo2coco --root data/voc_yolo --split test --out data/voc_yolo/test.json
 
 voc2yolo skips `difficult` objects, as the classic conversion does; coco2yolo skips crowd
 annotations. yolo2coco writes an instances file (category ids 1..C, `file_name` relative to the
 split's image folder) for COCO-style evaluation. Images are hard-linked where the filesystem
 allows, copied otherwise. Boxes go through the same 0-based XYXY coordinates as the readers
-(VOC: x1 = xmin - 1, x2 = xmax; see litvision/data/voc.py).
+(VOC: x1 = xmin - 1, x2 = xmax; see litvision/data/datasets/voc.py).
 """
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ def voc_to_yolo(
 
     Returns counts: images, boxes written, difficult boxes skipped.
     """
+    from litvision.data.datasets.voc import VOC_CLASSES, parse_voc_xml, voc_year_dir
+    from litvision.data.datasets.yolo import yolo_line
     from litvision.data.detection import BoxStats
-    from litvision.data.voc import VOC_CLASSES, parse_voc_xml, voc_year_dir
-    from litvision.data.yolo import yolo_line
 
     voc_root, out = Path(voc_root), Path(out)
     names = list(class_names) if class_names else list(VOC_CLASSES)
@@ -105,8 +105,8 @@ def voc_to_yolo(
 
 def coco_to_yolo(ann_file: str | Path, image_dir: str | Path, out: str | Path, split: str) -> dict[str, int]:
     """A COCO instances file -> YOLO (labels are the contiguous category order); crowd skipped."""
-    from litvision.data.coco import COCODetection
-    from litvision.data.yolo import yolo_line
+    from litvision.data.datasets.coco import COCODetection
+    from litvision.data.datasets.yolo import yolo_line
 
     ds = COCODetection(image_dir, ann_file, keep_crowd=False, keep_empty=True)
     out = Path(out)
@@ -132,7 +132,7 @@ def coco_to_yolo(ann_file: str | Path, image_dir: str | Path, out: str | Path, s
 
 def yolo_to_coco(root: str | Path, split: str, out: str | Path) -> dict[str, int]:
     """A YOLO split -> a COCO instances JSON (category id = class index + 1)."""
-    from litvision.data.yolo import YOLODetection
+    from litvision.data.datasets.yolo import YOLODetection
 
     ds = YOLODetection(root, split)
     images, annotations = [], []
@@ -154,7 +154,7 @@ def yolo_to_coco(root: str | Path, split: str, out: str | Path) -> dict[str, int
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m litvision.data.convert", description=__doc__.split("\n")[0]
+        prog="python -m litvision.data.datasets.convert", description=__doc__.split("\n")[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("voc2yolo", help="VOCdevkit -> YOLO txt (difficult objects skipped)")

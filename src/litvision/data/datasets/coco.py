@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from litvision.data.datasets.registry import register_dataset
 from litvision.data.detection import (
     BoxStats,
     DetectionDataModule,
@@ -230,6 +231,14 @@ class COCODetection(Dataset):
         )
 
 
+@register_dataset(
+    "coco",
+    kind="detection",
+    classes=list(COCO_2017_CATEGORIES.values()),
+    channels=3,
+    native_size=None,
+    fixture="litvision.data.fixtures.detection:coco_fixture",
+)
 class COCODataModule(DetectionDataModule):
     """COCO-format detection. `splits` names each stage's split: images in `<root>/<split>/`,
     annotations in `<root>/annotations/instances_<split>.json` (or `image_dirs` / `ann_files`)."""

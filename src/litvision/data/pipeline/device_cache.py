@@ -9,7 +9,7 @@ loader-worker pipeline (index, transform one image, collate, pin, copy) costs mo
 training step on a fast GPU. The approach of the fastest CIFAR-10 scripts (Keller Jordan's
 airbench, github.com/KellerJordan/cifar10-airbench) is to keep the dataset on the GPU and
 augment whole batches there. This module does that with the worker pipeline's semantics
-(data/presets.py), so switching it on changes the speed, not the experiment:
+(data/transforms/classification.py), so switching it on changes the speed, not the experiment:
 
 - **Deterministic part.** Resize + CenterCrop to `image_size` (train_crop pad|none) and the
   whole eval transform are applied once, at upload, by the worker pipeline's own torchvision
@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from litvision.data.presets import BatchNormalize
+from litvision.data.transforms.classification import BatchNormalize
 from litvision.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -275,7 +275,11 @@ def nbytes(*tensors: torch.Tensor) -> int:
 
 def epoch_sampler(labels: Any, sampler: str | None, seed: int) -> Any:
     """The worker pipeline's training sampler for these labels (see ClassificationDataModule._loader)."""
-    from litvision.data.samplers import EpochShuffleSampler, EpochWeightedSampler, class_balanced_weights
+    from litvision.data.pipeline.samplers import (
+        EpochShuffleSampler,
+        EpochWeightedSampler,
+        class_balanced_weights,
+    )
 
     if sampler == "weighted":
         return EpochWeightedSampler(class_balanced_weights(labels), len(labels), seed=seed)
@@ -325,8 +329,8 @@ def cache_classification(dm: Any) -> CachedSplits | None:
     """Cache a set-up ClassificationDataModule's splits on its Trainer's device, if `data.device_cache` says so."""
     from torchvision.transforms import v2
 
-    from litvision.data.datasets import TensorImages
-    from litvision.data.presets import interpolation
+    from litvision.data.datasets.sources import TensorImages
+    from litvision.data.transforms.classification import interpolation
 
     hp = dm.hparams
     mode = parse_mode(hp.device_cache)

@@ -13,17 +13,35 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from litvision.data.device_cache import CachedSplits, DeviceLoader, cache_for, cache_tensors, parse_mode
-from litvision.data.duplicates import check_arrays, check_mode
-from litvision.data.mixing import BatchMixing, mix_training_batch
-from litvision.data.samplers import EpochShuffleSampler, seeded_generator
-from litvision.data.splits import check_folds, stratified_split, train_val_split
+from litvision.data.datasets.registry import register_dataset
+from litvision.data.pipeline.device_cache import (
+    CachedSplits,
+    DeviceLoader,
+    cache_for,
+    cache_tensors,
+    parse_mode,
+)
+from litvision.data.pipeline.duplicates import check_arrays, check_mode
+from litvision.data.pipeline.samplers import EpochShuffleSampler, seeded_generator
+from litvision.data.pipeline.splits import check_folds, stratified_split, train_val_split
+from litvision.data.transforms.mixing import BatchMixing, mix_training_batch
 from litvision.errors import UserError
 
 # Pixel values are 0..16; mean/std of the whole set after scaling to [0, 1].
 DIGITS_MEAN, DIGITS_STD = 0.3050, 0.3817
 
 
+@register_dataset(
+    "digits",
+    kind="classification",
+    classes=[str(i) for i in range(10)],
+    channels=1,
+    native_size=8,
+    mean=(DIGITS_MEAN,),
+    std=(DIGITS_STD,),
+    # Ships inside scikit-learn: the fixture writes nothing.
+    fixture="litvision.data.fixtures:no_fixture",
+)
 class DigitsDataModule(L.LightningDataModule):
     """Stratified, seeded train/val/test split of `sklearn.datasets.load_digits`.
 

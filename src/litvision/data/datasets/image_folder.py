@@ -18,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from litvision.data.base import ClassificationDataModule, RawSplits
-from litvision.data.datasets import FileImages
-from litvision.data.decode import IMG_EXTENSIONS, check_image, is_image_file
-from litvision.data.folders import class_folders
-from litvision.data.splits import stratified_split
+from litvision.data.classification import ClassificationDataModule, RawSplits
+from litvision.data.datasets.registry import register_dataset
+from litvision.data.datasets.sources import FileImages
+from litvision.data.pipeline.decode import IMG_EXTENSIONS, check_image, is_image_file
+from litvision.data.pipeline.resolvers import class_folders
+from litvision.data.pipeline.splits import stratified_split
+from litvision.data.transforms.classification import IMAGENET_MEAN, IMAGENET_STD
 from litvision.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,16 @@ def drop_unreadable(paths: list[Path], labels: np.ndarray, skip: bool) -> tuple[
     return [p for p, k in zip(paths, keep, strict=True) if k], labels[keep]
 
 
+@register_dataset(
+    "image_folder",
+    kind="classification",
+    num_classes=None,  # one class per sub-folder
+    channels=3,
+    native_size=None,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    fixture="litvision.data.fixtures.classification:make_image_folder",
+)
 class ImageFolderDataModule(ClassificationDataModule):
     def __init__(
         self,

@@ -20,10 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from litvision.data.base import ClassificationDataModule, RawSplits
-from litvision.data.datasets import TensorImages
-from litvision.data.download import download_failed
-from litvision.data.presets import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
+from litvision.data.classification import ClassificationDataModule, RawSplits
+from litvision.data.datasets.registry import register_dataset
+from litvision.data.datasets.sources import TensorImages
+from litvision.data.pipeline.download import download_failed
+from litvision.data.transforms.classification import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD
 from litvision.errors import UserError
 
 # Pickles can run code when loaded; CIFAR batches need only numpy arrays and builtins.
@@ -34,6 +35,10 @@ _ALLOWED_GLOBALS = {
     ("numpy", "dtype"),
     ("_codecs", "encode"),
 }
+
+
+# batches.meta's label_names, in label order.
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 class _BatchUnpickler(pickle.Unpickler):
@@ -145,6 +150,16 @@ class _CIFARDataModule(ClassificationDataModule):
         )
 
 
+@register_dataset(
+    "cifar10",
+    kind="classification",
+    classes=CIFAR10_CLASSES,
+    channels=3,
+    native_size=32,
+    mean=CIFAR10_MEAN,
+    std=CIFAR10_STD,
+    fixture="litvision.data.fixtures.classification:make_cifar10",
+)
 class CIFAR10DataModule(_CIFARDataModule):
     default_mean, default_std = CIFAR10_MEAN, CIFAR10_STD
     known_num_classes = 10
@@ -157,6 +172,16 @@ class CIFAR10DataModule(_CIFARDataModule):
     names_key = "label_names"
 
 
+@register_dataset(
+    "cifar100",
+    kind="classification",
+    num_classes=100,  # the fine labels; names from the archive's meta file
+    channels=3,
+    native_size=32,
+    mean=CIFAR100_MEAN,
+    std=CIFAR100_STD,
+    fixture="litvision.data.fixtures.classification:make_cifar100",
+)
 class CIFAR100DataModule(_CIFARDataModule):
     default_mean, default_std = CIFAR100_MEAN, CIFAR100_STD
     known_num_classes = 100

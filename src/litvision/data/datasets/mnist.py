@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from litvision.data.base import ClassificationDataModule, RawSplits
-from litvision.data.datasets import TensorImages
-from litvision.data.download import download_failed
-from litvision.data.presets import MNIST_MEAN, MNIST_STD
+from litvision.data.classification import ClassificationDataModule, RawSplits
+from litvision.data.datasets.registry import register_dataset
+from litvision.data.datasets.sources import TensorImages
+from litvision.data.pipeline.download import download_failed
+from litvision.data.transforms.classification import MNIST_MEAN, MNIST_STD
 from litvision.errors import UserError
 
 FILES = {
@@ -67,6 +68,16 @@ def find_file(root: Path, name: str) -> Path | None:
     return None
 
 
+@register_dataset(
+    "mnist",
+    kind="classification",
+    classes=[str(i) for i in range(10)],
+    channels=1,
+    native_size=28,
+    mean=MNIST_MEAN,
+    std=MNIST_STD,
+    fixture="litvision.data.fixtures.classification:make_mnist",
+)
 class MNISTDataModule(ClassificationDataModule):
     default_mean, default_std = MNIST_MEAN, MNIST_STD
     default_in_channels = 1

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litvision.data.coco import COCODataModule
-from litvision.data.shapes import SHAPES_CLASSES, ensure
-from litvision.data.voc import VOCDataModule
+from litvision.data.datasets.coco import COCODataModule
+from litvision.data.datasets.registry import register_dataset
+from litvision.data.datasets.shapes import SHAPES_CLASSES, ensure
+from litvision.data.datasets.voc import VOCDataModule
 
 
 class _Generates:
@@ -27,6 +28,14 @@ class _Generates:
         ensure(self.shapes_root, **self.generate)
 
 
+@register_dataset(
+    "shapes_voc",
+    kind="detection",
+    classes=SHAPES_CLASSES,
+    channels=3,
+    native_size=128,  # generate.image_size
+    fixture="litvision.data.fixtures.detection:shapes_voc_fixture",
+)
 class ShapesVOCDataModule(_Generates, VOCDataModule):
     """Shapes read through the VOC reader (VOCdevkit/VOC2007, splits train/val/test)."""
 
@@ -41,6 +50,14 @@ class ShapesVOCDataModule(_Generates, VOCDataModule):
         return super()._build(split)
 
 
+@register_dataset(
+    "shapes_coco",
+    kind="detection",
+    classes=SHAPES_CLASSES,
+    channels=3,
+    native_size=128,  # generate.image_size
+    fixture="litvision.data.fixtures.detection:shapes_coco_fixture",
+)
 class ShapesCOCODataModule(_Generates, COCODataModule):
     """Shapes read through the COCO reader (coco/annotations/instances_<split>.json)."""
 

@@ -283,7 +283,7 @@ def describe_findings(result: Mapping[str, Any] | None) -> str | None:
 def check_subsets(datasets: Mapping[str, Any], mode: str) -> dict[str, Any]:
     """`data_checks` of a DataModule whose splits are `ImageSubset`s (source + indices): hashes the
     untransformed uint8 images, names them by file path when they come from files."""
-    from litvision.data.datasets import FileImages, TensorImages
+    from litvision.data.datasets.sources import FileImages, TensorImages
 
     splits: dict[str, tuple[Any, ...]] = {}
     for name, ds in datasets.items():

@@ -29,11 +29,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from litvision.data.datasets import ImageSource, ImageSubset
-from litvision.data.device_cache import DeviceLoader, cache_classification, cache_for, parse_mode
-from litvision.data.duplicates import check_mode, check_subsets
-from litvision.data.mixing import BatchMixing, mix_training_batch
-from litvision.data.presets import (
+from litvision.data.datasets.sources import ImageSource, ImageSubset
+from litvision.data.pipeline.device_cache import DeviceLoader, cache_classification, cache_for, parse_mode
+from litvision.data.pipeline.duplicates import check_mode, check_subsets
+from litvision.data.pipeline.samplers import EpochShuffleSampler, EpochWeightedSampler, class_balanced_weights
+from litvision.data.pipeline.splits import check_folds, train_val_split
+from litvision.data.transforms.classification import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     BatchNormalize,
@@ -43,8 +44,7 @@ from litvision.data.presets import (
     normalize_transform,
     train_transform,
 )
-from litvision.data.samplers import EpochShuffleSampler, EpochWeightedSampler, class_balanced_weights
-from litvision.data.splits import check_folds, train_val_split
+from litvision.data.transforms.mixing import BatchMixing, mix_training_batch
 from litvision.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ a placement that would hide more than `max_cover` of an earlier shape is redrawn
 object stays recognisable. Generation is seeded and cheap (about 10 ms an image at 128 px, so
 the default 768 images take ~10 s once):
 
-    python -m litvision.data.shapes --out data/shapes --num-train 512 --num-val 128 --num-test 128
+    python -m litvision.data.datasets.shapes --out data/shapes --num-train 512 --num-val 128 --num-test 128
     make train EXP=fasterrcnn_shapes      # the shapes DataModules generate data/shapes on first use
 """
 
@@ -272,7 +272,8 @@ def ensure(out: str | Path, **kwargs: Any) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m litvision.data.shapes", description="Write the synthetic shapes detection dataset."
+        prog="python -m litvision.data.datasets.shapes",
+        description="Write the synthetic shapes detection dataset.",
     )
     parser.add_argument(
         "--out", required=True, help="folder to write (replaced if it holds a shapes dataset)"

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from litvision.data.decode import UnreadableImage, read_rgb
+from litvision.data.pipeline.decode import UnreadableImage, read_rgb
 from litvision.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from litvision.data.datasets.registry import register_dataset
 from litvision.data.detection import BoxStats, DetectionDataModule, clean_boxes, make_target, read_image
 from litvision.errors import UserError
 
@@ -180,6 +181,14 @@ class YOLODetection(Dataset):
         return image, make_target(item["boxes"], item["labels"], canvas_size=item["size"], image_id=index)
 
 
+@register_dataset(
+    "yolo",
+    kind="detection",
+    num_classes=None,  # the names in data.yaml / names.txt
+    channels=3,
+    native_size=None,
+    fixture="litvision.data.fixtures.detection:yolo_fixture",
+)
 class YOLODataModule(DetectionDataModule):
     """A YOLO txt dataset; class names from data.yaml / names.txt unless `class_names` is given."""
 

@@ -15,8 +15,10 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from litvision.data.download import download_verified
-from litvision.data.image_folder import ImageFolderDataModule
+from litvision.data.datasets.image_folder import ImageFolderDataModule
+from litvision.data.datasets.registry import register_dataset
+from litvision.data.pipeline.download import download_verified
+from litvision.data.transforms.classification import IMAGENET_MEAN, IMAGENET_STD
 from litvision.errors import UserError
 
 URL = "https://storage.googleapis.com/download.tensorflow.org/example_images/flower_photos.tgz"
@@ -27,6 +29,16 @@ SHA256 = "4c54ace7911aaffe13a365c34f650e71dd5bf1be0a58b464e5a7183e3e595d9c"
 CLASSES = ["daisy", "dandelion", "roses", "sunflowers", "tulips"]
 
 
+@register_dataset(
+    "flowers",
+    kind="classification",
+    classes=CLASSES,
+    channels=3,
+    native_size=None,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    fixture="litvision.data.fixtures.classification:make_flowers",
+)
 class FlowersDataModule(ImageFolderDataModule):
     def _manual(self) -> str:
         return (

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from litvision.data.datasets.registry import register_dataset
 from litvision.data.detection import (
     BoxStats,
     DetectionDataModule,
@@ -240,6 +241,14 @@ def download_voc(root: Path, years: Sequence[str]) -> None:
             fetch_archive(url, md5, root, root, f"Pascal VOC {year}")
 
 
+@register_dataset(
+    "voc",
+    kind="detection",
+    classes=VOC_CLASSES,
+    channels=3,
+    native_size=None,
+    fixture="litvision.data.fixtures.detection:voc_fixture",
+)
 class VOCDataModule(DetectionDataModule):
     """Pascal VOC 2007, 2012 or 07+12 (`year`), or any `splits` given as `["<year>/<split>", ...]`.
 

@@ -1,0 +1,1 @@
+"""What every dataset goes through: decoding, splits, samplers, leakage checks, downloads, the device cache."""

@@ -1,0 +1,1 @@
+"""Image transforms: classification presets, detection presets (boxes move with the image), batch mixing."""
