@@ -107,10 +107,10 @@ def _litvision_map(ckpt: Path, root: Path) -> dict[str, float]:
     """litvision's evaluator on the checkpoint's predictions for the test split, in label space."""
     import torch
 
-    from litvision.commands.predict import load_task
     from litvision.data.datasets.coco import COCODetection
     from litvision.data.pipeline.decode import read_rgb
     from litvision.metrics.detection import make_map_metric, metric_targets
+    from litvision.tasks.restore import load_task
     from litvision.utils.safe_load import load_checkpoint
 
     ckpt_data = load_checkpoint(ckpt)

@@ -64,8 +64,8 @@ def test_todays_checkpoint_tests_to_the_same_metrics(checkpoints: dict) -> None:
 def test_todays_checkpoint_rebuilds_the_same_network(checkpoints: dict) -> None:
     """Catches: the old module path no longer resolving (models.__getattr__ removed), and the raw
     target comparison in check_compatible, in the in-process path predict and export use (load_task)."""
-    from litvision.commands.predict import load_task
     from litvision.config import compose
+    from litvision.tasks.restore import load_task
     from litvision.utils.safe_load import check_compatible, load_checkpoint
 
     cfg = compose(OVERRIDES)

@@ -116,3 +116,20 @@ def release_ddp_launch(trainer: Any) -> None:
         dist.destroy_process_group()
     for key in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         os.environ.pop(key, None)
+
+
+def process_rank() -> int:
+    """Zero exactly when this process is global rank zero, from the launcher's environment (0 when
+    launched by hand): the global rank where the launcher sets one, else the local rank, else the node
+    rank. A general cluster (Lightning's own environment) starts each node's first process with only
+    NODE_RANK set: it is rank zero on node 0 alone, and Lightning starts the node's other processes."""
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "JSM_NAMESPACE_RANK", "NODE_RANK", "GROUP_RANK"):
+        value = os.environ.get(key)
+        if value not in (None, ""):
+            try:
+                rank = int(value)
+            except ValueError:
+                continue
+            if rank != 0 or key not in ("LOCAL_RANK", "NODE_RANK"):
+                return rank
+    return 0

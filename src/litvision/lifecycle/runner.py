@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from omegaconf import DictConfig
 
 from litvision.errors import UserError, find_user_error
 from litvision.lifecycle import run_folder as folders
+from litvision.scale import process_rank
 
 log = logging.getLogger(__name__)
 
@@ -95,23 +95,6 @@ class Plan:
         """A fork of a finished run, or a resume given more epochs or steps than the run had."""
         grown = any(k in self.changes for k in ("trainer.max_epochs", "trainer.max_steps"))
         return self.ckpt_path is not None and (self.mode == "fork" or (self.mode == "resume" and grown))
-
-
-def process_rank() -> int:
-    """Zero exactly when this process is global rank zero, from the launcher's environment (0 when
-    launched by hand): the global rank where the launcher sets one, else the local rank, else the node
-    rank. A general cluster (Lightning's own environment) starts each node's first process with only
-    NODE_RANK set: it is rank zero on node 0 alone, and Lightning starts the node's other processes."""
-    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "JSM_NAMESPACE_RANK", "NODE_RANK", "GROUP_RANK"):
-        value = os.environ.get(key)
-        if value not in (None, ""):
-            try:
-                rank = int(value)
-            except ValueError:
-                continue
-            if rank != 0 or key not in ("LOCAL_RANK", "NODE_RANK"):
-                return rank
-    return 0
 
 
 def value_of(args: list[str], key: str) -> str | None:
