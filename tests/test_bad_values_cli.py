@@ -94,7 +94,7 @@ def test_a_value_that_means_nothing_is_one_line_and_leaves_no_folder(tmp_path: P
 def test_folds_are_checked_against_the_class_sizes() -> None:
     """k up to the largest class is accepted (scikit-learn's StratifiedKFold rule), one more is not.
     Catches: the check dropped (k=6 accepted) or off by one (`>=`: the legal k=5 refused)."""
-    from litvision.data.splits import train_val_split
+    from litvision.data.pipeline.splits import train_val_split
     from litvision.errors import UserError
 
     labels = np.array([0] * 5 + [1] * 3)

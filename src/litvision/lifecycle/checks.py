@@ -214,7 +214,7 @@ RULES: tuple[Rule, ...] = (
         "a number of epochs >= 0",
         "model.scheduler.warmup_epochs=1",
     ),
-    # Batch mixing (data/mixing.py): the DataModule checks the range too, but float("abc") there
+    # Batch mixing (data/transforms/mixing.py): the DataModule checks the range too, but float("abc") there
     # is a ValueError traceback, after the run folder exists.
     Rule("data.mixup_alpha", _alpha_ok, "a number >= 0 (0: no MixUp)", "data.mixup_alpha=0.2"),
     Rule("data.cutmix_alpha", _alpha_ok, "a number >= 0 (0: no CutMix)", "data.cutmix_alpha=1.0"),
@@ -358,7 +358,7 @@ def check_values(cfg: DictConfig) -> None:
             )
     data = cfg.get("data")
     if isinstance(data, DictConfig) and ("num_folds" in data or "fold" in data):
-        from litvision.data.splits import check_folds
+        from litvision.data.pipeline.splits import check_folds
 
         # Here rather than in the DataModule's constructor: before the run folder exists. Whether
         # the folds fit the class sizes needs the data: train_val_split checks it at setup.
