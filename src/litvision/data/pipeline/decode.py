@@ -2,7 +2,11 @@
 
 JPEG, PNG, WebP and GIF decode with torchvision.io (libjpeg-turbo/libpng straight
 into a tensor, no PIL image in between); anything else (BMP, TIFF, ...) through
-PIL. Both convert grayscale, CMYK, RGBA (alpha dropped) and palette images to RGB.
+PIL. Both convert grayscale, CMYK, RGBA (alpha dropped) and palette images to RGB, and
+every image comes out the way a photo viewer shows it:
+- 16-bit images (PNG, TIFF) are scaled to 8 bits (65535 -> 255), not clipped or read as 0-255;
+- the EXIF orientation of a phone's photo is applied (a portrait shot stored sideways is upright);
+- an animated GIF, WebP or APNG gives its first frame.
 """
 
 from __future__ import annotations
@@ -40,22 +44,45 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMG_EXTENSIONS and not path.name.startswith(".")
 
 
+# PIL's integer modes: 16-bit grey ("I;16*") and 32-bit ("I", what 16-bit TIFFs and PNGs may open as).
+_PIL_WIDE = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
 def _pil_rgb(path: Path) -> torch.Tensor:
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     with Image.open(path) as im:
+        im.seek(0)
+        im = ImageOps.exif_transpose(im)
+        if im.mode in _PIL_WIDE:
+            # convert("RGB") would clip 16-bit values at 255: scale them as torchvision does (>> 8).
+            wide = np.asarray(im).astype(np.int64)
+            im = Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8), mode="L")
         arr = np.asarray(im.convert("RGB"))
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
+def _as_uint8_rgb(image: torch.Tensor) -> torch.Tensor:
+    """torchvision's decoders give every frame of an animation (N, 3, H, W) and 16-bit PNGs as uint16."""
+    if image.ndim == 4:
+        image = image[0]
+    if image.dtype != torch.uint8:
+        from torchvision.transforms.v2.functional import to_dtype
+
+        image = to_dtype(image, torch.uint8, scale=True)
+    return image.contiguous()
+
+
 def read_rgb(path: str | Path) -> torch.Tensor:
-    """Decode one image file to a uint8 (3, H, W) RGB tensor; a file that fails names itself."""
+    """Decode one image file to a uint8 (3, H, W) RGB tensor, as a photo viewer shows it (EXIF orientation
+    applied, 16 bits scaled to 8, an animation's first frame); a file that fails names itself."""
     path = Path(path)
     try:
         if path.suffix.lower() in _TORCHVISION_FORMATS:
             from torchvision.io import ImageReadMode, decode_image, read_file
 
-            return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+            data = read_file(str(path))
+            return _as_uint8_rgb(decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True))
         return _pil_rgb(path)
     except Exception as e:  # noqa: BLE001 - any decoder failure means the same thing to the user
         reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
