@@ -79,3 +79,18 @@ def test_every_form_reads_as_the_picture_a_viewer_shows(forms: dict, form: str) 
     assert got.dtype == torch.uint8 and got.shape == (3, *expected.shape[:2]), (got.dtype, got.shape)
     diff = (got.permute(1, 2, 0).to(torch.int16) - torch.from_numpy(expected.copy()).to(torch.int16)).abs()
     assert int(diff.max()) <= 1, f"{form}: off by up to {int(diff.max())}"
+
+
+@pytest.mark.parametrize("form", ["grey16.png", "animated.gif", "exif6.png", "rgb8.png"])
+def test_detection_reads_the_same_pixels_in_their_stored_orientation(forms: dict, form: str) -> None:
+    """Detection's reader is the same reader, except that boxes were drawn on the stored pixels: no EXIF
+    rotation. Catches: detection decoding on its own again (the 16-bit PNG as uint16, the GIF as a stack)
+    and EXIF applied under the boxes (the photo turns, its boxes do not)."""
+    from litvision.data.detection import read_image
+
+    path, viewed = forms[form]
+    stored = np.rot90(viewed, k=1) if form.startswith("exif") else viewed
+    got = read_image(path)
+    assert got.dtype == torch.uint8 and tuple(got.shape) == (3, *stored.shape[:2]), (got.dtype, got.shape)
+    diff = (got.permute(1, 2, 0).to(torch.int16) - torch.from_numpy(stored.copy()).to(torch.int16)).abs()
+    assert int(diff.max()) <= 1, f"{form}: off by up to {int(diff.max())}"

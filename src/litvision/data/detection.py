@@ -125,15 +125,16 @@ def box_area(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def read_image(path: str | Path) -> tv_tensors.Image:
-    """Decode an image file to uint8 RGB [3, H, W]."""
-    from torchvision.io import ImageReadMode, decode_image
+    """Decode an image file to uint8 RGB [3, H, W] with the classification reader (16 bits scaled, an
+    animation's first frame), in its stored orientation: the boxes were drawn on those pixels."""
+    from litvision.data.pipeline.decode import UnreadableImage, read_rgb
 
     try:
-        return tv_tensors.Image(decode_image(str(path), mode=ImageReadMode.RGB))
-    except (RuntimeError, OSError) as err:
+        return tv_tensors.Image(read_rgb(path, exif=False))
+    except UnreadableImage as err:
         raise UserError(
-            f"Cannot read the image {path} ({err}); replace the file or remove it from the split."
-        ) from err
+            f"Cannot read the image {path} ({err.reason}); replace the file or remove it from the split."
+        ) from None
 
 
 def detection_collate(batch: Sequence[tuple[torch.Tensor, dict]]) -> tuple[list[torch.Tensor], list[dict]]:

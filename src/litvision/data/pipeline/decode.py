@@ -48,12 +48,13 @@ def is_image_file(path: Path) -> bool:
 _PIL_WIDE = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
-def _pil_rgb(path: Path) -> torch.Tensor:
+def _pil_rgb(path: Path, exif: bool) -> torch.Tensor:
     from PIL import Image, ImageOps
 
     with Image.open(path) as im:
         im.seek(0)
-        im = ImageOps.exif_transpose(im)
+        if exif:
+            im = ImageOps.exif_transpose(im)
         if im.mode in _PIL_WIDE:
             # convert("RGB") would clip 16-bit values at 255: scale them as torchvision does (>> 8).
             wide = np.asarray(im).astype(np.int64)
@@ -73,17 +74,20 @@ def _as_uint8_rgb(image: torch.Tensor) -> torch.Tensor:
     return image.contiguous()
 
 
-def read_rgb(path: str | Path) -> torch.Tensor:
+def read_rgb(path: str | Path, exif: bool = True) -> torch.Tensor:
     """Decode one image file to a uint8 (3, H, W) RGB tensor, as a photo viewer shows it (EXIF orientation
-    applied, 16 bits scaled to 8, an animation's first frame); a file that fails names itself."""
+    applied, 16 bits scaled to 8, an animation's first frame); a file that fails names itself.
+
+    `exif=False` keeps the stored orientation: detection boxes are read against the stored pixels, as
+    torchvision's detection references and pycocotools read them."""
     path = Path(path)
     try:
         if path.suffix.lower() in _TORCHVISION_FORMATS:
             from torchvision.io import ImageReadMode, decode_image, read_file
 
             data = read_file(str(path))
-            return _as_uint8_rgb(decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=True))
-        return _pil_rgb(path)
+            return _as_uint8_rgb(decode_image(data, mode=ImageReadMode.RGB, apply_exif_orientation=exif))
+        return _pil_rgb(path, exif)
     except Exception as e:  # noqa: BLE001 - any decoder failure means the same thing to the user
         reason = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
         raise UnreadableImage(
