@@ -89,6 +89,16 @@ def offline_overrides(cfg) -> list[str]:
     ]
 
 
+def one_line_refusal(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """A CLI refusal: exit 2 and one `error: ` line on stderr holding every needle; returns the line."""
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
 @pytest.fixture
 def helpers_importable(monkeypatch) -> None:
     """tests/ on sys.path: Hydra instantiates the *_helpers callbacks and networks by name."""

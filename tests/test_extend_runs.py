@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import HELPERS_ENV, run_cli, run_folders
+from conftest import HELPERS_ENV, one_line_refusal, run_cli, run_folders
 
 SMALL = [
     "experiment=digits_cnn",
@@ -52,15 +52,6 @@ def _ok(proc: subprocess.CompletedProcess) -> str:
     assert "Traceback" not in out and "dirpath has changed" not in out, out[-3000:]
     assert "exists and is not empty" not in out, out[-3000:]  # a resume's own checkpoints/
     return out
-
-
-def _refused(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def _state(folder: Path) -> dict[str, tuple[bytes, int]]:
@@ -161,8 +152,10 @@ def test_extension_that_trains_nothing_is_refused_in_one_line(stopped: Path) -> 
     nothing), a folder left behind, the parent touched."""
     runs = stopped.parent.parent
     known, before = set(run_folders(runs)), _state(stopped)
-    _refused(_fit(f"resume={stopped}", "trainer.max_epochs=3"), "trainer.max_epochs=3", "has done 3 epochs")
-    _refused(_fit(f"resume={stopped}", "trainer.max_steps=5"), "trainer.max_steps=5", "(18 steps)")
+    one_line_refusal(
+        _fit(f"resume={stopped}", "trainer.max_epochs=3"), "trainer.max_epochs=3", "has done 3 epochs"
+    )
+    one_line_refusal(_fit(f"resume={stopped}", "trainer.max_steps=5"), "trainer.max_steps=5", "(18 steps)")
     assert set(run_folders(runs)) == known and _state(stopped) == before
 
 
@@ -194,7 +187,7 @@ def test_resume_with_max_steps_already_done_is_refused(interrupted: Path) -> Non
     """Catches: the schedule "re-planned from 12 to 2 steps" and the run closed as finished, the
     refusal writing a resume record."""
     before = _state(interrupted)
-    _refused(
+    one_line_refusal(
         _fit(f"resume={interrupted}", "trainer.max_steps=6"),
         "trainer.max_steps=6",
         "has done 1 epoch (6 steps)",
@@ -213,7 +206,7 @@ def test_edited_config_yaml_is_one_line_naming_the_file(edit: str, interrupted: 
     else:
         config.write_text(config.read_text() + "extra: [1, 2\nmore: 3\n")
     before = _state(run)
-    line = _refused(_fit(f"resume={run}"), str(config))
+    line = one_line_refusal(_fit(f"resume={run}"), str(config))
     assert "Drop that override" not in line
     if edit == "hand-edited":
         assert "model.optimizer.lr=0.02" in line and "edited by hand" in line and "lr: 0.01" in line

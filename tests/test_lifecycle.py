@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import HELPERS_ENV, ROOT, compose_cfg, run_cli, run_folders
+from conftest import HELPERS_ENV, ROOT, compose_cfg, one_line_refusal, run_cli, run_folders
 
 FAST = [
     "experiment=digits_cnn",
@@ -26,15 +26,6 @@ FAST = [
     "callbacks.model_summary=null",
     "callbacks.sample_grid=null",
 ]
-
-
-def _one_line_refusal(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -115,7 +106,7 @@ def test_bad_input_is_one_line_and_leaves_no_run_folder(args: list[str], needle:
     """Catches: a check dropped from lifecycle/checks.py, or a late refusal that leaves its folder."""
     runs = tmp_path / "runs"
     proc = run_cli("litvision", "fit", *args, f"paths.runs_dir={runs}", timeout=300)
-    _one_line_refusal(proc, needle)
+    one_line_refusal(proc, needle)
     assert not runs.exists() or not any(runs.rglob("*")), sorted(runs.rglob("*"))
 
 
@@ -123,7 +114,7 @@ def test_unwritable_runs_folder_is_one_line(tmp_path: Path) -> None:
     runs = tmp_path / "file_not_folder"
     runs.write_text("x")
     proc = run_cli("litvision", "fit", f"paths.runs_dir={runs}/runs", timeout=300)
-    _one_line_refusal(proc, str(runs))
+    one_line_refusal(proc, str(runs))
 
 
 def test_user_error_nested_in_instantiate_reaches_the_boundary_unwrapped() -> None:
@@ -178,7 +169,7 @@ def test_resume_with_a_changed_key_outside_the_allowed_set_is_refused(tmp_path: 
     proc = run_cli(
         "litvision", "fit", f"resume={run}", "model.optimizer.lr=0.5", env=HELPERS_ENV, timeout=300
     )
-    _one_line_refusal(proc, "model.optimizer.lr", "0.003", "0.5")
+    one_line_refusal(proc, "model.optimizer.lr", "0.003", "0.5")
     assert _digest(run) == before, "a refused resume writes nothing"
 
     # An allowed change (more epochs) goes through and is recorded with both values.
@@ -208,7 +199,7 @@ def test_finished_run_is_read_only_and_a_new_run_starts_from_it(finished: Path, 
 
     # Pointing a new command at the finished folder itself is refused.
     proc = run_cli("litvision", "fit", f"hydra.run.dir={finished}", env=HELPERS_ENV, timeout=300)
-    _one_line_refusal(proc, "finished run")
+    one_line_refusal(proc, "finished run")
     assert _digest(finished) == before
 
 
@@ -242,7 +233,7 @@ def test_two_resumes_of_one_run_at_once_one_is_refused(tmp_path: Path) -> None:
         second = run_cli(
             "litvision", "fit", f"resume={run}", "trainer.max_epochs=40", env=HELPERS_ENV, timeout=300
         )
-        _one_line_refusal(second, "is being trained by pid")
+        one_line_refusal(second, "is being trained by pid")
         assert first.poll() is None, "the refused resume must not disturb the running one"
         assert not (run / "resume-2.yaml").exists()
     finally:
@@ -252,7 +243,7 @@ def test_two_resumes_of_one_run_at_once_one_is_refused(tmp_path: Path) -> None:
 
 def test_resume_of_a_folder_that_is_no_run_is_refused(tmp_path: Path) -> None:
     proc = run_cli("litvision", "fit", f"resume={tmp_path}", timeout=300)
-    _one_line_refusal(proc, "not a run folder")
+    one_line_refusal(proc, "not a run folder")
 
 
 def test_a_runs_hydra_folder_belongs_to_its_run(finished: Path) -> None:
@@ -305,7 +296,7 @@ def test_payload_checkpoint_is_refused_by_every_command(
     proc = run_cli(
         "litvision", command, "experiment=digits_cnn", *args, f"paths.runs_dir={runs}", env=HELPERS_ENV
     )
-    line = _one_line_refusal(proc, str(ckpt))
+    line = one_line_refusal(proc, str(ckpt))
     assert "refuses to execute code" in line
     assert not marker.exists()
     assert not runs.exists() or not any(runs.rglob("*"))
@@ -323,7 +314,7 @@ def test_checkpoint_of_another_experiment_is_one_line(finished: Path, tmp_path: 
         f"paths.runs_dir={runs}",
         env=HELPERS_ENV,
     )
-    _one_line_refusal(proc, "digits_cnn", "yolov1_shapes")
+    one_line_refusal(proc, "digits_cnn", "yolov1_shapes")
     assert not runs.exists() or not any(runs.rglob("*"))
 
 
@@ -331,5 +322,5 @@ def test_tune_under_ddp_is_one_line_and_leaves_no_folder(tmp_path: Path) -> None
     """Catches: the tuner's DDP refusal running after the lifecycle made the tune folder."""
     runs = tmp_path / "runs"
     proc = run_cli("litvision", "tune", "trainer=ddp_cpu", f"paths.runs_dir={runs}", timeout=300)
-    _one_line_refusal(proc, "tune runs on one device", "trainer.devices=2")
+    one_line_refusal(proc, "tune runs on one device", "trainer.devices=2")
     assert not runs.exists() or not any(runs.rglob("*"))

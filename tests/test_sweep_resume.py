@@ -6,12 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import HELPERS_ENV, compose_cfg, run_cli
+from conftest import HELPERS_ENV, compose_cfg, one_line_refusal, run_cli
 
 TINY = [
     "experiment=digits_cnn",
@@ -32,15 +31,6 @@ def _digest(folder: Path) -> dict[str, tuple[str, int]]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
-
-
-def _one_line_refusal(proc: subprocess.CompletedProcess, *needles: str) -> str:
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-3000:]
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 def _trained(marker: Path) -> list[tuple[str, str]]:
@@ -149,19 +139,19 @@ def test_sweep_resume_of_a_missing_folder_or_a_non_sweep_is_one_line(tmp_path: P
     proc = run_cli(
         "litvision", "sweep", f"resume={tmp_path / 'nope'}", f"paths.runs_dir={runs}", env=HELPERS_ENV
     )
-    _one_line_refusal(proc, f"resume={tmp_path / 'nope'}: no such folder")
+    one_line_refusal(proc, f"resume={tmp_path / 'nope'}: no such folder")
 
     plain = tmp_path / "plain"
     (plain / "sub").mkdir(parents=True)
     (plain / "notes.txt").write_text("not a sweep")
     proc = run_cli("litvision", "sweep", f"resume={plain}", f"paths.runs_dir={runs}", env=HELPERS_ENV)
-    _one_line_refusal(proc, "is not a sweep folder", "sweep.yaml")
+    one_line_refusal(proc, "is not a sweep folder", "sweep.yaml")
 
     run = tmp_path / "a_run"
     run.mkdir()
     (run / "config.yaml").write_text("name: digits_cnn\n")
     proc = run_cli("litvision", "sweep", f"resume={run}", env=HELPERS_ENV)
-    _one_line_refusal(proc, "is not a sweep folder", f"litvision fit resume={run}")
+    one_line_refusal(proc, "is not a sweep folder", f"litvision fit resume={run}")
 
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
         "a_run", "a_run/config.yaml", "plain", "plain/notes.txt", "plain/sub",
@@ -175,7 +165,7 @@ def test_sweep_resume_that_changes_what_jobs_train_is_refused(tmp_path: Path) ->
     (sweep / "sweep.yaml").write_text(yaml.safe_dump({"overrides": [*TINY, "seed=1,2"]}))
     before = _digest(sweep)
     proc = run_cli("litvision", "sweep", f"resume={sweep}", "model.optimizer.lr=0.5", env=HELPERS_ENV)
-    _one_line_refusal(proc, "model.optimizer.lr=0.5 would change what its jobs train")
+    one_line_refusal(proc, "model.optimizer.lr=0.5 would change what its jobs train")
     assert _digest(sweep) == before and sorted(p.name for p in sweep.iterdir()) == ["sweep.yaml"]
 
 
@@ -222,7 +212,7 @@ def test_fold_out_of_range_from_the_cli_is_one_line_and_writes_nothing(tmp_path:
         "data.fold=5",
         f"paths.runs_dir={runs}",
     )
-    _one_line_refusal(proc, "data.fold=5 is out of range for data.num_folds=5")
+    one_line_refusal(proc, "data.fold=5 is out of range for data.num_folds=5")
     assert not runs.exists() or not any(runs.rglob("*"))
 
 
