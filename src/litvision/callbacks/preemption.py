@@ -9,10 +9,10 @@ with a timeout budget. Two requeue mechanisms fight: whichever handler is instal
 wins. Here the signal handlers only set a flag; at the next `on_train_batch_end` all ranks agree
 (one all-reduce), save `last.ckpt` together, and only then is submitit's own handler called (rank 0
 dumps the job and requeues it; submitit counts timeouts). Lightning's auto-requeue is turned off in
-`litvision.scale.trainer_plugins`. Without submitit but under SLURM, rank 0 runs `scontrol requeue`.
+`litvision.hardware.trainer_plugins`. Without submitit but under SLURM, rank 0 runs `scontrol requeue`.
 
 The requeued job re-runs the same Hydra job in the same run folder, finds `checkpoints/last.ckpt`
-there and resumes from it (`litvision.scale.resume_checkpoint`); anything else that keeps state in
+there and resumes from it (the lifecycle, `litvision.lifecycle.runner`); anything else that keeps state in
 the run folder (e.g. a W&B run id) is found again the same way.
 
 Exactness: the checkpoint also holds every rank's RNG states (dropout, augmentation in the main

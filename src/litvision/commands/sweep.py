@@ -120,9 +120,10 @@ def _job(cfg: DictConfig) -> float | None:
 def _run_job(cfg: DictConfig) -> dict[str, Any]:
     from pathlib import Path
 
+    from litvision.commands.fit import COMMAND as FIT
     from litvision.lifecycle import run_folder
     from litvision.lifecycle.resume import check_resume_changes
-    from litvision.lifecycle.runner import COMMANDS, execute, plan_for_config
+    from litvision.lifecycle.runner import execute, plan_for_config
 
     run_dir = Path(cfg.paths.output_dir)
     changes = {}
@@ -134,7 +135,7 @@ def _run_job(cfg: DictConfig) -> dict[str, Any]:
         summary = run_folder.read_summary_safely(run_dir) or {}
         print(f"{run_dir} is finished: skipped.", file=sys.stderr)
         return summary
-    plan = plan_for_config(COMMANDS["fit"], cfg, job=True)
+    plan = plan_for_config(FIT, cfg, job=True)
     plan.changes = changes
     return execute(plan)
 

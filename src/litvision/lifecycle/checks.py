@@ -402,7 +402,7 @@ def _read_only_fs(path: Path) -> bool:
 
 def preflight(cfg: DictConfig) -> None:
     """Everything that can be known wrong before a run folder is made."""
-    from litvision.scale import check_hardware
+    from litvision.hardware import check_hardware
     from litvision.tasks.options import check_training_options
 
     check_values(cfg)
