@@ -83,9 +83,10 @@ def test_kfold_on_digits_keeps_the_test_split_out(runs_dir: Path) -> None:
     vals, tests = [], []
     for fold in range(5):
         dm = datamodule(["experiment=digits_cnn", "data.num_folds=5", f"data.fold={fold}"], runs_dir)
-        x_val = dm.datasets["val"].tensors[0]
+        val, test = dm.datasets["val"], dm.datasets["test"]
+        x_val = val.source.images[val.indices]
         vals.append({tuple(r.tolist()) for r in x_val.flatten(1)})
-        tests.append(dm.datasets["test"].tensors[0])
+        tests.append(test.source.images[test.indices])
         assert len(dm.datasets["train"]) + len(dm.datasets["val"]) + len(dm.datasets["test"]) == 1797
     assert all(t.equal(tests[0]) for t in tests)
     assert sum(len(v) for v in vals) == 1797 - len(tests[0])
