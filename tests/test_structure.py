@@ -121,3 +121,26 @@ def test_the_checks_see_a_planted_cycle_and_an_upward_import() -> None:
     graph = {"litvision.data.a": {"litvision.tasks.b"}, "litvision.tasks.b": {"litvision.data.a"}}
     assert cycles(graph) == [["litvision.data.a", "litvision.tasks.b"]]
     assert _layer("litvision.tasks.b") > _layer("litvision.data.a")
+
+
+def test_the_lifecycle_is_handed_its_commands() -> None:
+    """The lifecycle imports no command and names none by a "module:function" string: the CLI's one table
+    (litvision.cli.COMMANDS) hands it each command's spec, with the runner imported directly.
+    Catches: runner.py calling "litvision.commands.fit:run" through importlib again (the string hides a
+    commands -> lifecycle -> commands circle from the graph), or importing a command module itself."""
+    import re
+
+    commands = ("commands", "tuning", "deploy", "cli", "train")
+    wrong = [
+        f"{a} -> {b}"
+        for a, targets in import_graph().items()
+        if a.startswith("litvision.lifecycle")
+        for b in targets
+        if b.split(".")[1] in commands
+    ]
+    wrong += [
+        f"{p.name}: {s}"
+        for p in sorted((SRC / "litvision" / "lifecycle").glob("*.py"))
+        for s in re.findall(r"litvision(?:\.\w+)+:\w+", p.read_text())
+    ]
+    assert not wrong, wrong
