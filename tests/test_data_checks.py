@@ -59,7 +59,10 @@ def test_stratified_folds_are_disjoint_cover_and_keep_class_shares() -> None:
 
 
 def test_kfold_on_an_image_folder_datamodule(tmp_path: Path, runs_dir: Path) -> None:
-    """Catches a DataModule that ignores data.num_folds/data.fold (val stays the val_fraction split)."""
+    """Folds without and with a test split carved out of the folder (data.test_fraction).
+    Catches a DataModule that ignores data.num_folds/data.fold (val stays the val_fraction split),
+    k-fold ignored when data.test_fraction is set, and fold indices taken as indices of the whole
+    folder instead of the images left after the test split (test images in train or val)."""
     rng = np.random.default_rng(0)
     counts = {"a": 12, "b": 8, "c": 10}
     for cls, n in counts.items():
@@ -76,6 +79,18 @@ def test_kfold_on_an_image_folder_datamodule(tmp_path: Path, runs_dir: Path) -> 
         assert all(abs(per_class[k] - n / 5) < 1 for k, n in enumerate(counts.values()))
         folds.append(set(val.indices.tolist()))
     assert set().union(*folds) == set(range(30)) and sum(map(len, folds)) == 30
+
+    folds, tests = [], []
+    for fold in range(5):
+        dm = datamodule([*base, "data.test_fraction=0.2", "data.num_folds=5", f"data.fold={fold}"], runs_dir)
+        train, val, test = (set(dm.datasets[k].indices.tolist()) for k in ("train", "val", "test"))
+        assert not train & val and not (train | val) & test and len(train | val | test) == 30
+        folds.append(val)
+        tests.append(test)
+    assert all(t == tests[0] for t in tests) and 4 <= len(tests[0]) <= 8, "one test split for every fold"
+    rest = set(range(30)) - tests[0]
+    assert set().union(*folds) == rest and sum(map(len, folds)) == len(rest), "the folds partition the rest"
+    assert max(map(len, folds)) - min(map(len, folds)) <= 2
 
 
 def test_kfold_on_digits_keeps_the_test_split_out(runs_dir: Path) -> None:
