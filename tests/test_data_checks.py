@@ -271,3 +271,44 @@ def test_planted_duplicate_in_cifar_batches(tmp_path: Path, runs_dir: Path) -> N
     position = int(np.flatnonzero(dm.datasets[split].indices == 27)[0])
     assert found["across"][f"{split}/test"] == {"count": 1, "examples": [[f"{split}[{position}]", "test[2]"]]}
     assert sum(r["count"] for part in ("within", "across") for r in found[part].values()) == 1
+
+
+def _dhash_image(bits: np.ndarray) -> np.ndarray:
+    """A (1, 64, 72) uint8 image whose dHash is `bits` (8 rows x 8): 8x8-pixel blocks on a 8x9 grid,
+    each block brighter than its left neighbour where the bit is 1 (the pooling reads whole blocks)."""
+    steps = np.where(bits, 10, -10)
+    grid = np.concatenate([np.full((8, 1), 100), 100 + np.cumsum(steps, axis=1)], axis=1)
+    return np.kron(grid, np.ones((8, 8))).astype(np.uint8)[None]
+
+
+def test_near_duplicates_at_the_threshold_count_and_one_bit_more_does_not() -> None:
+    """Three test images 4, 5 and 6 bits of dHash away from the one training image: the
+    threshold is 5 bits inclusive (`<= 5`, imagehash's rule), so 4 and 5 count and 6 does not.
+    Catches: `<` for `<=` at the threshold (the 5-bit copy missed), and a threshold of 6 (or
+    `<= threshold + 1`: the 6-bit image flagged)."""
+    from litvision.data.pipeline.duplicates import NEAR_THRESHOLD, dhash, find_duplicates
+
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 2, (8, 8)).astype(bool)
+    flips = rng.permutation(64)
+    train = _dhash_image(base)[None]
+    test = []
+    for n in (4, 5, 6):
+        bits = base.copy().ravel()
+        bits[flips[:n]] ^= True
+        test.append(_dhash_image(bits.reshape(8, 8)))
+    test = np.stack(test)
+    for img, n in zip(test, (4, 5, 6), strict=True):  # the images have the distances they claim
+        assert bin(dhash(img) ^ dhash(train[0])).count("1") == n
+    found = find_duplicates(
+        {
+            "train": (lambda i: train[i], 1, lambda i: f"train[{i}]", train),
+            "test": (lambda i: test[i], 3, lambda i: f"test[{i}]", test),
+        },
+        mode="near",
+    )
+    assert NEAR_THRESHOLD == 5 and found["near_threshold_bits"] == 5
+    assert found["near_across"]["train/test"] == {
+        "count": 2,
+        "examples": [["train[0]", "test[0]"], ["train[0]", "test[1]"]],
+    }
