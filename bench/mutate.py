@@ -257,6 +257,13 @@ EQUIVALENT: dict[str, str] = {
     "litvision.lifecycle.runner.x__configure_logging__mutmut_13": (
         "configure_log's verbose_config defaults to False, the value of hydra.verbose in configs/hydra"
     ),
+    **{
+        name: "softmax(dim=+1) instead of dim=-1: the logits are (N, num_classes), so dim 1 is the last dim"
+        for name in (
+            "litvision.tasks.tta.x_tta_logits__mutmut_17",
+            "litvision.tasks.tta.x_predict_probabilities__mutmut_10",
+        )
+    },
     "litvision.tasks.optim.x_lr_scale__mutmut_9": (
         "getattr(trainer, 'world_size', None) or 1: a missing world size becomes 1 through `or 1` either way"
     ),
