@@ -1,7 +1,7 @@
 """Mutation testing of the modules whose bugs cost users most: `make mutate` (not part of CI).
 
-    python -m bench.mutate                 # every module below (~27 min on a shared, busy 2-core VM)
-    python -m bench.mutate splits optim    # some of them (names are the keys of MODULES)
+    python -m bench.mutate                 # every module below (hours on the 2-core VM: run it in parts)
+    python -m bench.mutate splits optim    # some of them (names are the keys of MODULES; bench/README.md)
 
 mutmut 3 (PyPI) rewrites one module at a time into many "mutants" (a `<` turned `<=`, a constant
 changed, an argument dropped, ...) and runs, for each mutant, only the tests of that module's fast
