@@ -36,8 +36,8 @@ def test_trained_detector_per_class_ap_averages_to_its_map_50(real_runs) -> None
 def test_digits_export_matches_the_checkpoint(real_runs, tmp_path: Path) -> None:
     """`litvision export` of the tier's trained digits run exports its best checkpoint (summary.json's)
     and records parity checks that ran and passed within the 1e-4 tolerance. Catches: a run folder
-    exported from last.ckpt instead of its best checkpoint, and no parity batch checked (an empty
-    check list recorded as passed)."""
+    exported from last.ckpt instead of its best checkpoint, and the parity check run on no batch
+    (the export fails: its max over no difference raises)."""
     run, summary = real_runs.folder("digits"), real_runs.summary("digits")
     out = tmp_path / "export"
     run_cli("litvision", "export", str(run), "--format", "onnx", "--out-dir", str(out), check=True)
