@@ -1,6 +1,6 @@
 """The real-run tier: small real runs, trained through the CLI once per suite run and shared by the
-tests that read them (tests/test_real_runs.py, and the fixtures of test_extend_runs.py,
-test_sweep_compare.py, test_predict.py and test_detection_report.py that used to train their own).
+tests that read them (tests/test_real_runs.py, and the fixtures of test_extend_runs.py and
+test_sweep_compare.py that used to train their own).
 
 `make test` runs the files on 2 pytest-xdist workers, so a session fixture runs once per worker. The
 runs are built under the session's shared temporary folder (the parent of each worker's basetemp),
@@ -42,7 +42,7 @@ DIGITS = [
 
 # name -> the command line after `python -m litvision` (paths.runs_dir is added).
 COMMANDS: dict[str, list[str]] = {
-    # A short digits_cnn run with a test: export, predict and the console read it.
+    # A short digits_cnn run with a test: export and the console read it.
     "digits": ["fit", *DIGITS, "trainer.max_epochs=3", "trainer.deterministic=true"],
     # Early stopping ends it after 3 epochs: no gain is ever larger than 1.0, patience 2
     # (test_extend_runs.py extends it).
@@ -66,17 +66,8 @@ COMMANDS: dict[str, list[str]] = {
         "model.optimizer.lr=1e-3,1e-2",
         "seed=1,2",
     ],
-    # A detector trained for 3 short epochs: enough for boxes above the score threshold, so the
-    # per-class AP table and map_50 have something to disagree about.
-    "yolov1": [
-        "fit",
-        "experiment=yolov1_shapes",
-        "trainer.max_epochs=3",
-        "++trainer.limit_train_batches=12",
-        "logger=csv",
-        "callbacks.rich_progress_bar=null",
-        "callbacks.model_summary=null",
-    ],
+    # Not yet here: a few-epoch yolov1_shapes run for the per-class AP vs map_50 check on real
+    # outputs (its build took over pytest's 900 s timeout on the loaded VM; see the round's report).
 }
 
 
