@@ -168,7 +168,8 @@ def _write_run_file(run_dir: Path, data: dict[str, Any]) -> None:
 
 def finish(loggers: list[Any], summary: Mapping[str, Any] | None = None) -> None:
     """At the end of a job (rank zero): summary.json and config.yaml as artifacts of the MLflow run,
-    and summary facts (wall time, epochs) as tags; the run is marked finished."""
+    and summary facts (wall time, epochs) as tags. Lightning's `MLFlowLogger.finalize` has marked the
+    run FINISHED already, at the end of fit and of test (tests/test_tracking_mlflow.py checks it)."""
     if rank_zero_only.rank != 0:
         return
     for logger in loggers:
@@ -187,4 +188,3 @@ def finish(loggers: list[Any], summary: Mapping[str, Any] | None = None) -> None
         for k in ("wall_time_s", "epochs_completed", "best_checkpoint", "git_commit"):
             if summary and summary.get(k) is not None:
                 client.set_tag(run_id, f"summary.{k}", str(summary[k]))
-        client.set_terminated(run_id, "FINISHED")
