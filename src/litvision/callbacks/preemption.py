@@ -1,6 +1,8 @@
 """Pre-emption: on SIGUSR1/SIGUSR2/SIGTERM, checkpoint at the next batch boundary, stop, and requeue
 under SLURM; a resumed run continues bit-exactly (same weights as an uninterrupted run on the CPU
-with `trainer.deterministic=true`).
+with `trainer.deterministic=true`). Ctrl-C (SIGINT) stops a run the same way, without a requeue, and
+one line says how to resume it (`litvision fit resume=<run>`, or for a sweep's job the same sweep
+command); a second Ctrl-C before that batch boundary stops at once (KeyboardInterrupt, as before).
 
 Why not Lightning's SLURM auto-requeue: its SIGUSR1 handler saves the checkpoint inside the signal
 handler (under DDP, a collective at an arbitrary point of the step) and calls `scontrol requeue`
@@ -105,7 +107,7 @@ class PreemptionCheckpoint(Callback):
         self,
         dirpath: str,
         filename: str = "last",
-        signals: tuple[str, ...] | list[str] = ("SIGUSR1", "SIGUSR2", "SIGTERM"),
+        signals: tuple[str, ...] | list[str] = ("SIGUSR1", "SIGUSR2", "SIGTERM", "SIGINT"),
         requeue: bool = True,
     ) -> None:
         self.path = Path(dirpath) / f"{filename}.ckpt"
@@ -118,6 +120,8 @@ class PreemptionCheckpoint(Callback):
 
     # -- signals: the handler only sets a flag ----------------------------------------------------
     def _handler(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self._received == signal.SIGINT:
+            raise KeyboardInterrupt  # Ctrl-C twice: the user does not want to wait for the checkpoint
         self._received = signum
 
     def _install(self) -> None:
@@ -178,13 +182,19 @@ class PreemptionCheckpoint(Callback):
         name = signal.Signals(signum).name
         self._stopping = True
         trainer.save_checkpoint(str(self.path))
+        requeue = (
+            self.requeue and signum not in (signal.SIGTERM, signal.SIGINT) and os.environ.get("SLURM_JOB_ID")
+        )
         if trainer.is_global_zero:
+            from litvision.lifecycle.sweeps import resume_hint
+
             # On the console too (the job's stdout): the quiet console keeps Lightning's info lines in the log file.
+            hint = "" if requeue else f"; {resume_hint(self.path.parent.parent)}"
             tell_user(
                 log,
-                f"{name}: saved {self.path} at epoch {trainer.current_epoch}, step {trainer.global_step}.",
+                f"{name}: saved {self.path} at epoch {trainer.current_epoch}, step {trainer.global_step}{hint}.",
             )
-        if self.requeue and signum != signal.SIGTERM and os.environ.get("SLURM_JOB_ID"):
+        if requeue:
             self._requeue(trainer, signum)
         raise Preempted(128 + int(signum))
 
