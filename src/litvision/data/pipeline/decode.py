@@ -8,8 +8,8 @@ through PIL. Every form comes out as the picture a viewer shows, as uint8 RGB:
 - 16-bit images (grey or RGB PNG, TIFF) are scaled to 8 bits (65535 -> 255), not clipped or read as 0-255;
 - transparency (RGBA, LA, a palette or grey image with a transparent colour, a GIF's transparent index)
   is composited on WHITE, the background a browser page or an image viewer shows it on, and what
-  Hugging Face transformers' `image_transforms.convert_to_rgb` does (Image.alpha_composite on
-  (255, 255, 255)); dropping alpha instead (PIL's convert("RGB"), torchvision's ImageReadMode.RGB)
+  Hugging Face transformers' `convert_to_rgb` (Image.alpha_composite on (255, 255, 255)) and vLLM's
+  `multimodal/image.py` `rgba_to_rgb` do; dropping alpha instead (PIL's convert("RGB"), torchvision's ImageReadMode.RGB)
   shows whatever colour the transparent pixels happen to store, often black;
 - the EXIF orientation of a phone's photo is applied (a portrait shot stored sideways is upright);
 - an animated GIF, WebP or APNG gives its first frame (as PIL and torchvision show a still), and
