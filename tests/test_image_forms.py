@@ -243,9 +243,9 @@ def test_train_predict_and_grid_see_the_same_tensor(
     """For each form, the DataModule's dataset item (uint8, before normalisation), predict's input (its
     reader and the checkpoint's inference transform) and the sample grid's picture (the loader's
     normalising collate, un-normalised as the grid does) are one tensor: the viewer's picture in the
-    model's channels. Catches: predict or training reading a file their own way (e.g. training dropping
-    alpha while predict composites), the channel conversion done in one path only (in_channels=1: the
-    dataset gives 3 channels), and the grid un-normalising with other statistics."""
+    model's channels. Catches: predict reading a file its own way (read_checked without EXIF: exif6.png
+    differs), the channel conversion left out of the dataset (in_channels=1: it gives 3 channels while
+    predict gives 1), and the grid un-normalising with other statistics (every form differs)."""
     from torch.utils.data import DataLoader
 
     from litvision.callbacks.sample_grid import unnormalize
