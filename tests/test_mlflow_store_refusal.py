@@ -94,3 +94,40 @@ def test_usable_stores_pass(tmp_path: Path) -> None:
         check_store(uri, "MLFLOW_TRACKING_URI")
     (tmp_path / "a.db").write_bytes(b"")
     check_store(f"sqlite:///{tmp_path}/a.db", "MLFLOW_TRACKING_URI")
+
+
+@pytest.mark.parametrize(("status", "refused"), [(200, False), (401, False), (404, True)])
+def test_a_server_is_asked_for_its_health(status: int, refused: bool) -> None:
+    """A local HTTP server answering GET /health with `status`. Catches: any server that accepts the
+    connection taken for an MLflow server (a proxy or another web app answering 404), and a server
+    that asks for credentials refused (MLflow's client sends them)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            seen.append(self.path)
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(b"OK" if status == 200 else b"")
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        uri = f"http://127.0.0.1:{server.server_address[1]}/"
+        if refused:
+            with pytest.raises(
+                UserError, match=r"is not an MLflow tracking server \(.*/health gave HTTP 404\)"
+            ):
+                check_store(uri, "MLFLOW_TRACKING_URI")
+        else:
+            check_store(uri, "MLFLOW_TRACKING_URI")
+        assert seen == ["/health"]
+    finally:
+        server.shutdown()
+        server.server_close()

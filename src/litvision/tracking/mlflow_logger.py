@@ -21,7 +21,7 @@ that tools searching the run folder for those names do not find a second run in 
 
 Checked up front (`check_store`, from the pre-flight checks, before any run folder exists): a
 tracking URI whose store cannot work is refused in one line (a SQLite file or store folder that is
-read-only or missing, a server that does not answer within 3 s, an unknown scheme) instead of
+read-only or missing, a server that does not answer GET /health within 3 s, an unknown scheme) instead of
 MLflow retrying for minutes and then failing after the run folder was made.
 
 Resume: the run id and tracking URI are kept in `<run>/mlflow_run.json` (as W&B's id is kept in
@@ -75,7 +75,7 @@ _CONNECT_TIMEOUT_S = 3.0
 
 
 def _store_problem(uri: str) -> str | None:
-    """Why an MLflow store at `uri` cannot be used, or None (probed cheaply: a file, a folder, a socket)."""
+    """Why an MLflow store at `uri` cannot be used, or None (probed cheaply: a file, a folder, GET /health)."""
     from urllib.parse import urlparse
 
     from litvision.lifecycle.checks import unwritable
@@ -96,16 +96,24 @@ def _store_problem(uri: str) -> str | None:
             return f"{db} is read-only or not a file"
         return None
     if scheme in ("http", "https"):
-        import socket
+        import urllib.error
+        import urllib.request
 
         if not parsed.hostname:
             return "it names no host"
-        port = parsed.port or (443 if scheme == "https" else 80)
+        # Every MLflow tracking server answers GET /health with 200 "OK"; MLflow's own client would
+        # retry a dead server for minutes before its first error.
+        health = uri.rstrip("/") + "/health"
         try:
-            socket.create_connection((parsed.hostname, port), timeout=_CONNECT_TIMEOUT_S).close()
-        except OSError as e:
-            return f"no server answers at {parsed.hostname}:{port} ({type(e).__name__}: {e})"
-        return None
+            with urllib.request.urlopen(health, timeout=_CONNECT_TIMEOUT_S):
+                return None
+        except urllib.error.HTTPError as e:
+            if e.code in (401, 403):
+                return None  # a server that wants credentials: MLflow's client sends them
+            return f"the server at {parsed.netloc} is not an MLflow tracking server ({health} gave HTTP {e.code})"
+        except (OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            return f"no server answers at {parsed.netloc} ({type(reason).__name__}: {reason})"
     if scheme in ("", "file"):
         folder = Path(parsed.path if scheme == "file" else uri).expanduser()
         probe = unwritable(folder)
