@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT, one_line_refusal, run_cli
 
 from litvision.errors import UserError
-from litvision.tracking.mlflow_logger import check_store
+from litvision.tracking.mlflow_store import check_store
 
 FIT = ["fit", "experiment=digits_cnn", "logger=mlflow", "debug=limit"]
 

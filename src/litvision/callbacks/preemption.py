@@ -77,6 +77,22 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+# lifecycle/sweeps.SWEEP_FILE: a sweep folder holds it (callbacks/ sits below the lifecycle's layer).
+_SWEEP_FILE = "sweep.yaml"
+
+
+def resume_hint(run_dir: Path) -> str:
+    """How to continue an interrupted run: its sweep command for a sweep's job, else `fit resume=`."""
+    run_dir = Path(run_dir)
+    sweep = run_dir.parent
+    if (sweep / _SWEEP_FILE).is_file():
+        return (
+            f"run the same sweep command again (or `litvision sweep resume={sweep}`) to resume job "
+            f"{run_dir.name} from it; finished jobs are skipped"
+        )
+    return f"resume with `litvision fit resume={run_dir}`"
+
+
 class Preempted(SystemExit):
     """Raised on every rank after the pre-emption checkpoint is written; exit code 128 + signal."""
 
@@ -186,8 +202,6 @@ class PreemptionCheckpoint(Callback):
             self.requeue and signum not in (signal.SIGTERM, signal.SIGINT) and os.environ.get("SLURM_JOB_ID")
         )
         if trainer.is_global_zero:
-            from litvision.lifecycle.sweeps import resume_hint
-
             # On the console too (the job's stdout): the quiet console keeps Lightning's info lines in the log file.
             hint = "" if requeue else f"; {resume_hint(self.path.parent.parent)}"
             tell_user(

@@ -421,7 +421,7 @@ def check_logger_stores(cfg: DictConfig) -> None:
     for name, logger in loggers.items():
         if not isinstance(logger, DictConfig) or not str(logger.get("_target_", "")).endswith("MLFlowLogger"):
             continue
-        from litvision.tracking.mlflow_logger import check_store
+        from litvision.tracking.mlflow_store import check_store
 
         uri = logger.get("tracking_uri")
         if uri:

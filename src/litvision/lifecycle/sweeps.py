@@ -156,18 +156,6 @@ def record_start(folder: Path, args: list[str]) -> None:
     atomic_write(path, yaml.safe_dump(data, sort_keys=False))
 
 
-def resume_hint(run_dir: Path) -> str:
-    """How to continue an interrupted run: its sweep command for a sweep's job, else `fit resume=`."""
-    run_dir = Path(run_dir)
-    sweep = run_dir.parent
-    if (sweep / SWEEP_FILE).is_file():
-        return (
-            f"run the same sweep command again (or `litvision sweep resume={sweep}`) to resume job "
-            f"{run_dir.name} from it; finished jobs are skipped"
-        )
-    return f"resume with `litvision fit resume={run_dir}`"
-
-
 class SweepLock(RunLock):
     """One process runs a sweep folder at a time (the run lock's flock, on the sweep folder)."""
 

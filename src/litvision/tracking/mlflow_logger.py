@@ -19,7 +19,7 @@ every `log_figure` (confusion matrix, sample grids) under `figures/`, and at the
 `summary.json` and `config.yaml` as `litvision_summary.json` and `litvision_config.yaml` (renamed so
 that tools searching the run folder for those names do not find a second run in the local store).
 
-Checked up front (`check_store`, from the pre-flight checks, before any run folder exists): a
+Checked up front (tracking/mlflow_store.check_store, from the pre-flight checks, before any run folder exists): a
 tracking URI whose store cannot work is refused in one line (a SQLite file or store folder that is
 read-only or missing, a server that does not answer GET /health within 3 s, an unknown scheme) instead of
 MLflow retrying for minutes and then failing after the run folder was made.
@@ -67,74 +67,6 @@ def _artifact_location(uri: str, run_dir: Path | None) -> str | None:
     if uri.startswith("sqlite:///"):
         return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
     return None
-
-
-# Database URIs MLflow reaches through SQLAlchemy or a platform SDK: not probed (it would need their drivers).
-_UNPROBED_SCHEMES = ("postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc")
-_CONNECT_TIMEOUT_S = 3.0
-
-
-def _store_problem(uri: str) -> str | None:
-    """Why an MLflow store at `uri` cannot be used, or None (probed cheaply: a file, a folder, GET /health)."""
-    from urllib.parse import urlparse
-
-    from litvision.lifecycle.checks import unwritable
-
-    parsed = urlparse(uri)
-    scheme = parsed.scheme.lower()
-    if scheme == "sqlite":
-        if not uri.startswith("sqlite:///"):
-            return "a SQLite URI needs three slashes and a path, sqlite:///<file> (sqlite:////abs/path/mlflow.db)"
-        db = Path(uri.removeprefix("sqlite:///")).expanduser()
-        folder = db.parent.resolve()
-        if not folder.is_dir():
-            return f"its folder {folder} does not exist"
-        # SQLite writes its journal beside the file: the folder must be writable as well as the file.
-        if unwritable(folder) is not None:
-            return f"its folder {folder} is read-only"
-        if db.exists() and not (db.is_file() and os.access(db, os.W_OK)):
-            return f"{db} is read-only or not a file"
-        return None
-    if scheme in ("http", "https"):
-        import urllib.error
-        import urllib.request
-
-        if not parsed.hostname:
-            return "it names no host"
-        # Every MLflow tracking server answers GET /health with 200 "OK"; MLflow's own client would
-        # retry a dead server for minutes before its first error.
-        health = uri.rstrip("/") + "/health"
-        try:
-            with urllib.request.urlopen(health, timeout=_CONNECT_TIMEOUT_S):
-                return None
-        except urllib.error.HTTPError as e:
-            if e.code in (401, 403):
-                return None  # a server that wants credentials: MLflow's client sends them
-            return f"the server at {parsed.netloc} is not an MLflow tracking server ({health} gave HTTP {e.code})"
-        except (OSError, ValueError) as e:
-            reason = getattr(e, "reason", e)
-            return f"no server answers at {parsed.netloc} ({type(reason).__name__}: {reason})"
-    if scheme in ("", "file"):
-        folder = Path(parsed.path if scheme == "file" else uri).expanduser()
-        probe = unwritable(folder)
-        return None if probe is None else f"{probe} is not writable"
-    if scheme.split("+", 1)[0] in _UNPROBED_SCHEMES:
-        return None
-    return f"MLflow knows no store scheme {scheme!r}: use sqlite:///<file>, http(s)://<server> or a folder"
-
-
-def check_store(uri: str | None, source: str) -> None:
-    """Refuse, in one line and before any run folder exists, a tracking URI whose store cannot work.
-    `source` says where the URI came from (the config key or MLFLOW_TRACKING_URI). None (the run
-    folder's own store) needs only a writable runs folder, which the pre-flight checks already."""
-    if not uri:
-        return
-    why = _store_problem(str(uri))
-    if why is not None:
-        raise UserError(
-            f"{source}={uri} cannot be used as an MLflow store: {why}. Point it at a writable store or a "
-            "running server, leave it unset for the run folder's own store, or use logger=csv."
-        )
 
 
 def default_tracking_uri(run_dir: str | Path) -> str:
