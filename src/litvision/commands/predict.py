@@ -380,6 +380,7 @@ def run_predict(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "checkpoint": str(path.resolve()),
         "input": str(Path(str(cfg.input)).expanduser().resolve()),
         **facts,
+        "images_skipped": len(skipped),
         "skipped": skipped,
         "class_names": list(task.class_names),
     }

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from litvision.data.datasets.sources import ImageSource, ImageSubset
+from litvision.data.pipeline.decode import to_channels
 from litvision.data.pipeline.device_cache import DeviceLoader, cache_classification, cache_for, parse_mode
 from litvision.data.pipeline.duplicates import check_mode, check_subsets
 from litvision.data.pipeline.samplers import EpochShuffleSampler, EpochWeightedSampler, class_balanced_weights
@@ -192,15 +193,11 @@ class ClassificationDataModule(L.LightningDataModule):
             resize_size=hp.get("resize_size"),
             resize_interpolation=hp.get("resize_interpolation") or "bilinear",
         )
-        grey = int(hp.get("in_channels") or cls.default_in_channels) == 1
+        channels = int(hp.get("in_channels") or cls.default_in_channels)
         resize, normalize = eval_transform(tf), normalize_transform(tf)
 
         def apply(image: torch.Tensor) -> torch.Tensor:
-            if grey and image.shape[0] == 3:
-                from torchvision.transforms.v2.functional import rgb_to_grayscale
-
-                image = rgb_to_grayscale(image)
-            return normalize(resize(image))
+            return normalize(resize(to_channels(image, channels)))
 
         return apply
 

@@ -19,6 +19,11 @@ every `log_figure` (confusion matrix, sample grids) under `figures/`, and at the
 `summary.json` and `config.yaml` as `litvision_summary.json` and `litvision_config.yaml` (renamed so
 that tools searching the run folder for those names do not find a second run in the local store).
 
+Checked up front (tracking/mlflow_store.check_store, from the pre-flight checks, before any run folder exists): a
+tracking URI whose store cannot work is refused in one line (a SQLite file or store folder that is
+read-only or missing, a server that does not answer GET /health within 3 s, an unknown scheme) instead of
+MLflow retrying for minutes and then failing after the run folder was made.
+
 Resume: the run id and tracking URI are kept in `<run>/mlflow_run.json` (as W&B's id is kept in
 `<run>/wandb_run_id`); a resumed or requeued job logs into the same MLflow run. MLflow refuses to
 change a param's value; a key that a resume changes (e.g. `trainer.max_epochs` to extend) is

@@ -102,10 +102,12 @@ class DigitsDataModule(ClassificationDataModule):
     def inference_transform(cls, hparams: Mapping[str, Any]) -> Callable[[torch.Tensor], torch.Tensor]:
         """A decoded uint8 RGB image (3, H, W) -> the digits' input: grey, 8x8, scaled to [0, 1] and
         normalised like the training images (bright strokes on a dark background, as in the data)."""
-        from torchvision.transforms.v2.functional import resize, rgb_to_grayscale
+        from torchvision.transforms.v2.functional import resize
+
+        from litvision.data.pipeline.decode import to_channels
 
         def apply(image: torch.Tensor) -> torch.Tensor:
-            grey = rgb_to_grayscale(image) if image.shape[0] == 3 else image
+            grey = to_channels(image, 1)
             small = resize(grey, [8, 8], antialias=True).float() / 255.0
             return (small - DIGITS_MEAN) / DIGITS_STD
 
