@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from litvision.data.pipeline.decode import UnreadableImage, read_rgb
+from litvision.data.pipeline.records import PathTable
 from litvision.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ class FileImages:
     def __init__(
         self, paths: Sequence[Path], labels: Sequence[int] | np.ndarray, skip_unreadable: bool = False
     ) -> None:
-        self.paths = [Path(p) for p in paths]
+        # One buffer, not a list of Path objects: workers reading it copy nothing (pipeline/records.py).
+        self.paths = paths if isinstance(paths, PathTable) else PathTable(paths)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.skip_unreadable = skip_unreadable
         # Per process (each DataLoader worker has its own): index -> the decode error.
