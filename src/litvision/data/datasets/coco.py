@@ -20,8 +20,6 @@ Images with no annotations are dropped from the train split unless `keep_empty_t
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +38,7 @@ from litvision.data.detection import (
     make_target,
     read_image,
 )
+from litvision.data.pipeline.records import PathTable
 from litvision.errors import UserError
 
 COCO_ARCHIVES: dict[str, tuple[str, str]] = {
@@ -122,11 +121,13 @@ def categories_of(ann_file: Path) -> tuple[list[int], list[str]]:
 
 
 class COCODetection(Dataset):
-    """One COCO split read with pycocotools, boxes checked and converted up front.
+    """One COCO split read from its JSON file, boxes checked and converted up front.
 
-    Boxes live in a few flat numpy arrays indexed by per-image offsets rather than one tensor
-    per image: COCO train (118k images, 860k boxes) indexes in seconds, and DataLoader workers
-    do not copy hundreds of thousands of small Python objects.
+    Everything per image or per box lives in a few flat numpy arrays indexed by per-image offsets
+    (file names in a `PathTable`): COCO train (118k images, 860k boxes) indexes in seconds, the
+    parsed JSON is freed once the arrays are built, and DataLoader workers do not copy hundreds of
+    thousands of small Python objects as they read them (pipeline/records.py). pycocotools' index
+    (`COCO.createIndex`) is not built: nothing here needs its dicts.
     """
 
     def __init__(
@@ -137,27 +138,23 @@ class COCODetection(Dataset):
         keep_crowd: bool = True,
         keep_empty: bool = True,
     ) -> None:
-        from pycocotools.coco import COCO
-
         self.image_dir, self.ann_file = Path(image_dir), Path(ann_file)
         data = load_coco_json(self.ann_file)
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            self.coco = COCO()
-            self.coco.dataset = data
-            self.coco.createIndex()
+        imgs = {img["id"]: img for img in data["images"]}
         cats = sorted(data["categories"], key=lambda c: c["id"])
+        names = {c["id"]: c["name"] for c in cats}
         self.category_ids = (
             [int(c) for c in category_ids] if category_ids is not None else [c["id"] for c in cats]
         )
-        self.class_names = [self.coco.cats[c]["name"] for c in self.category_ids if c in self.coco.cats]
+        self.class_names = [names[c] for c in self.category_ids if c in names]
         cat_to_label = {c: i for i, c in enumerate(self.category_ids)}
         self.keep_crowd = keep_crowd
 
-        image_ids = sorted(self.coco.imgs)
+        image_ids = sorted(imgs)
         index_of = {image_id: i for i, image_id in enumerate(image_ids)}
-        sizes = np.array(
-            [(self.coco.imgs[i]["height"], self.coco.imgs[i]["width"]) for i in image_ids], dtype=np.int64
-        ).reshape(-1, 2)
+        sizes = np.array([(imgs[i]["height"], imgs[i]["width"]) for i in image_ids], dtype=np.int64).reshape(
+            -1, 2
+        )
         anns = [a for a in data["annotations"] if a["category_id"] in cat_to_label]
         owner = np.array([index_of[a["image_id"]] for a in anns], dtype=np.int64)
         xywh = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4)
@@ -187,9 +184,14 @@ class COCODetection(Dataset):
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
         chosen = np.arange(len(image_ids)) if keep_empty else np.nonzero(counts)[0]
         self._images = chosen  # dataset index -> position in image_ids
-        self.image_ids = [int(image_ids[i]) for i in chosen]
+        self._image_ids = np.asarray(image_ids, dtype=np.int64)[chosen]
         self._sizes = sizes
-        self._files = [self.coco.imgs[image_ids[i]]["file_name"] for i in range(len(image_ids))]
+        self._files = PathTable(imgs[i]["file_name"] for i in image_ids)
+
+    @property
+    def image_ids(self) -> list[int]:
+        """COCO's id of each image of the dataset, in dataset order."""
+        return self._image_ids.tolist()
 
     def __len__(self) -> int:
         return len(self._images)
@@ -198,7 +200,7 @@ class COCODetection(Dataset):
         """(COCO image id, image path, (height, width)) of the dataset's `index`-th image."""
         i = int(self._images[index])
         h, w = self._sizes[i]
-        return self.image_ids[index], self.image_dir / self._files[i], (int(h), int(w))
+        return int(self._image_ids[index]), self.image_dir / self._files.text(i), (int(h), int(w))
 
     def annotation(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(boxes XYXY float32 [N, 4], labels int64 [N], iscrowd int64 [N]) of the `index`-th image."""
