@@ -38,6 +38,7 @@ from litvision.data.detection import (
     make_target,
     read_image,
 )
+from litvision.data.pipeline.filecache import index_key, load_index, save_index
 from litvision.data.pipeline.records import PathTable
 from litvision.errors import UserError
 
@@ -68,6 +69,10 @@ COCO_2017_CATEGORIES: dict[int, str] = {
     82: "refrigerator", 84: "book", 85: "clock", 86: "vase", 87: "scissors", 88: "teddy bear",
     89: "hair drier", 90: "toothbrush",
 }  # fmt: skip
+
+
+# Bump when the cached arrays' meaning changes: older caches are then ignored.
+_INDEX_VERSION = 1
 
 
 def load_coco_json(ann_file: Path) -> dict:
@@ -139,6 +144,18 @@ class COCODetection(Dataset):
         keep_empty: bool = True,
     ) -> None:
         self.image_dir, self.ann_file = Path(image_dir), Path(ann_file)
+        self.keep_crowd = keep_crowd
+        # COCO train's JSON takes ~20 s to parse: its arrays are cached (pipeline/filecache.py), keyed
+        # by the file's path, size and mtime and by the options that shape them.
+        key = index_key(
+            self.ann_file,
+            v=_INDEX_VERSION,
+            cats=category_ids and list(category_ids),
+            crowd=keep_crowd,
+            empty=keep_empty,
+        )
+        if self._load_index(key):
+            return
         data = load_coco_json(self.ann_file)
         imgs = {img["id"]: img for img in data["images"]}
         cats = sorted(data["categories"], key=lambda c: c["id"])
@@ -148,7 +165,6 @@ class COCODetection(Dataset):
         )
         self.class_names = [names[c] for c in self.category_ids if c in names]
         cat_to_label = {c: i for i, c in enumerate(self.category_ids)}
-        self.keep_crowd = keep_crowd
 
         image_ids = sorted(imgs)
         index_of = {image_id: i for i, image_id in enumerate(image_ids)}
@@ -187,6 +203,44 @@ class COCODetection(Dataset):
         self._image_ids = np.asarray(image_ids, dtype=np.int64)[chosen]
         self._sizes = sizes
         self._files = PathTable(imgs[i]["file_name"] for i in image_ids)
+        self._stats = stats
+        save_index("coco_index", key, self._index_arrays())
+
+    _ARRAYS = (
+        "_owner",
+        "_boxes",
+        "_labels",
+        "_crowd",
+        "_areas",
+        "_offsets",
+        "_images",
+        "_image_ids",
+        "_sizes",
+    )
+
+    def _index_arrays(self) -> dict[str, np.ndarray]:
+        out = {name: getattr(self, name) for name in self._ARRAYS}
+        out["files_buffer"], out["files_offsets"] = self._files._buffer, self._files._offsets
+        out["category_ids"] = np.asarray(self.category_ids, dtype=np.int64)
+        out["class_names"] = np.asarray(self.class_names, dtype=str)
+        out["stats"] = np.asarray([self._stats.clipped, self._stats.dropped], dtype=np.int64)
+        out["stats_files"] = np.asarray(self._stats.files, dtype=str)
+        return out
+
+    def _load_index(self, key: str | None) -> bool:
+        """Set the arrays from the cached index; False when there is none (the file is parsed then)."""
+        z = load_index("coco_index", key)
+        if z is None:
+            return False
+        for name in self._ARRAYS:
+            setattr(self, name, z[name])
+        self._files = PathTable.from_arrays(z["files_buffer"], z["files_offsets"])
+        self.category_ids = z["category_ids"].tolist()
+        self.class_names = z["class_names"].tolist()
+        clipped, dropped = z["stats"].tolist()
+        self._stats = BoxStats(clipped=clipped, dropped=dropped, files=z["stats_files"].tolist())
+        self._stats.warn(self.ann_file)  # the same warning as the first run's
+        return True
 
     @property
     def image_ids(self) -> list[int]:

@@ -161,3 +161,56 @@ def cached(
     finally:
         cache.close()
     return values, computed
+
+
+# -- parsed indexes (a COCO file's arrays) --------------------------------------------------------------
+def index_key(source: str | Path, **params: Any) -> str | None:
+    """A name for the parsed index of `source` with `params`: changes with the file's size and mtime."""
+    import hashlib
+
+    key = file_key(source)
+    if key is None or cache_dir() is None:
+        return None
+    text = json.dumps([os.path.abspath(source), key, params], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def load_index(kind: str, key: str | None) -> dict[str, Any] | None:
+    """The arrays saved by `save_index` under `key`, or None (no cache, never saved, unreadable)."""
+    import numpy as np
+
+    folder = cache_dir()
+    if key is None or folder is None:
+        return None
+    path = folder / kind / f"{key}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {name: z[name] for name in z.files}
+    except (OSError, ValueError, KeyError) as e:
+        if path.exists():
+            log.info("Cached index %s unreadable, rebuilt: %s", path, e)
+        return None
+
+
+def save_index(kind: str, key: str | None, arrays: dict[str, Any]) -> None:
+    """Save numpy arrays under `key`: written to a temporary file and renamed into place, so that a
+    concurrent reader sees the whole file or none, and two writers leave one whole file."""
+    import tempfile
+
+    import numpy as np
+
+    folder = cache_dir()
+    if key is None or folder is None:
+        return
+    try:
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder / kind, prefix=f".{key}.", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, folder / kind / f"{key}.npz")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError as e:
+        log.info("Index not cached (%s): %s", folder, e)

@@ -29,6 +29,13 @@ class PathTable(Sequence[Path]):
         np.cumsum(lengths, out=self._offsets[1:])
         self._buffer = np.frombuffer(b"".join(encoded), dtype=np.uint8)
 
+    @classmethod
+    def from_arrays(cls, buffer: np.ndarray, offsets: np.ndarray) -> PathTable:
+        """The table whose `_buffer` and `_offsets` these are (a cached index)."""
+        table = cls([])
+        table._buffer, table._offsets = np.asarray(buffer, np.uint8), np.asarray(offsets, np.int64)
+        return table
+
     def __len__(self) -> int:
         return len(self._offsets) - 1
 
