@@ -24,6 +24,7 @@ process's `ru_maxrss`):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -31,13 +32,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 COCO_IMAGES, COCO_BOXES = 118_287, 860_001
 FULL = {"folders": [10_000, 100_000], "coco": [0.1, 0.5, 1.0], "worker_records": 100_000, "workers": 4}
-SMALL = {"folders": [300], "coco": [0.01], "worker_records": 300, "workers": 2}
+SMALL = {"folders": [120], "coco": [0.005], "worker_records": 120, "workers": 2}
 MILLION = 1_000_000
 
 
@@ -104,8 +106,9 @@ def _peak_rss_mb() -> float:
     return float("nan")
 
 
-def _open_spy() -> dict[str, int]:
-    """Count opens of image files from here on (builtins.open, PIL.Image.open, torchvision's read_file)."""
+@contextlib.contextmanager
+def open_spy() -> Iterator[list[str]]:
+    """The image files opened inside the block (builtins.open, PIL.Image.open, torchvision's read_file)."""
     import builtins
 
     import PIL.Image
@@ -113,22 +116,22 @@ def _open_spy() -> dict[str, int]:
 
     from litvision.data.pipeline import decode
 
-    count = {"image_opens": 0}
-
-    def is_image(p: Any) -> bool:
-        return isinstance(p, (str, os.PathLike)) and str(p).lower().endswith(decode.IMG_EXTENSIONS)
+    opened: list[str] = []
 
     def wrap(fn: Any) -> Any:
         def spy(p: Any, *a: Any, **k: Any) -> Any:
-            count["image_opens"] += is_image(p)
+            if isinstance(p, (str, os.PathLike)) and str(p).lower().endswith(decode.IMG_EXTENSIONS):
+                opened.append(str(p))
             return fn(p, *a, **k)
 
         return spy
 
-    builtins.open = wrap(builtins.open)
-    PIL.Image.open = wrap(PIL.Image.open)
-    torchvision.io.read_file = wrap(torchvision.io.read_file)
-    return count
+    saved = builtins.open, PIL.Image.open, torchvision.io.read_file
+    builtins.open, PIL.Image.open, torchvision.io.read_file = (wrap(f) for f in saved)
+    try:
+        yield opened
+    finally:
+        builtins.open, PIL.Image.open, torchvision.io.read_file = saved
 
 
 def child_folder(root: str, runs: str, workers: int, spy: bool) -> dict[str, Any]:
@@ -138,27 +141,28 @@ def child_folder(root: str, runs: str, workers: int, spy: bool) -> dict[str, Any
     from litvision.build import build_datamodule
     from litvision.config import compose
 
-    count = _open_spy() if spy else None
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     cfg = compose(
         ["data=image_folder", f"data.root={root}", "data.batch_size=32", f"data.num_workers={workers}",
          f"paths.runs_dir={runs}"]
     )  # fmt: skip
     dm = build_datamodule(cfg)
     t_setup = time.perf_counter()
-    dm.setup("fit")
+    with open_spy() as opened:
+        dm.setup("fit")
     setup_s = time.perf_counter() - t_setup
-    opens_setup = count["image_opens"] if count else None
     next(iter(dm.train_dataloader()))
     out = {
         "seconds_to_first_batch": round(time.perf_counter() - t0, 2),
+        # CPU seconds of this process: on a machine shared with other jobs, wall time varies with their load.
+        "cpu_s_to_first_batch": round(time.process_time() - c0, 2),
         "setup_s": round(setup_s, 2),
         "duplicate_check_s": dm.data_checks.get("duplicates", {}).get("seconds"),
         "images": sum(len(d) for d in dm.datasets.values()),
         "peak_rss_mb": _peak_rss_mb(),
     }
-    if count is not None:
-        out["image_files_opened_in_setup"] = opens_setup
+    if spy:
+        out["image_files_opened_in_setup"] = len(opened)
     return out
 
 
@@ -188,11 +192,9 @@ def child_workers(root: str, runs: str, records: int, workers: int, as_list: boo
     import numpy as np
     import torch
 
+    from litvision.data.datasets.image_folder import scan_folder
     from litvision.data.datasets.sources import FileImages, ImageSubset
     from litvision.data.transforms.classification import TransformConfig, eval_transform
-
-    os.environ["LITVISION_CACHE_DIR"] = "off"
-    from litvision.data.datasets.image_folder import scan_folder
 
     _, paths, labels = scan_folder(Path(root))
     source = FileImages(paths[:records], labels[:records])
@@ -230,26 +232,41 @@ def child_coco(ann: str, which: str) -> dict[str, Any]:
     from litvision.data.datasets.coco import COCODetection
 
     base_mb = _peak_rss_mb()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if which == "pycocotools":
         with contextlib.redirect_stdout(io.StringIO()):
             index: Any = COCO(ann)
     else:
         index = COCODetection(Path(ann).parent / "images", ann)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = _peak_rss_mb()
     del index
     # Both processes import the same modules (torch included): the index's own peak is the difference.
     return {
         "seconds": round(seconds, 2),
+        "cpu_s": round(cpu, 2),
         "peak_rss_mb": peak,
         "peak_rss_over_imports_mb": round(peak - base_mb, 1),
     }
 
 
 # -- the parent ----------------------------------------------------------------------------------------
+IN_PROCESS = False  # --small: the children run in this process (fast; peak RSS then means nothing)
+
+
 def _child(call: str, env: dict[str, str] | None = None, timeout: float = 3600) -> dict[str, Any]:
     """Run `bench.bench_setup_scale.<call>` in a fresh interpreter; its JSON result."""
+    if IN_PROCESS:
+        saved = {k: os.environ.get(k) for k in env or {}}
+        os.environ.update(env or {})
+        try:
+            return json.loads(json.dumps(eval(call, globals())))  # noqa: S307 - our own call strings
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
     code = f"import json, bench.bench_setup_scale as b; print('RESULT', json.dumps(b.{call}))"
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT / "src"), str(ROOT)) if p)
@@ -281,7 +298,9 @@ def _folder_case(tmp: Path, n: int, out: dict[str, Any]) -> Path:
 
 
 def run(small: bool = False) -> dict[str, Any]:
+    global IN_PROCESS
     sizes = SMALL if small else FULL
+    IN_PROCESS = small
     result: dict[str, Any] = {"small": small, "image_folder": {}, "coco": {}, "worker_memory": {}}
     with tempfile.TemporaryDirectory(prefix="setup_scale-") as name:
         tmp = Path(name)
@@ -332,7 +351,7 @@ def run(small: bool = False) -> dict[str, Any]:
                 / max(row["pycocotools"]["peak_rss_over_imports_mb"], 0.1),
                 3,
             )
-            result["coco"][f"{round(fraction * 100)}%"] = row
-            print(f"coco {fraction:.0%}: {row}", flush=True)
+            result["coco"][f"{fraction * 100:g}%"] = row
+            print(f"coco {fraction * 100:g}%: {row}", flush=True)
             ann.unlink()
     return result
