@@ -7,12 +7,19 @@ so whatever Python the Trainer, the task and the callbacks run per step is lost 
 resnet18_cifar10's 10,000-13,000 images/s at batch 128, a step takes 10-13 ms). This measures that
 cost directly: one-linear-layer ResNet-18-recipe runs (SGD, cosine per step, train/loss logging,
 training accuracy, the default callbacks) on 2-image batches from the device cache, against the
-same network and optimizer in a hand-written loop. Reported: milliseconds per step of each, and
-`litvision_extra_ms` (their difference). Same process, interleaved rounds; median of each.
+same network and optimizer in a hand-written loop, and against a bare Lightning Trainer (the same net,
+optimizer, schedule and device-cache batches; logger, progress bar, checkpointing and model summary off;
+`bare_lightning_csv_log` adds a CSV logger and `self.log` of the step loss at every step). Reported:
+milliseconds per step of each, `litvision_extra_ms` and `bare_lightning_extra_ms` (over the hand loop)
+and their ratio. Same process, interleaved rounds; median of each.
+
+    python -m bench step_overhead --small                       # the suite's size (numbers meaningless)
+    BENCH_BEFORE_SRC=/path/to/other/checkout/src python -m bench step_overhead   # adds that checkout's litvision
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
@@ -150,6 +157,31 @@ def litvision_fit(root: Path, progress_bar: bool) -> float:
     return (clock.t["end"] - clock.t[WARM]) / STEPS * 1e3
 
 
+def _litvision_fit_elsewhere(src: str, root: Path) -> float:
+    """`litvision_fit` with the litvision package of another checkout's `src` (BENCH_BEFORE_SRC), in a
+    fresh interpreter: the "before" of a change, measured in the same run as its "after"."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch; from pathlib import Path; torch.set_num_threads(1); "
+        "import bench.bench_step_overhead as b; b.STEPS, b.WARM = int(sys.argv[2]), int(sys.argv[3]); "
+        "print('MS', b.litvision_fit(Path(sys.argv[1]), False))"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, str(Path(__file__).resolve().parents[1])])}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(root), str(STEPS), str(WARM)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("MS ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"litvision_fit with {src} failed:\n{proc.stderr[-3000:]}")
+    return float(lines[-1].split()[1])
+
+
 def run(small: bool = False) -> dict:
     """`small`: the suite's size (one round of 40 steps); the figures then mean nothing."""
     import torch
@@ -162,6 +194,10 @@ def run(small: bool = False) -> dict:
         STEPS, WARM = 40, 5
     torch.set_num_threads(1)  # Python overhead, not intra-op threading, is what is measured
     names = ("hand_loop", "bare_lightning", "bare_lightning_csv_log", "litvision", "litvision_progress_bar")
+    # BENCH_BEFORE_SRC=<other checkout>/src adds `litvision_before`: that checkout's litvision, same run.
+    before_src = os.environ.get("BENCH_BEFORE_SRC")
+    if before_src:
+        names = (*names, "litvision_before")
     samples: dict[str, list[float]] = {k: [] for k in names}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -172,6 +208,8 @@ def run(small: bool = False) -> dict:
             samples["bare_lightning_csv_log"].append(bare_lightning(root, log_csv=True))
             samples["litvision"].append(litvision_fit(root, progress_bar=False))
             samples["litvision_progress_bar"].append(litvision_fit(root, progress_bar=True))
+            if before_src:
+                samples["litvision_before"].append(_litvision_fit_elsewhere(before_src, root))
     ms = {k: round(statistics.median(v), 3) for k, v in samples.items()}
     bare_extra = ms["bare_lightning"] - ms["hand_loop"]
     result = {
@@ -187,6 +225,17 @@ def run(small: bool = False) -> dict:
         if bare_extra > 0
         else None,
         "progress_bar_extra_ms": round(ms["litvision_progress_bar"] - ms["litvision"], 3),
+        **(
+            {
+                "before_src": before_src,
+                "litvision_before_extra_ms": round(ms["litvision_before"] - ms["hand_loop"], 3),
+                "litvision_before_extra_over_bare_lightning_extra": round(
+                    (ms["litvision_before"] - ms["hand_loop"]) / bare_extra, 3
+                ),
+            }
+            if before_src and bare_extra > 0
+            else {}
+        ),
         "steps": STEPS,
     }
     print(result, flush=True)

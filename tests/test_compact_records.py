@@ -29,7 +29,10 @@ def coco_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for j, o in enumerate(owner.tolist()):
         w, h = wh[o]
         x, y = float(rng.random() * w), float(rng.random() * h)
-        bw, bh = float(rng.random() * w * 0.6 + 1), float(rng.random() * h * 0.6 + 1)  # may reach past the edge
+        bw, bh = (
+            float(rng.random() * w * 0.6 + 1),
+            float(rng.random() * h * 0.6 + 1),
+        )  # may reach past the edge
         anns.append(
             {"id": j + 1, "image_id": int(o * 3 + 5), "category_id": cat_ids[j % 4], "bbox": [x, y, bw, bh],
              "area": bw * bh, "iscrowd": int(j % 17 == 0)}
@@ -40,7 +43,9 @@ def coco_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _plain_records(path: Path, sample: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, str]]:
+def _plain_records(
+    path: Path, sample: list[int]
+) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray, str]]:
     """image id -> (XYXY boxes clipped to the image, labels, iscrowd, file name) read with pycocotools."""
     import contextlib
     import io
@@ -100,9 +105,7 @@ def test_large_coco_file_loads_into_the_compact_index_with_the_plain_readers_rec
     # Memory: flat arrays only (no per-image Python objects), within 64 bytes a box and 64 an image.
     held = 0
     for name, value in vars(first).items():
-        if isinstance(value, np.ndarray):
-            held += value.nbytes
-        elif isinstance(value, PathTable):
+        if isinstance(value, (np.ndarray, PathTable)):
             held += value.nbytes
         elif isinstance(value, (list, dict, tuple)):
             assert len(value) < 100, f"COCODetection.{name} holds {len(value)} Python objects"
