@@ -126,3 +126,32 @@ def test_two_concurrent_runs_leave_a_whole_cache(cache_dir: Path, tmp_path: Path
     values, computed = cached("hashes", files, lambda i: pytest.fail(f"{files[i]} was not cached"))
     assert computed == 0
     assert values == [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files]
+
+
+def test_folder_scan_keeps_the_order_the_split_was_drawn_over(tmp_path: Path) -> None:
+    """The scandir scan lists what `sorted(rglob("*"))` listed, in its order (the seeded split is
+    drawn over it), hidden files and non-images left out, symlinked folders not followed.
+    Catches: sorting the path strings (`a-b/` before `a/`: '-' < '/'), and following symlinked folders."""
+    from litvision.data.datasets.image_folder import image_files
+    from litvision.data.pipeline.decode import is_image_file
+
+    root = tmp_path / "cls"
+    for rel in (
+        "a/b.png",
+        "a-b/c.png",
+        "a.png",
+        "B.JPG",
+        "z/y/x.jpeg",
+        ".hidden.png",
+        "notes.txt",
+        "a/b/c.png",
+    ):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "o.png").write_bytes(b"x")
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    want = [str(p) for p in sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))]
+    assert image_files(root) == want
+    assert not any("outside" in p or "link" in p for p in want)
