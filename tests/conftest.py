@@ -28,6 +28,8 @@ _CACHES = Path(tempfile.mkdtemp(prefix="litvision-test-caches-"))
 atexit.register(shutil.rmtree, _CACHES, True)
 os.environ["TORCH_HOME"] = str(_CACHES / "torch")
 os.environ["HF_HOME"] = str(_CACHES / "huggingface")
+# The file-check cache (data/pipeline/filecache.py): per session, never the user's ~/.cache.
+os.environ["LITVISION_CACHE_DIR"] = str(_CACHES / "litvision")
 os.environ["HF_HUB_OFFLINE"] = "1"
 # The environment of a subprocess whose config names tests/*_helpers (callbacks, networks, Hydra targets).
 HELPERS_ENV = {

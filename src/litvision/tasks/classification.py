@@ -40,6 +40,7 @@ from litvision.tasks.finetune import freeze as apply_freeze
 from litvision.tasks.finetune import layer_decay_param_groups, sync_batchnorm_modes
 from litvision.tasks.optim import build_param_groups, configure_optimization
 from litvision.tasks.options import check_class_weights, check_ema_decay, check_tta
+from litvision.tasks.step_logging import step_values_read
 from litvision.tasks.tta import tta_logits
 from litvision.utils.safe_load import PROVENANCE_KEY, plain, provenance
 
@@ -110,7 +111,13 @@ class ClassificationTask(L.LightningModule):
         apply_freeze(self.net, self.hparams.freeze)
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        # Training accuracy as two counters on the device (micro accuracy: hits / images), not a
+        # torchmetrics Metric: its update() validates and reshapes its inputs in Python at every step,
+        # the largest per-step cost the task had left (bench step_overhead). Not saved in checkpoints,
+        # as a Metric's state was not.
+        self.register_buffer("_train_hits", torch.zeros((), dtype=torch.long), persistent=False)
+        self.register_buffer("_train_seen", torch.zeros((), dtype=torch.long), persistent=False)
+        self._train_counted = False
         self.val_metrics = _eval_metrics(num_classes, "val/")
         self.test_metrics = _eval_metrics(num_classes, "test/")
         self.val_cm = MulticlassConfusionMatrix(num_classes)
@@ -173,18 +180,31 @@ class ClassificationTask(L.LightningModule):
         logits = self(x)
         loss = self._loss(logits, y)
         hard = y.argmax(dim=-1) if y.ndim == 2 else y
-        self.train_acc.update(logits.detach(), hard)
+        # In place on local names: `self.x += ...` would also run nn.Module.__setattr__ each step.
+        hits, seen = self._train_hits, self._train_seen
+        with torch.no_grad():  # no host sync: both stay on the device until the epoch ends
+            hits += (logits.argmax(dim=-1) == hard).sum()
+            seen += hard.numel()
+        if not self._train_counted:
+            self._train_counted = True
         # Not prog_bar: Lightning would call .item() on it after every step, a GPU sync per step;
-        # the progress bar (callbacks/progress_bar.py) shows it, read once a second.
-        self.log("train/loss", loss, batch_size=len(hard))
+        # the progress bar (callbacks/progress_bar.py) shows it, read once a second. Only on the
+        # steps whose values are read: self.log is most of the task's per-step cost (step_logging.py).
+        if step_values_read(self):
+            self.log("train/loss", loss, batch_size=len(hard))
         return loss
 
     def on_train_epoch_end(self) -> None:
-        # Logged once an epoch, not from every step: Lightning's self.log of a Metric costs about as
-        # much CPU time per step as a small network's launches (it moves the metric's state each call).
-        if self.train_acc.update_called:
-            self.log("train/acc", self.train_acc.compute())
-        self.train_acc.reset()
+        # Logged once an epoch, not from every step: Lightning's self.log costs about as much CPU
+        # time per step as a small network's launches. Under DDP the counts of every rank are summed.
+        if self._train_counted:
+            reduce = self.trainer.strategy.reduce
+            hits = reduce(self._train_hits.clone(), reduce_op="sum")
+            seen = reduce(self._train_seen.clone(), reduce_op="sum")
+            self.log("train/acc", hits.float() / seen.clamp(min=1))
+        self._train_hits.zero_()
+        self._train_seen.zero_()
+        self._train_counted = False
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         x, y = batch

@@ -29,6 +29,7 @@ from litvision.metrics.detection import compute_map, make_iou_metric, make_map_m
 from litvision.tasks.data_contract import adopt_data_contract
 from litvision.tasks.optim import build_param_groups, configure_optimization
 from litvision.tasks.options import check_ema_decay
+from litvision.tasks.step_logging import step_values_read
 from litvision.utils.safe_load import PROVENANCE_KEY, plain, provenance
 
 
@@ -132,9 +133,11 @@ class DetectionTask(L.LightningModule):
         losses = self.net(images, targets)
         loss = torch.stack(list(losses.values())).sum()
         n = len(images)
-        # Not prog_bar: a GPU sync per step (see callbacks/progress_bar.py, which shows it).
-        self.log("train/loss", loss, batch_size=n)
-        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=n)
+        # Not prog_bar: a GPU sync per step (see callbacks/progress_bar.py, which shows it); only on
+        # the steps whose values are read (tasks/step_logging.py).
+        if step_values_read(self):
+            self.log("train/loss", loss, batch_size=n)
+            self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, batch_size=n)
         return loss
 
     def _eval_step(self, batch: Any, batch_idx: int, stage: str) -> list[dict[str, Tensor]]:

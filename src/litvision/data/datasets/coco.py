@@ -20,8 +20,6 @@ Images with no annotations are dropped from the train split unless `keep_empty_t
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +38,8 @@ from litvision.data.detection import (
     make_target,
     read_image,
 )
+from litvision.data.pipeline.filecache import index_key, load_index, save_index
+from litvision.data.pipeline.records import PathTable
 from litvision.errors import UserError
 
 COCO_ARCHIVES: dict[str, tuple[str, str]] = {
@@ -69,6 +69,10 @@ COCO_2017_CATEGORIES: dict[int, str] = {
     82: "refrigerator", 84: "book", 85: "clock", 86: "vase", 87: "scissors", 88: "teddy bear",
     89: "hair drier", 90: "toothbrush",
 }  # fmt: skip
+
+
+# Bump when the cached arrays' meaning changes: older caches are then ignored.
+_INDEX_VERSION = 1
 
 
 def load_coco_json(ann_file: Path) -> dict:
@@ -129,11 +133,13 @@ def categories_of(ann_file: Path) -> tuple[list[int], list[str]]:
 
 
 class COCODetection(Dataset):
-    """One COCO split read with pycocotools, boxes checked and converted up front.
+    """One COCO split read from its JSON file, boxes checked and converted up front.
 
-    Boxes live in a few flat numpy arrays indexed by per-image offsets rather than one tensor
-    per image: COCO train (118k images, 860k boxes) indexes in seconds, and DataLoader workers
-    do not copy hundreds of thousands of small Python objects.
+    Everything per image or per box lives in a few flat numpy arrays indexed by per-image offsets
+    (file names in a `PathTable`): COCO train (118k images, 860k boxes) indexes in seconds, the
+    parsed JSON is freed once the arrays are built, and DataLoader workers do not copy hundreds of
+    thousands of small Python objects as they read them (pipeline/records.py). pycocotools' index
+    (`COCO.createIndex`) is not built: nothing here needs its dicts.
     """
 
     def __init__(
@@ -144,25 +150,32 @@ class COCODetection(Dataset):
         keep_crowd: bool = True,
         keep_empty: bool = True,
     ) -> None:
-        from pycocotools.coco import COCO
-
         self.image_dir, self.ann_file = Path(image_dir), Path(ann_file)
+        self.keep_crowd = keep_crowd
+        # COCO train's JSON takes ~20 s to parse: its arrays are cached (pipeline/filecache.py), keyed
+        # by the file's path, size and mtime and by the options that shape them.
+        key = index_key(
+            self.ann_file,
+            v=_INDEX_VERSION,
+            cats=category_ids and list(category_ids),
+            crowd=keep_crowd,
+            empty=keep_empty,
+        )
+        if self._load_index(key):
+            return
         data = load_coco_json(self.ann_file)
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            self.coco = COCO()
-            self.coco.dataset = data
-            self.coco.createIndex()
+        imgs = {img["id"]: img for img in data["images"]}
         cats = sorted(data["categories"], key=lambda c: c["id"])
+        names = {c["id"]: c["name"] for c in cats}
         self.category_ids = (
             [int(c) for c in category_ids] if category_ids is not None else [c["id"] for c in cats]
         )
-        self.class_names = [self.coco.cats[c]["name"] for c in self.category_ids if c in self.coco.cats]
+        self.class_names = [names[c] for c in self.category_ids if c in names]
         cat_to_label = {c: i for i, c in enumerate(self.category_ids)}
-        self.keep_crowd = keep_crowd
 
-        image_ids = sorted(self.coco.imgs)
+        image_ids = sorted(imgs)
         index_of = {image_id: i for i, image_id in enumerate(image_ids)}
-        sizes = np.array([self._size_of(self.coco.imgs[i]) for i in image_ids], dtype=np.int64).reshape(-1, 2)
+        sizes = np.array([self._size_of(imgs[i]) for i in image_ids], dtype=np.int64).reshape(-1, 2)
         anns = [a for a in data["annotations"] if a["category_id"] in cat_to_label]
         owner = np.array([index_of[a["image_id"]] for a in anns], dtype=np.int64)
         xywh = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4)
@@ -192,14 +205,57 @@ class COCODetection(Dataset):
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
         chosen = np.arange(len(image_ids)) if keep_empty else np.nonzero(counts)[0]
         self._images = chosen  # dataset index -> position in image_ids
-        self.image_ids = [int(image_ids[i]) for i in chosen]
+        self._image_ids = np.asarray(image_ids, dtype=np.int64)[chosen]
         self._sizes = sizes
-        self._files = [self.coco.imgs[image_ids[i]]["file_name"] for i in range(len(image_ids))]
+        self._files = PathTable(imgs[i]["file_name"] for i in image_ids)
+        self._stats = stats
+        save_index("coco_index", key, self._index_arrays())
+
+    _ARRAYS = (
+        "_owner",
+        "_boxes",
+        "_labels",
+        "_crowd",
+        "_areas",
+        "_offsets",
+        "_images",
+        "_image_ids",
+        "_sizes",
+    )
+
+    def _index_arrays(self) -> dict[str, np.ndarray]:
+        out = {name: getattr(self, name) for name in self._ARRAYS}
+        out["files_buffer"], out["files_offsets"] = self._files._buffer, self._files._offsets
+        out["category_ids"] = np.asarray(self.category_ids, dtype=np.int64)
+        out["class_names"] = np.asarray(self.class_names, dtype=str)
+        out["stats"] = np.asarray([self._stats.clipped, self._stats.dropped], dtype=np.int64)
+        out["stats_files"] = np.asarray(self._stats.files, dtype=str)
+        return out
+
+    def _load_index(self, key: str | None) -> bool:
+        """Set the arrays from the cached index; False when there is none (the file is parsed then)."""
+        z = load_index("coco_index", key)
+        if z is None:
+            return False
+        for name in self._ARRAYS:
+            setattr(self, name, z[name])
+        self._files = PathTable.from_arrays(z["files_buffer"], z["files_offsets"])
+        self.category_ids = z["category_ids"].tolist()
+        self.class_names = z["class_names"].tolist()
+        clipped, dropped = z["stats"].tolist()
+        self._stats = BoxStats(clipped=clipped, dropped=dropped, files=z["stats_files"].tolist())
+        self._stats.warn(self.ann_file)  # the same warning as the first run's
+        return True
+
+    @property
+    def image_ids(self) -> list[int]:
+        """COCO's id of each image of the dataset, in dataset order."""
+        return self._image_ids.tolist()
 
     def _size_of(self, img: dict) -> tuple[int, int]:
         """(height, width) of an image entry. COCO files made by other tools sometimes leave the size
         out: it is then read from the image file's header (its stored size, which the boxes are
-        drawn on), and written into the entry for whoever reads it next."""
+        drawn on)."""
         height, width = img.get("height"), img.get("width")
         if height is None or width is None:
             from PIL import Image
@@ -214,7 +270,6 @@ class COCODetection(Dataset):
                     f'be read to find them ({type(e).__name__}); add "width" and "height" to that entry '
                     "or fix the file."
                 ) from None
-            img["height"], img["width"] = height, width
         ok = all(
             isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and float(v).is_integer()
             for v in (height, width)
@@ -233,7 +288,7 @@ class COCODetection(Dataset):
         """(COCO image id, image path, (height, width)) of the dataset's `index`-th image."""
         i = int(self._images[index])
         h, w = self._sizes[i]
-        return self.image_ids[index], self.image_dir / self._files[i], (int(h), int(w))
+        return int(self._image_ids[index]), self.image_dir / self._files.text(i), (int(h), int(w))
 
     def annotation(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(boxes XYXY float32 [N, 4], labels int64 [N], iscrowd int64 [N]) of the `index`-th image."""

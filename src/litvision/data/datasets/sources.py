@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from litvision.data.pipeline.decode import UnreadableImage, read_rgb, to_channels
+from litvision.data.pipeline.records import PathTable
 from litvision.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ class FileImages:
         skip_unreadable: bool = False,
         channels: int = 3,
     ) -> None:
-        self.paths = [Path(p) for p in paths]
+        # One buffer, not a list of Path objects: workers reading it copy nothing (pipeline/records.py).
+        self.paths = paths if isinstance(paths, PathTable) else PathTable(paths)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.skip_unreadable = skip_unreadable
         self.channels = channels

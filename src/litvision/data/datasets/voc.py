@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -45,6 +46,7 @@ from litvision.data.detection import (
     make_target,
     read_image,
 )
+from litvision.data.pipeline.records import BoxTable, PathTable
 from litvision.errors import UserError
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -201,21 +203,42 @@ class VOCDetection(Dataset):
         self.ids = [line.split()[0] for line in split_file.read_text().splitlines() if line.strip()]
         class_to_idx = {c: i for i, c in enumerate(self.class_names)}
         stats = BoxStats()
-        self.records: list[VOCRecord] = []
+        records: list[VOCRecord] = []
         for image_id in self.ids:
             xml_path = base / "Annotations" / f"{image_id}.xml"
             if not xml_path.is_file():
                 raise UserError(
                     f"{split_file} lists {image_id} but {xml_path} does not exist; fix the split file."
                 )
-            self.records.append(parse_voc_xml(xml_path, class_to_idx, base / "JPEGImages", stats))
+            records.append(parse_voc_xml(xml_path, class_to_idx, base / "JPEGImages", stats))
         stats.warn(base / "Annotations")
+        # Kept as flat arrays, not the list of records: workers reading them copy nothing (pipeline/records.py).
+        self._images = PathTable(r.image for r in records)
+        self._sizes = np.array([(r.height, r.width) for r in records], dtype=np.int64).reshape(-1, 2)
+        self._boxes = BoxTable(
+            [r.boxes.numpy() for r in records],
+            [r.labels.numpy() for r in records],
+            [r.difficult.numpy() for r in records],
+        )
+
+    def record(self, index: int) -> VOCRecord:
+        """The `index`-th image's annotation (difficult objects included, flagged)."""
+        boxes, labels, difficult = self._boxes.get(index)
+        h, w = self._sizes[index]
+        return VOCRecord(
+            image=self._images[index],
+            width=int(w),
+            height=int(h),
+            boxes=torch.from_numpy(boxes),
+            labels=torch.from_numpy(labels),
+            difficult=torch.from_numpy(difficult),
+        )
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self._images)
 
     def __getitem__(self, index: int) -> tuple[Any, dict]:
-        rec = self.records[index]
+        rec = self.record(index)
         image = read_image(rec.image)
         h, w = image.shape[-2:]
         if (h, w) != (rec.height, rec.width):

@@ -20,11 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from litvision.data.datasets.registry import register_dataset
 from litvision.data.detection import BoxStats, DetectionDataModule, clean_boxes, make_target, read_image
+from litvision.data.pipeline.records import BoxTable, PathTable
 from litvision.errors import UserError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -154,7 +156,9 @@ class YOLODetection(Dataset):
             )
         files = sorted(p for p in self.image_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
         stats = BoxStats()
-        self.items: list[dict[str, Any]] = []
+        sizes: list[tuple[int, int]] = []
+        all_boxes: list[np.ndarray] = []
+        all_labels: list[np.ndarray] = []
         for image in files:
             label_file = self.label_dir / f"{image.stem}.txt"
             labels, norm = (
@@ -166,17 +170,36 @@ class YOLODetection(Dataset):
                 -1, 4
             )
             boxes, keep = clean_boxes(boxes, height, width, stats, str(label_file))
-            self.items.append(
-                {"file": image, "size": (height, width), "boxes": boxes[keep],
-                 "labels": torch.tensor(labels, dtype=torch.int64)[keep]}
-            )  # fmt: skip
+            sizes.append((height, width))
+            all_boxes.append(boxes[keep].numpy())
+            all_labels.append(torch.tensor(labels, dtype=torch.int64)[keep].numpy())
         stats.warn(self.label_dir)
+        # Flat arrays, not a list of dicts: workers reading them copy nothing (pipeline/records.py).
+        self._files = PathTable(files)
+        self._sizes = np.asarray(sizes, dtype=np.int64).reshape(-1, 2)
+        self._boxes = BoxTable(all_boxes, all_labels)
+
+    def item(self, index: int) -> dict[str, Any]:
+        """The `index`-th image: {"file", "size" (h, w), "boxes" XYXY, "labels"}."""
+        boxes, labels, _ = self._boxes.get(index)
+        h, w = self._sizes[index]
+        return {
+            "file": self._files[index],
+            "size": (int(h), int(w)),
+            "boxes": torch.from_numpy(boxes),
+            "labels": torch.from_numpy(labels),
+        }
+
+    @property
+    def items(self) -> list[dict[str, Any]]:
+        """Every image's `item` (built on demand: for converters, not the training path)."""
+        return [self.item(i) for i in range(len(self))]
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self._files)
 
     def __getitem__(self, index: int) -> tuple[Any, dict]:
-        item = self.items[index]
+        item = self.item(index)
         image = read_image(item["file"])
         return image, make_target(item["boxes"], item["labels"], canvas_size=item["size"], image_id=index)
 

@@ -109,8 +109,11 @@ class _Split:
         size: int,
         describe: Callable[[int], str],
         array: np.ndarray | None = None,
+        paths: Sequence[Any] | None = None,
     ):
         self.name, self.image, self.size, self.describe, self.array = name, image, size, describe, array
+        # The file of each image, when they are files: their hashes then come from the file cache.
+        self.paths = paths
         self.exact: list[Any] = []  # None: the image could not be decoded
         self.near: np.ndarray | None = None
         self.valid: np.ndarray | None = None
@@ -142,6 +145,9 @@ def _hash_splits(splits: list[_Split], near: bool) -> int:
         return 0
     unreadable = 0
     for s in splits:
+        if s.paths is not None:
+            unreadable += _hash_files(s, near)
+            continue
         hashes: list[bytes | None] = []
         dh: list[int] = []
         for i in range(s.size):
@@ -160,6 +166,39 @@ def _hash_splits(splits: list[_Split], near: bool) -> int:
             s.near = np.asarray(dh, dtype=np.uint64)
             s.valid = np.asarray([h is not None for h in hashes], dtype=bool)
     return unreadable
+
+
+def _hash_files(s: _Split, near: bool) -> int:
+    """`_hash_splits` for a split of files, through the file cache (pipeline/filecache.py): an unchanged
+    file is not read again. An unreadable file is not cached (it is named wherever it is read)."""
+    from litvision.data.pipeline.filecache import cached
+
+    def compute(i: int) -> dict[str, Any] | None:
+        try:
+            img = s.image(i)
+        except (UserError, OSError, RuntimeError, ValueError):
+            return None
+        # dHash as a signed 64-bit integer: SQLite's and JSON's integers.
+        return {
+            "exact": content_hash(img).hex(),
+            "near": int(np.int64(np.uint64(dhash(img)))) if near else None,
+        }
+
+    assert s.paths is not None
+    values, _ = cached(
+        "hashes",
+        s.paths,
+        compute,
+        keep=lambda v: v is not None,
+        usable=lambda v: not near or v.get("near") is not None,
+    )
+    s.exact = [bytes.fromhex(v["exact"]) if v is not None else None for v in values]
+    if near:
+        s.near = np.asarray([v["near"] if v is not None else 0 for v in values], dtype=np.int64).view(
+            np.uint64
+        )
+        s.valid = np.asarray([v is not None for v in values], dtype=bool)
+    return sum(v is None for v in values)
 
 
 def _exact_within(s: _Split) -> dict[str, Any]:
@@ -302,7 +341,8 @@ def check_subsets(datasets: Mapping[str, Any], mode: str) -> dict[str, Any]:
                 return f"{name}[{i}]"
 
         array = source.images.numpy()[np.asarray(indices)] if isinstance(source, TensorImages) else None
-        splits[name] = (image, len(ds), describe, array)
+        paths = [source.paths.text(int(j)) for j in indices] if isinstance(source, FileImages) else None
+        splits[name] = (image, len(ds), describe, array, paths)
     return report(find_duplicates(splits, mode))
 
 

@@ -1,0 +1,157 @@
+"""The set-up checks' file cache (data/pipeline/filecache.py): a second set-up over an unchanged image
+folder reads no image, a touched file alone is read again, and concurrent runs leave a whole cache."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, compose_cfg
+
+from bench.bench_setup_scale import open_spy
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("LITVISION_CACHE_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from litvision.data.fixtures.classification import make_image_folder
+
+    root = tmp_path_factory.mktemp("cache_folder")
+    make_image_folder(root)
+    return root / "image_folder"
+
+
+def _setup(folder: Path, runs: Path) -> list[str]:
+    """A fresh image_folder DataModule's set-up (file check + exact duplicate check): the image files it opened."""
+    from litvision.build import build_datamodule
+
+    dm = build_datamodule(compose_cfg(["data=image_folder", f"data.root={folder}"], runs))
+    with open_spy() as opened:
+        dm.setup("fit")
+    assert dm.data_checks["duplicates"]["images"]["train"] > 0
+    return opened
+
+
+def test_second_setup_opens_no_image_and_a_touched_file_alone_is_read(
+    folder: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    """Catches: a cache hit ignored (the lookup's `keys[i] == (size, mtime)` comparing the wrong
+    thing, e.g. `(mtime, size)`: every file read again), and a key without the mtime (path and size
+    only: the touched file is not read again, its stale result kept)."""
+    images = sorted(p for p in folder.rglob("*") if p.is_file())
+    first = _setup(folder, tmp_path / "runs")
+    assert set(first) >= {str(p) for p in images}  # the first set-up reads every file
+    assert _setup(folder, tmp_path / "runs") == []
+    touched = images[3]
+    st = touched.stat()
+    os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    again = _setup(folder, tmp_path / "runs")
+    assert set(again) == {str(touched)}
+
+
+def test_cache_off_reads_every_file(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Catches: LITVISION_CACHE_DIR=off not honoured (a cache written to ~/.cache anyway), and an
+    empty value read as a path (a cache in the working folder)."""
+    from litvision.data.pipeline.filecache import cache_dir as where
+
+    for off in ("off", ""):
+        monkeypatch.setenv("LITVISION_CACHE_DIR", off)
+        assert where() is None
+        assert len(_setup(folder, tmp_path / "runs")) >= 24
+        assert len(_setup(folder, tmp_path / "runs")) >= 24
+
+
+_WRITER = textwrap.dedent(
+    """
+    import hashlib, sys, time
+    from pathlib import Path
+    from litvision.data.pipeline.filecache import cached
+    files = sorted(str(p) for p in Path(sys.argv[1]).glob("*.bin"))[int(sys.argv[2]):int(sys.argv[3])]
+    def compute(i):
+        return hashlib.sha256(Path(files[i]).read_bytes()).hexdigest()
+    values, computed = cached("hashes", files, compute)
+    print(computed)
+    """
+)
+
+
+def test_two_concurrent_runs_leave_a_whole_cache(cache_dir: Path, tmp_path: Path) -> None:
+    """Two processes cache overlapping halves of a folder while a third holds the write lock for a
+    second; afterwards every file is cached with its right value.
+    Catches: no busy timeout (`timeout=0`: a run that meets the other's write drops its rows), and
+    rows written outside one transaction with `INSERT` instead of `INSERT OR REPLACE` (the overlap's
+    second writer fails)."""
+    import hashlib
+
+    from litvision.data.pipeline.filecache import FileCache, cached
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(200):
+        (data / f"{i:03d}.bin").write_bytes(os.urandom(64))
+    cache_dir.mkdir()
+    FileCache("hashes").close()  # the database exists; the holder below locks it for writing
+    holder = sqlite3.connect(cache_dir / "file_checks.sqlite", timeout=30)
+    holder.execute("BEGIN IMMEDIATE")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(data), lo, hi], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for lo, hi in (("0", "130"), ("70", "200"))
+    ]
+    import time
+
+    time.sleep(1.5)  # both have computed and are waiting to write
+    holder.rollback()
+    holder.close()
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert [int(o.split()[-1]) for o in outs] == [130, 130]
+    db = sqlite3.connect(cache_dir / "file_checks.sqlite")
+    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    db.close()
+    files = sorted(str(p) for p in data.glob("*.bin"))
+    values, computed = cached("hashes", files, lambda i: pytest.fail(f"{files[i]} was not cached"))
+    assert computed == 0
+    assert values == [hashlib.sha256(Path(f).read_bytes()).hexdigest() for f in files]
+
+
+def test_folder_scan_keeps_the_order_the_split_was_drawn_over(tmp_path: Path) -> None:
+    """The scandir scan lists what `sorted(rglob("*"))` listed, in its order (the seeded split is
+    drawn over it), hidden files and non-images left out, symlinked folders not followed.
+    Catches: sorting the path strings (`a-b/` before `a/`: '-' < '/'), and following symlinked folders."""
+    from litvision.data.datasets.image_folder import image_files
+    from litvision.data.pipeline.decode import is_image_file
+
+    root = tmp_path / "cls"
+    for rel in (
+        "a/b.png",
+        "a-b/c.png",
+        "a.png",
+        "B.JPG",
+        "z/y/x.jpeg",
+        ".hidden.png",
+        "notes.txt",
+        "a/b/c.png",
+    ):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(b"x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "o.png").write_bytes(b"x")
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    want = [str(p) for p in sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))]
+    assert image_files(root) == want
+    assert not any("outside" in p or "link" in p for p in want)

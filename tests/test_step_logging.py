@@ -1,0 +1,67 @@
+"""Per-step values are logged only on the steps someone reads (tasks/step_logging.py), and training
+accuracy is counted on the device (tasks/classification.py): the logger's rows, the epoch's last
+`train/loss` and `train/acc` are what logging every step with a torchmetrics Metric gave."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import compose_cfg
+
+
+def test_step_loss_rows_last_value_and_train_accuracy(tmp_path: Path) -> None:
+    """7 batches, log_every_n_steps=3: CSV rows of train/loss at steps 2 and 5 only; at the epoch's
+    end callback_metrics holds the 7th batch's loss; train/acc = hits / images of the epoch.
+    Catches: the last batch not logged (`is_last_batch` dropped: the epoch ends on step 5's loss), and
+    accuracy counting batches instead of images (`seen += 1`)."""
+    from lightning.pytorch.callbacks import Callback
+
+    from litvision.build import build_callbacks, build_datamodule, build_loggers, build_task, build_trainer
+
+    class Record(Callback):
+        def __init__(self) -> None:
+            self.losses: list[float] = []
+            self.hits = self.seen = 0
+            self._labels: torch.Tensor | None = None
+
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            forward = pl_module.forward
+
+            def recording(x):
+                out = forward(x)
+                if trainer.training and self._labels is not None:
+                    y = self._labels.argmax(-1) if self._labels.ndim == 2 else self._labels
+                    self.hits += int((out.argmax(-1) == y).sum())
+                    self.seen += int(y.numel())
+                return out
+
+            pl_module.forward = recording
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            self._labels = batch[1]
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            self.losses.append(float(outputs["loss"]))
+
+    cfg = compose_cfg(
+        ["experiment=digits_cnn", "trainer.max_epochs=1", "++trainer.limit_train_batches=7",
+         "++trainer.limit_val_batches=1", "trainer.log_every_n_steps=3", "logger=csv",
+         "++trainer.enable_progress_bar=false"],
+        tmp_path,
+    )  # fmt: skip
+    rec = Record()
+    dm, task = build_datamodule(cfg), build_task(cfg)
+    trainer = build_trainer(cfg, callbacks=[*build_callbacks(cfg), rec], loggers=build_loggers(cfg))
+    trainer.fit(task, datamodule=dm)
+    assert len(rec.losses) == 7
+    assert float(trainer.callback_metrics["train/loss"]) == pytest.approx(rec.losses[-1], rel=1e-6)
+    assert float(trainer.callback_metrics["train/acc"]) == pytest.approx(rec.hits / rec.seen, abs=1e-6)
+    (metrics,) = Path(trainer.logger.log_dir).glob("metrics.csv")
+    rows = list(csv.DictReader(metrics.open()))
+    logged = {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
+    assert sorted(logged) == [2, 5]
+    assert logged[2] == pytest.approx(rec.losses[2], rel=1e-6)
+    assert logged[5] == pytest.approx(rec.losses[5], rel=1e-6)
