@@ -8,7 +8,8 @@
 
 Reads each run folder's `summary.json`, its configs (`.hydra/config.yaml` as composed, with
 interpolations kept, so `data.seed: ${seed}` does not count as a second difference; and the
-resolved `config.yaml` for the values shown) and `csv/metrics.csv`. Prints a rich table (at most
+resolved `config.yaml` for the values shown) and its learning curves from whichever logger it used
+(CSV, TensorBoard, MLflow store, W&B offline file: tracking/curves). Prints a rich table (at most
 8 differing keys, the most informative first: see `ranked_keys`) and writes, into `<folder>/compare/`
 (a glob or a list of runs: `<their common folder>/compare/glob-<hash>/`, never over the folder's own
 comparison): `runs.md` (the table in markdown, every key and metric), `runs.csv`,
@@ -39,6 +40,7 @@ from litvision.tracking.run_records import (
     _common_root,
     _curve,
     _value,
+    changes_training,
     compare_frame,
     differing_keys,
     is_run_dir,
@@ -56,7 +58,7 @@ MAX_CELL = 24
 
 def ranked_keys(runs: list[Run], keys: list[str], group_by: list[str] | None = None) -> list[str]:
     """`keys` (the differing ones), most informative first: the GROUP_BY keys, the keys set on the
-    runs' command lines (sweep parameters), keys every run has (a key missing from some runs is
+    runs' command lines (sweep parameters) unless they only say how a run logs, keys every run has (a key missing from some runs is
     usually a newer config, not a choice), then the keys with the most distinct values."""
     chosen = set(group_by or ())
     overridden = set().union(*(r.overridden for r in runs)) if runs else set()
@@ -68,7 +70,14 @@ def ranked_keys(runs: list[Run], keys: list[str], group_by: list[str] | None = N
     def rank(k: str) -> tuple:
         present = [r for r in runs if k in r.resolved or k in r.composed]
         distinct = {json.dumps(_value(r, k), sort_keys=True, default=str) for r in present}
-        return (k not in chosen, not is_overridden(k), len(present) < len(runs), -len(distinct), k)
+        return (
+            k not in chosen,
+            not changes_training(k),  # where and how a run logs: last
+            not is_overridden(k),
+            len(present) < len(runs),
+            -len(distinct),
+            k,
+        )
 
     return sorted(keys, key=rank)
 
@@ -89,63 +98,91 @@ def default_out_dir(targets: list[str | Path], runs: list[Run]) -> Path:
 
 
 def _legend(run: Run, keys: list[str]) -> str:
-    """`3 (lr=0.01, seed=2)`: the run and what sets it apart."""
-    parts = [f"{k.rsplit('.', 1)[-1]}={_value(run, k)}" for k in keys[:3]]
-    return f"{run.label} ({', '.join(parts)})" if parts else run.label
+    """`3 (lr=0.01, seed=2)`: the run and what sets it apart, on one capped line."""
+    from litvision.aggregate import cap, show_value
+
+    parts = [f"{k.rsplit('.', 1)[-1]}={show_value(_value(run, k))}" for k in keys[:3]]
+    return cap(f"{run.label} ({', '.join(parts)})" if parts else run.label, 48)
+
+
+def _best_point(df: Any, run: Run) -> tuple[float, float] | None:
+    """(step, val loss) at the epoch whose monitored metric was best: marked on loss.png."""
+    from litvision.aggregate import _mode
+
+    steps, values = _curve(df, run.monitor)
+    if not steps:
+        return None
+    pick = max if _mode([run], run.monitor) == "max" else min
+    best_step = steps[values.index(pick(values))]
+    loss_steps, losses = _curve(df, "val/loss")
+    if best_step not in loss_steps:
+        return None
+    return best_step, losses[loss_steps.index(best_step)]
 
 
 def plot_curves(runs: list[Run], out_dir: Path) -> list[Path]:
-    """loss.png (train solid, val dashed) and <metric>.png per main metric, every run overlaid."""
+    """loss.png (train solid, val dashed, log axis, best epoch starred) and <metric>.png per main
+    metric, every run overlaid, from whichever logger each run used (tracking/curves)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from litvision.utils.plots import legend_outside, save
+
     curves = [(r, read_curves(r)) for r in runs]
     curves = [(r, df) for r, df in curves if df is not None and "step" in df]
     if not curves:
         return []
-    keys = ranked_keys(runs, differing_keys(runs))
+    keys = [k for k in ranked_keys(runs, differing_keys(runs)) if changes_training(k)]
     names = {r.path: _legend(r, keys) for r in runs}
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ["-", "-.", ":"]
 
-    fig, ax = plt.subplots(figsize=(8, 5))
+    fig, ax = plt.subplots(figsize=(9, 5))
+    positive = False
     for i, (r, df) in enumerate(curves):
         c = colours[i % len(colours)]
-        ax.plot(*_curve(df, "train/loss"), color=c, alpha=0.8, label=f"{names[r.path]} train")
-        ax.plot(
-            *_curve(df, "val/loss"),
-            color=c,
-            linestyle="--",
-            marker="o",
-            markersize=3,
-            label=f"{names[r.path]} val",
-        )
-    ax.set(xlabel="step", ylabel="loss", title="loss (train solid, val dashed)")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+        # One legend entry per run (train and val share its colour); past 10 runs the style changes too.
+        train = _curve(df, "train/loss")
+        ax.plot(*train, color=c, alpha=0.7, linestyle=styles[(i // len(colours)) % 3], label=names[r.path])
+        val = _curve(df, "val/loss")
+        ax.plot(*val, color=c, linestyle="--", marker="o", markersize=3)
+        best = _best_point(df, r)
+        if best:
+            ax.plot(*best, marker="*", markersize=12, color=c, markeredgecolor="black", linestyle="none")
+        positive |= any(v > 0 for v in train[1] + val[1])
+    if positive:
+        # Losses fall by orders of magnitude: on a linear axis every curve lies on the floor after 100 steps.
+        ax.set_yscale("log")
+    ax.set(
+        xlabel="step",
+        ylabel="loss (log)",
+        title="loss: train solid, val dashed, ★ best epoch by the monitored metric",
+    )
+    legend_outside(ax)
     written.append(out_dir / "loss.png")
-    fig.savefig(written[-1], dpi=100)
+    save(fig, written[-1])
     plt.close(fig)
 
     for metric in sorted({r.monitor for r, _ in curves}):
-        fig, ax = plt.subplots(figsize=(8, 5))
+        fig, ax = plt.subplots(figsize=(9, 5))
         for i, (r, df) in enumerate(curves):
             if r.monitor == metric:
                 ax.plot(
                     *_curve(df, metric),
                     color=colours[i % len(colours)],
+                    linestyle=styles[(i // len(colours)) % 3],
                     marker="o",
                     markersize=3,
-                    label=r.label,
+                    label=names[r.path],
                 )
         ax.set(xlabel="step", ylabel=metric, title=metric)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
+        legend_outside(ax)
         written.append(out_dir / (metric.replace("/", "_") + ".png"))
-        fig.savefig(written[-1], dpi=100)
+        save(fig, written[-1])
         plt.close(fig)
     return written
 
@@ -352,7 +389,7 @@ def compare(
     print(
         f"wrote {out_dir}/runs.md, runs.csv"
         + (", groups.md, groups.csv" if agg is not None else "")
-        + (", " + ", ".join(p.name for p in plots) if plots else " (no csv/metrics.csv: no learning curves)")
+        + (", " + ", ".join(p.name for p in plots) if plots else " (no logger left learning curves)")
     )
     return {
         "frame": df,

@@ -87,6 +87,13 @@ class MLFlowLogger(_LightningMLFlowLogger):
         uri = uri or default_tracking_uri(self.run_dir)
         if local and rank_zero_only.rank == 0:
             (self.run_dir / STORE_DIR).mkdir(parents=True, exist_ok=True)
+        import mlflow  # noqa: F401  (installs MLflow's stderr handlers, routed to the run's log below)
+
+        from litvision.utils.console import THIRD_PARTY_LOGGERS, route_to_log
+
+        # Lightning opens the store here: "Creating initial MLflow database tables..." and alembic's
+        # lines go to train.log, not the console (errors still show).
+        route_to_log(*THIRD_PARTY_LOGGERS)
         if run_name is None:
             from litvision.tracking.wandb_logger import run_name as _run_name
 
