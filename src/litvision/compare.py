@@ -45,7 +45,7 @@ from litvision.tracking.run_records import (
     differing_keys,
     is_run_dir,
     load_runs,
-    read_curves,
+    read_curves_from,
 )
 
 COMPARE_DIR = "compare"
@@ -120,7 +120,16 @@ def _best_point(df: Any, run: Run) -> tuple[float, float] | None:
     return best_step, losses[loss_steps.index(best_step)]
 
 
-def plot_curves(runs: list[Run], out_dir: Path) -> list[Path]:
+def curves_line(sources: dict[str, str | None]) -> str:
+    """`curves: 4 of 4 runs (csv 1, mlflow 1, tensorboard 1, wandb 1)`: what the plots could draw."""
+    found = [s for s in sources.values() if s]
+    counts = ", ".join(f"{name} {found.count(name)}" for name in sorted(set(found)))
+    line = f"curves: {len(found)} of {len(sources)} runs" + (f" ({counts})" if counts else "")
+    missing = [label for label, s in sources.items() if not s]
+    return line + (f"; no logger left curves in: {', '.join(missing)}" if missing else "")
+
+
+def plot_curves(runs: list[Run], out_dir: Path, sources: dict[str, str | None] | None = None) -> list[Path]:
     """loss.png (train solid, val dashed, log axis, best epoch starred) and <metric>.png per main
     metric, every run overlaid, from whichever logger each run used (tracking/curves)."""
     import matplotlib
@@ -130,8 +139,10 @@ def plot_curves(runs: list[Run], out_dir: Path) -> list[Path]:
 
     from litvision.utils.plots import legend_outside, save
 
-    curves = [(r, read_curves(r)) for r in runs]
-    curves = [(r, df) for r, df in curves if df is not None and "step" in df]
+    read = [(r, *read_curves_from(r)) for r in runs]
+    if sources is not None:
+        sources.update({r.label: source for r, _, source in read})
+    curves = [(r, df) for r, df, _ in read if df is not None and "step" in df]
     if not curves:
         return []
     keys = [k for k in ranked_keys(runs, differing_keys(runs)) if changes_training(k)]
@@ -367,7 +378,8 @@ def compare(
         f"# {title}\n\n" + to_markdown(df, shown_columns(df, runs, all_metrics=True))
     )
     df.to_csv(out_dir / "runs.csv")
-    plots = plot_curves(runs, out_dir)
+    sources: dict[str, str | None] = {}
+    plots = plot_curves(runs, out_dir, sources)
     if agg is not None:
         print_groups(agg, all_metrics)
         plots += [p for p in write_groups(agg, out_dir, title) if p.suffix == ".png"]
@@ -381,6 +393,7 @@ def compare(
                 else "blank in the table."
             )
         )
+    print(curves_line(sources))
     bad = [r for r in runs if not r.ok]
     for r in bad:
         print(f"note: {r.path}: {r.problem}")

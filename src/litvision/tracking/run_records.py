@@ -257,15 +257,20 @@ def compare_frame(runs: list[Run]) -> Any:
 def read_curves(run: Run) -> Any | None:
     """The run's learning curves as a DataFrame of the fit (the re-validation and test after fit
     dropped), from whichever logger wrote them: CSV, TensorBoard, MLflow or W&B (tracking/curves)."""
+    return read_curves_from(run)[0]
+
+
+def read_curves_from(run: Run) -> tuple[Any | None, str | None]:
+    """(read_curves(run), the logger they came from: csv, tensorboard, mlflow or wandb)."""
     from litvision.tracking.curves import read_any
 
-    df, _ = read_any(run.path)
+    df, source = read_any(run.path)
     if df is None:
-        return None
+        return None, None
     if "epoch" in df and run.epochs is not None:
         # After fit, the best checkpoint is validated and tested again at epoch == epochs completed.
         df = df[~(df["epoch"] >= run.epochs)]
-    return df
+    return df, source
 
 
 def _curve(df: Any, column: str) -> tuple[list[float], list[float]]:
