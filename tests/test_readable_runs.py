@@ -52,8 +52,10 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = {"runs": runs}
     for name, extra in {
         "wandb": ["logger=wandb", "seed=1", f"model.optimizer.lr={LR_A}"],
+        # The shared store (one documented override): compare reads the curves from it.
         "mlflow": [
             "logger=mlflow",
+            "logger.mlflow.tracking_uri=shared",
             "seed=2",
             f"model.optimizer.lr={LR_A}",
             f"paths.data_dir={runs.parent}/data",
@@ -114,7 +116,8 @@ def test_console_is_litvisions_and_ends_with_the_folder(session: dict, which: st
 def test_compare_groups_by_lr_only_and_draws_every_logger(session: dict) -> None:
     """Catches: groups keyed by logger.*/paths.* (four groups of one instead of two of two), a run
     logged with W&B or MLflow alone missing from the curves (only csv/metrics.csv read), and a
-    library warning (scipy, matplotlib's tight_layout) on stderr."""
+    library warning (scipy, matplotlib's tight_layout) on stderr. The MLflow run logs to the shared
+    store (`logger.mlflow.tracking_uri=shared`): its curves are read from there."""
     exp = session["runs"] / "digits_cnn"
     proc = run_cli("litvision", "compare", "--runs", str(exp), env=_env(), check=True)
     assert proc.stderr == "", proc.stderr
@@ -124,5 +127,6 @@ def test_compare_groups_by_lr_only_and_draws_every_logger(session: dict) -> None
     assert "2 group(s) by model.optimizer.lr:" in proc.stdout
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("curves: "))
     assert line == "curves: 4 of 4 runs (csv 1, mlflow 1, tensorboard 1, wandb 1)", line
+    assert (session["runs"] / "mlflow.db").is_file()
     for run in [p.parent for p in exp.rglob("summary.json")]:
         assert (run / "history.png").stat().st_size > 5_000, run
