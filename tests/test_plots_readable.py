@@ -80,7 +80,8 @@ def test_group_bars_start_near_the_data_with_the_interval_drawn(tmp_path) -> Non
     import matplotlib
 
     matplotlib.use("Agg")
-    from litvision.aggregate import Group, describe, plot_bars
+    from litvision.aggregate import Group, describe
+    from litvision.utils.plots import plot_bars
 
     @dataclass
     class R:

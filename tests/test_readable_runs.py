@@ -42,7 +42,7 @@ THIRD_PARTY = ("wandb:", "mlflow", "MLflow database", "[HYDRA]", "Experiment wit
 def _env() -> dict[str, str]:
     # conftest sets WANDB_SILENT for the whole suite; a user's shell does not, so neither does this run.
     env = {k: v for k, v in os.environ.items() if k != "WANDB_SILENT"}
-    return {**env, "COLUMNS": "120", "PYTHONWARNINGS": "default"}
+    return {**env, "COLUMNS": "120"}
 
 
 @pytest.fixture(scope="module")

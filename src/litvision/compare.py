@@ -38,14 +38,12 @@ from litvision.errors import UserError
 from litvision.tracking.run_records import (
     Run,
     _common_root,
-    _curve,
     _value,
     changes_training,
     compare_frame,
     differing_keys,
     is_run_dir,
     load_runs,
-    read_curves_from,
 )
 
 COMPARE_DIR = "compare"
@@ -105,21 +103,6 @@ def _legend(run: Run, keys: list[str]) -> str:
     return cap(f"{run.label} ({', '.join(parts)})" if parts else run.label, 48)
 
 
-def _best_point(df: Any, run: Run) -> tuple[float, float] | None:
-    """(step, val loss) at the epoch whose monitored metric was best: marked on loss.png."""
-    from litvision.aggregate import _mode
-
-    steps, values = _curve(df, run.monitor)
-    if not steps:
-        return None
-    pick = max if _mode([run], run.monitor) == "max" else min
-    best_step = steps[values.index(pick(values))]
-    loss_steps, losses = _curve(df, "val/loss")
-    if best_step not in loss_steps:
-        return None
-    return best_step, losses[loss_steps.index(best_step)]
-
-
 def curves_line(sources: dict[str, str | None]) -> str:
     """`curves: 4 of 4 runs (csv 1, mlflow 1, tensorboard 1, wandb 1)`: what the plots could draw."""
     found = [s for s in sources.values() if s]
@@ -130,72 +113,12 @@ def curves_line(sources: dict[str, str | None]) -> str:
 
 
 def plot_curves(runs: list[Run], out_dir: Path, sources: dict[str, str | None] | None = None) -> list[Path]:
-    """loss.png (train solid, val dashed, log axis, best epoch starred) and <metric>.png per main
-    metric, every run overlaid, from whichever logger each run used (tracking/curves)."""
-    import matplotlib
+    """loss.png and <metric>.png of every run (utils/plots.plot_run_curves), each run named by the
+    keys that set it apart and change training."""
+    from litvision.utils.plots import plot_run_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from litvision.utils.plots import legend_outside, save
-
-    read = [(r, *read_curves_from(r)) for r in runs]
-    if sources is not None:
-        sources.update({r.label: source for r, _, source in read})
-    curves = [(r, df) for r, df, _ in read if df is not None and "step" in df]
-    if not curves:
-        return []
     keys = [k for k in ranked_keys(runs, differing_keys(runs)) if changes_training(k)]
-    names = {r.path: _legend(r, keys) for r in runs}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    styles = ["-", "-.", ":"]
-
-    fig, ax = plt.subplots(figsize=(9, 5))
-    positive = False
-    for i, (r, df) in enumerate(curves):
-        c = colours[i % len(colours)]
-        # One legend entry per run (train and val share its colour); past 10 runs the style changes too.
-        train = _curve(df, "train/loss")
-        ax.plot(*train, color=c, alpha=0.7, linestyle=styles[(i // len(colours)) % 3], label=names[r.path])
-        val = _curve(df, "val/loss")
-        ax.plot(*val, color=c, linestyle="--", marker="o", markersize=3)
-        best = _best_point(df, r)
-        if best:
-            ax.plot(*best, marker="*", markersize=12, color=c, markeredgecolor="black", linestyle="none")
-        positive |= any(v > 0 for v in train[1] + val[1])
-    if positive:
-        # Losses fall by orders of magnitude: on a linear axis every curve lies on the floor after 100 steps.
-        ax.set_yscale("log")
-    ax.set(
-        xlabel="step",
-        ylabel="loss (log)",
-        title="loss: train solid, val dashed, ★ best epoch by the monitored metric",
-    )
-    legend_outside(ax)
-    written.append(out_dir / "loss.png")
-    save(fig, written[-1])
-    plt.close(fig)
-
-    for metric in sorted({r.monitor for r, _ in curves}):
-        fig, ax = plt.subplots(figsize=(9, 5))
-        for i, (r, df) in enumerate(curves):
-            if r.monitor == metric:
-                ax.plot(
-                    *_curve(df, metric),
-                    color=colours[i % len(colours)],
-                    linestyle=styles[(i // len(colours)) % 3],
-                    marker="o",
-                    markersize=3,
-                    label=names[r.path],
-                )
-        ax.set(xlabel="step", ylabel=metric, title=metric)
-        legend_outside(ax)
-        written.append(out_dir / (metric.replace("/", "_") + ".png"))
-        save(fig, written[-1])
-        plt.close(fig)
-    return written
+    return plot_run_curves(runs, {r.path: _legend(r, keys) for r in runs}, out_dir, sources)
 
 
 # -- output ---------------------------------------------------------------------------------------
