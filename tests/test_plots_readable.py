@@ -81,7 +81,7 @@ def test_group_bars_start_near_the_data_with_the_interval_drawn(tmp_path) -> Non
 
     matplotlib.use("Agg")
     from litvision.aggregate import Group, describe
-    from litvision.utils.plots import plot_bars
+    from litvision.tracking.compare_plots import plot_bars
 
     @dataclass
     class R:

@@ -430,9 +430,8 @@ def print_groups(agg: dict[str, Any], all_metrics: bool = False) -> None:
 
 
 def write_groups(agg: dict[str, Any], out_dir: Path, title: str) -> list[Path]:
+    """groups.md and groups.csv (the figures: tracking/compare_plots.plot_groups)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "groups.md").write_text(f"# {title}\n\n" + to_markdown(agg))
     groups_frame(agg).to_csv(out_dir / "groups.csv", index=False)
-    from litvision.utils.plots import plot_groups
-
-    return [out_dir / "groups.md", out_dir / "groups.csv", *plot_groups(agg, out_dir)]
+    return [out_dir / "groups.md", out_dir / "groups.csv"]

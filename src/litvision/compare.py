@@ -113,9 +113,9 @@ def curves_line(sources: dict[str, str | None]) -> str:
 
 
 def plot_curves(runs: list[Run], out_dir: Path, sources: dict[str, str | None] | None = None) -> list[Path]:
-    """loss.png and <metric>.png of every run (utils/plots.plot_run_curves), each run named by the
-    keys that set it apart and change training."""
-    from litvision.utils.plots import plot_run_curves
+    """loss.png and <metric>.png of every run (tracking/compare_plots), each run named by the keys
+    that set it apart and change training."""
+    from litvision.tracking.compare_plots import plot_run_curves
 
     keys = [k for k in ranked_keys(runs, differing_keys(runs)) if changes_training(k)]
     return plot_run_curves(runs, {r.path: _legend(r, keys) for r in runs}, out_dir, sources)
@@ -305,7 +305,10 @@ def compare(
     plots = plot_curves(runs, out_dir, sources)
     if agg is not None:
         print_groups(agg, all_metrics)
-        plots += [p for p in write_groups(agg, out_dir, title) if p.suffix == ".png"]
+        from litvision.tracking.compare_plots import plot_groups
+
+        write_groups(agg, out_dir, title)
+        plots += plot_groups(agg, out_dir)
     for r, lost in nan_runs:
         print(
             f"note: {r.path}: {', '.join(lost)} {'is' if len(lost) == 1 else 'are'} "
@@ -371,6 +374,14 @@ def _compare_from_args(args: argparse.Namespace) -> None:
     from litvision.aggregate import parse_group_by
 
     compare(targets, args.out, args.all_metrics, parse_group_by(args.group_by))
+
+
+def print_sweep_comparison(folder: Path) -> None:
+    """A sweep's answer, printed when its jobs are done: this comparison of its runs, then the
+    sweep folder as the last line (`python -m litvision.train --multirun`, `litvision sweep`)."""
+    print(f"\nSweep finished: comparing its runs ({folder}/compare/)", flush=True)
+    compare([folder])
+    print(f"sweep folder: {folder}", flush=True)
 
 
 if __name__ == "__main__":

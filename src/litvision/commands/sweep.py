@@ -163,20 +163,12 @@ def _run_job_in(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], bool]:
     return execute(plan), True
 
 
-def print_comparison(folder: Path) -> None:
-    """The sweep's answer: `make compare` on its folder, then the folder as the last line."""
-    from litvision.compare import compare
-
-    print(f"\nSweep finished: comparing its runs ({folder}/compare/)", flush=True)
-    compare([folder])
-    print(f"sweep folder: {folder}", flush=True)
-
-
-def main() -> None:
+def main() -> Path | None:
+    """Run the sweep; returns its folder when a job of it has finished (for the comparison that
+    ends it: litvision.train, a higher layer, prints it)."""
     from litvision.errors import guarded
 
     args = [a for a in sys.argv[1:] if a not in ("-m", "--multirun")]
     sys.argv = [sys.argv[0], "--multirun", *guarded(prepare_sweep, args)]
     _job()
-    if _folder is not None and any(_folder.glob("*/summary.json")):
-        guarded(print_comparison, _folder)
+    return _folder if _folder is not None and any(_folder.glob("*/summary.json")) else None
