@@ -86,7 +86,7 @@ notebooks: $(SETUP)  ## execute the notebooks into runs/notebooks/ (the committe
 	$(PY) -m litvision.tracking.notebooks --execute notebooks/*.ipynb
 
 test: $(SETUP)  ## run the whole test suite (slow tests included; TEST_JOBS=2 files at once)
-	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile --durations=20 $(PYTEST_ARGS)
 
 test-fast: $(SETUP)  ## skip the tests that train to a target metric
 	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile -m "not slow" $(PYTEST_ARGS)

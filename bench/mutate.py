@@ -1,7 +1,7 @@
 """Mutation testing of the modules whose bugs cost users most: `make mutate` (not part of CI).
 
-    python -m bench.mutate                 # every module below (~27 min on a shared, busy 2-core VM)
-    python -m bench.mutate splits optim    # some of them (names are the keys of MODULES)
+    python -m bench.mutate                 # every module below (hours on the 2-core VM: run it in parts)
+    python -m bench.mutate splits optim    # some of them (names are the keys of MODULES; bench/README.md)
 
 mutmut 3 (PyPI) rewrites one module at a time into many "mutants" (a `<` turned `<=`, a constant
 changed, an argument dropped, ...) and runs, for each mutant, only the tests of that module's fast
@@ -31,13 +31,22 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRATCH = ROOT / ".mutate"
 RESULT = ROOT / "bench" / "results" / "mutation.json"
 
-# module key -> (source file under src/litvision, the fast test subset that guards it).
+# module key -> (source file under src/litvision, its test subset). The subset names the in-process
+# tests and the CLI tests that exercise the module: a CLI test runs `python -m litvision` in a child
+# process, which mutmut's per-test coverage cannot see, so CLI_TESTS below says which tests those are
+# and the plugin appended to the scratch conftest (CLI_PLUGIN) credits them with every function of
+# the module. Without them a mutant only the CLI path reaches (runner's x_execute__mutmut_80, a seed
+# line printed before a late refusal) survived as "no tests".
+_LIFECYCLE_CLI = ["tests/test_lifecycle.py", "tests/test_cli.py"]
 MODULES: dict[str, tuple[str, list[str]]] = {
     "splits": (
         "data/pipeline/splits.py",
-        ["tests/test_optim_and_splits.py", "tests/test_data_splits_samplers.py"],
+        ["tests/test_optim_and_splits.py", "tests/test_data_splits_samplers.py", "tests/test_data_checks.py"],
     ),
     "samplers": ("data/pipeline/samplers.py", ["tests/test_data_splits_samplers.py"]),
+    "duplicates": ("data/pipeline/duplicates.py", ["tests/test_data_checks.py"]),
+    "device_cache": ("data/pipeline/device_cache.py", ["tests/test_device_cache.py"]),
+    "mixing": ("data/transforms/mixing.py", ["tests/test_mixing.py"]),
     "optim": (
         "tasks/optim.py",
         [
@@ -47,9 +56,54 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/test_scale.py::test_scaled_lr_reaches_every_group_and_the_config_is_not_mutated",
         ],
     ),
+    "ema": ("tasks/ema.py", ["tests/test_ema.py"]),
+    "tta": ("tasks/tta.py", ["tests/test_tta.py"]),
+    "class_weights": (
+        "tasks/class_weights.py",
+        # The CLI refusals only: the every-experiment case composes configs and reads no weights.
+        [
+            "tests/test_class_weights.py",
+            "tests/test_training_options_cli.py::test_bad_option_is_one_line_and_writes_nothing",
+        ],
+    ),
+    "task_options": (
+        "tasks/options.py",
+        [
+            "tests/test_class_weights.py",
+            "tests/test_ema.py",
+            "tests/test_mixing.py",
+            "tests/test_training_options_cli.py",
+        ],
+    ),
+    "finetune": ("tasks/finetune.py", ["tests/test_transfer.py", "tests/test_training_mechanics.py"]),
+    "restore": (
+        "tasks/restore.py",
+        [
+            "tests/test_predict.py",
+            "tests/test_models_legacy_checkpoint.py",
+            "tests/test_detection_category_ids.py",
+        ],
+    ),
+    "task_classification": (
+        "tasks/classification.py",
+        [
+            "tests/test_data_classification.py",
+            "tests/test_mixing.py",
+            "tests/test_tta.py",
+            "tests/test_predict.py",
+        ],
+    ),
+    "task_detection": (
+        "tasks/detection.py",
+        ["tests/test_data_detection.py", "tests/test_detection_readable.py"],
+    ),
     "detection_metrics": (
         "metrics/detection.py",
         ["tests/test_detection_map.py", "tests/test_detection_metric_edges.py"],
+    ),
+    "detection_report": (
+        "metrics/detection_report.py",
+        ["tests/test_detection_report.py", "tests/test_detection_real_outputs.py"],
     ),
     "checkpoint_io": (
         "utils/checkpoint_io.py",
@@ -60,10 +114,60 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         ],
     ),
     "preemption": ("callbacks/preemption.py", ["tests/test_preemption_inprocess.py"]),
-    "runner": ("lifecycle/runner.py", ["tests/test_lifecycle_inprocess.py"]),
-    "run_folder": ("lifecycle/run_folder.py", ["tests/test_lifecycle_inprocess.py"]),
-    "resume": ("lifecycle/resume.py", ["tests/test_lifecycle_inprocess.py"]),
+    "last_checkpoint": (
+        "callbacks/checkpoint.py",
+        ["tests/test_last_checkpoint.py", "tests/test_checkpoint_faults.py"],
+    ),
+    "early_stopping": ("callbacks/early_stopping.py", ["tests/test_extend_runs.py"]),
+    "finetuning_callback": (
+        "callbacks/finetuning.py",
+        ["tests/test_training_mechanics.py", "tests/test_transfer.py"],
+    ),
+    "model_summary": ("callbacks/model_summary.py", ["tests/test_console.py", "tests/test_progress_bar.py"]),
+    "performance": ("callbacks/performance.py", ["tests/test_scale.py"]),
+    "progress_bar": ("callbacks/progress_bar.py", ["tests/test_progress_bar.py", "tests/test_console.py"]),
+    "sample_grid": ("callbacks/sample_grid.py", ["tests/test_data_sample_grid.py"]),
+    "runner": ("lifecycle/runner.py", ["tests/test_lifecycle_inprocess.py", *_LIFECYCLE_CLI]),
+    "run_folder": ("lifecycle/run_folder.py", ["tests/test_lifecycle_inprocess.py", *_LIFECYCLE_CLI]),
+    "resume": ("lifecycle/resume.py", ["tests/test_lifecycle_inprocess.py", *_LIFECYCLE_CLI]),
+    "checks": (
+        "lifecycle/checks.py",
+        ["tests/test_data_checks.py", "tests/test_bad_values_cli.py", *_LIFECYCLE_CLI],
+    ),
+    "session": ("lifecycle/session.py", ["tests/test_lifecycle_inprocess.py", *_LIFECYCLE_CLI]),
+    "sweeps": ("lifecycle/sweeps.py", ["tests/test_sweep_resume.py"]),
+    "optuna_study": ("lifecycle/optuna_study.py", ["tests/test_sweep_resume.py"]),
+    "export": ("deploy/export.py", ["tests/test_export.py"]),
+    "parity": ("deploy/parity.py", ["tests/test_export.py"]),
+    "aggregate": ("aggregate.py", ["tests/test_compare_groups.py", "tests/test_compare_nan.py"]),
+    "compare": (
+        "compare.py",
+        ["tests/test_compare_groups.py", "tests/test_compare_nan.py", "tests/test_compare_readable.py"],
+    ),
+    "added_keys": ("added_keys.py", ["tests/test_cli.py"]),
 }
+
+# Test files (or node ids) of the subsets above that run the CLI in a child process. Kept as one
+# list: a file is a CLI test whichever module's subset names it.
+CLI_TESTS: list[str] = [
+    "tests/test_bad_values_cli.py",
+    "tests/test_cli.py",
+    "tests/test_compare_groups.py",
+    "tests/test_compare_nan.py",
+    "tests/test_compare_readable.py",
+    "tests/test_checkpoint_faults.py",
+    "tests/test_console.py",
+    "tests/test_device_cache.py",
+    "tests/test_ema.py",
+    "tests/test_export.py",
+    "tests/test_extend_runs.py",
+    "tests/test_last_checkpoint.py",
+    "tests/test_lifecycle.py",
+    "tests/test_progress_bar.py",
+    "tests/test_scale.py",
+    "tests/test_sweep_resume.py",
+    "tests/test_training_options_cli.py",
+]
 
 # Survivors that change no behaviour a user or a caller can observe, keyed by mutmut's mutant name,
 # with the reason. A key that no longer names a survivor (the code moved) is reported as stale.
@@ -157,6 +261,13 @@ EQUIVALENT: dict[str, str] = {
     "litvision.lifecycle.runner.x__configure_logging__mutmut_13": (
         "configure_log's verbose_config defaults to False, the value of hydra.verbose in configs/hydra"
     ),
+    **{
+        name: "softmax(dim=+1) instead of dim=-1: the logits are (N, num_classes), so dim 1 is the last dim"
+        for name in (
+            "litvision.tasks.tta.x_tta_logits__mutmut_17",
+            "litvision.tasks.tta.x_predict_probabilities__mutmut_10",
+        )
+    },
     "litvision.tasks.optim.x_lr_scale__mutmut_9": (
         "getattr(trainer, 'world_size', None) or 1: a missing world size becomes 1 through `or 1` either way"
     ),
@@ -237,11 +348,68 @@ def _diff(work: Path, env: dict[str, str], name: str) -> str:
 
 
 def _location(source: str, name: str) -> str:
-    # litvision.data.pipeline.splits.x_stratified_split__mutmut_12 -> data/pipeline/splits.py::stratified_split
-    func = name.rsplit("__mutmut_", 1)[0].rsplit(".", 1)[-1]
-    func = re.sub(r"^x(ǁ.*?ǁ)?_", "", func).replace("ǁ", "")
-    cls = re.match(r"^xǁ(.*?)ǁ", name.rsplit(".", 1)[-1])
-    return f"src/litvision/{source}::{(cls.group(1) + '.') if cls else ''}{func}"
+    """Where a mutant lives, from mutmut's name for it.
+
+    mutmut 3 names a function's mutants `x_<function>__mutmut_<n>` and a method's
+    `xǁ<Class>ǁ<method>__mutmut_<n>`: litvision.lifecycle.run_folder.xǁRunLockǁ__init____mutmut_3 ->
+    src/litvision/lifecycle/run_folder.py::RunLock.__init__.
+    """
+    mangled = name.rsplit("__mutmut_", 1)[0].rsplit(".", 1)[-1]
+    method = re.fullmatch(r"xǁ(.+?)ǁ(.+)", mangled)
+    qualname = f"{method.group(1)}.{method.group(2)}" if method else mangled.removeprefix("x_")
+    return f"src/litvision/{source}::{qualname}"
+
+
+# Appended to the scratch copy's tests/conftest.py. While mutmut collects which tests reach which
+# function ("stats"), a CLI test's child process would run mutmut's trampolines with
+# MUTANT_UNDER_TEST=stats and crash reading mutmut's config from the wrong folder; and whatever it
+# reached is lost with the child. So the child runs the original code, and the CLI test is credited
+# with every function of the mutated module. When a mutant is tested, the child inherits
+# MUTANT_UNDER_TEST and runs the mutant, as the in-process tests do.
+CLI_PLUGIN = """
+
+# --- added by bench/mutate.py (scratch copy only) ---
+import importlib as _mm_importlib
+import inspect as _mm_inspect
+
+_MM_MODULE = {module!r}
+_MM_CLI = {cli!r}
+
+
+def _mm_functions() -> list[str]:
+    mod = _mm_importlib.import_module(_MM_MODULE)
+    names = [n for n in vars(mod) if n.endswith("__mutmut_orig")]
+    for obj in vars(mod).values():
+        if _mm_inspect.isclass(obj) and obj.__module__ == _MM_MODULE:
+            names += [n for n in vars(obj) if n.endswith("__mutmut_orig")]
+    return [f"{{_MM_MODULE}}.{{n.removesuffix('__mutmut_orig')}}" for n in names]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    stats = os.environ.get("MUTANT_UNDER_TEST") == "stats"
+    if not stats:
+        yield
+        return
+    os.environ.pop("MUTANT_UNDER_TEST")  # mutmut keeps its own process-local copy
+    try:
+        yield
+    finally:
+        os.environ["MUTANT_UNDER_TEST"] = "stats"
+        if any(item.nodeid.removeprefix("mutants/").startswith(c) for c in _MM_CLI):
+            from mutmut.state import state
+
+            state()._stats.update(_mm_functions())
+"""
+
+
+def _commit() -> str:
+    """HEAD, with '+dirty' when the tree differs from it: the code a module's numbers were measured on."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "src", "tests"], cwd=ROOT, capture_output=True, text=True
+    )
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def run_module(key: str) -> dict:
@@ -250,6 +418,10 @@ def run_module(key: str) -> dict:
     _copy_tree(work)
     pyproject = (ROOT / "pyproject.toml").read_text()
     (work / "pyproject.toml").write_text(pyproject + _config(source, tests))
+    module = "litvision." + source.removesuffix(".py").replace("/", ".")
+    cli = [t for t in tests if any(t.startswith(c) or c.startswith(t) for c in CLI_TESTS)]
+    with (work / "tests" / "conftest.py").open("a") as f:
+        f.write(CLI_PLUGIN.format(module=module, cli=cli))
     env = {
         **os.environ,
         "WANDB_MODE": "offline",
@@ -282,7 +454,9 @@ def run_module(key: str) -> dict:
     ran = len(killed) + len(survived)
     return {
         "source": f"src/litvision/{source}",
+        "commit": _commit(),
         "tests": tests,
+        "cli_tests": cli,
         "seconds": seconds,
         "mutants": len(codes),
         "run": ran,
@@ -308,19 +482,10 @@ def run_module(key: str) -> dict:
     }
 
 
-# The cheap modules first and the lifecycle runner (whose tests train tiny runs) last: the results
-# file is rewritten after each module, so an interrupted `make mutate` keeps what it finished.
-ORDER = [
-    "splits",
-    "samplers",
-    "detection_metrics",
-    "checkpoint_io",
-    "resume",
-    "run_folder",
-    "preemption",
-    "optim",
-    "runner",
-]
+# The cheap modules first and those whose subsets train many tiny runs last: the results file is
+# rewritten after each module, so an interrupted `make mutate` keeps what it finished.
+_LAST = ["resume", "run_folder", "session", "checks", "preemption", "optim", "runner"]
+ORDER = [k for k in MODULES if k not in _LAST] + _LAST
 
 
 def _write(report: dict) -> None:

@@ -184,3 +184,13 @@ def unreachable_slurm_path(folder: Path, clients: tuple[str, ...] = ("sbatch", "
         stub.write_text(f"#!/bin/sh\necho '{name}: error: {_UNREACHABLE}' >&2\nexit 1\n")
         stub.chmod(0o755)
     return os.pathsep.join([str(stubs), path_without(SLURM_COMMANDS, folder / "shadow")])
+
+
+@pytest.fixture(scope="session")
+def real_runs(tmp_path_factory: pytest.TempPathFactory):
+    """The real-run tier (tests/real_runs.py): small real runs trained once and shared. Under
+    pytest-xdist the workers' basetemps share a parent, where the runs are built once for all."""
+    from real_runs import RealRuns
+
+    base = tmp_path_factory.getbasetemp()
+    return RealRuns(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)

@@ -59,7 +59,10 @@ def test_stratified_folds_are_disjoint_cover_and_keep_class_shares() -> None:
 
 
 def test_kfold_on_an_image_folder_datamodule(tmp_path: Path, runs_dir: Path) -> None:
-    """Catches a DataModule that ignores data.num_folds/data.fold (val stays the val_fraction split)."""
+    """Folds without and with a test split carved out of the folder (data.test_fraction).
+    Catches a DataModule that ignores data.num_folds/data.fold (val stays the val_fraction split),
+    k-fold ignored when data.test_fraction is set, and fold indices taken as indices of the whole
+    folder instead of the images left after the test split (test images in train or val)."""
     rng = np.random.default_rng(0)
     counts = {"a": 12, "b": 8, "c": 10}
     for cls, n in counts.items():
@@ -77,15 +80,28 @@ def test_kfold_on_an_image_folder_datamodule(tmp_path: Path, runs_dir: Path) -> 
         folds.append(set(val.indices.tolist()))
     assert set().union(*folds) == set(range(30)) and sum(map(len, folds)) == 30
 
+    folds, tests = [], []
+    for fold in range(5):
+        dm = datamodule([*base, "data.test_fraction=0.2", "data.num_folds=5", f"data.fold={fold}"], runs_dir)
+        train, val, test = (set(dm.datasets[k].indices.tolist()) for k in ("train", "val", "test"))
+        assert not train & val and not (train | val) & test and len(train | val | test) == 30
+        folds.append(val)
+        tests.append(test)
+    assert all(t == tests[0] for t in tests) and 4 <= len(tests[0]) <= 8, "one test split for every fold"
+    rest = set(range(30)) - tests[0]
+    assert set().union(*folds) == rest and sum(map(len, folds)) == len(rest), "the folds partition the rest"
+    assert max(map(len, folds)) - min(map(len, folds)) <= 2
+
 
 def test_kfold_on_digits_keeps_the_test_split_out(runs_dir: Path) -> None:
     """Catches k-fold folds that take test images, or a test split that moves with the fold."""
     vals, tests = [], []
     for fold in range(5):
         dm = datamodule(["experiment=digits_cnn", "data.num_folds=5", f"data.fold={fold}"], runs_dir)
-        x_val = dm.datasets["val"].tensors[0]
+        val, test = dm.datasets["val"], dm.datasets["test"]
+        x_val = val.source.images[val.indices]
         vals.append({tuple(r.tolist()) for r in x_val.flatten(1)})
-        tests.append(dm.datasets["test"].tensors[0])
+        tests.append(test.source.images[test.indices])
         assert len(dm.datasets["train"]) + len(dm.datasets["val"]) + len(dm.datasets["test"]) == 1797
     assert all(t.equal(tests[0]) for t in tests)
     assert sum(len(v) for v in vals) == 1797 - len(tests[0])
@@ -256,3 +272,44 @@ def test_planted_duplicate_in_cifar_batches(tmp_path: Path, runs_dir: Path) -> N
     position = int(np.flatnonzero(dm.datasets[split].indices == 27)[0])
     assert found["across"][f"{split}/test"] == {"count": 1, "examples": [[f"{split}[{position}]", "test[2]"]]}
     assert sum(r["count"] for part in ("within", "across") for r in found[part].values()) == 1
+
+
+def _dhash_image(bits: np.ndarray) -> np.ndarray:
+    """A (1, 64, 72) uint8 image whose dHash is `bits` (8 rows x 8): 8x8-pixel blocks on a 8x9 grid,
+    each block brighter than its left neighbour where the bit is 1 (the pooling reads whole blocks)."""
+    steps = np.where(bits, 10, -10)
+    grid = np.concatenate([np.full((8, 1), 100), 100 + np.cumsum(steps, axis=1)], axis=1)
+    return np.kron(grid, np.ones((8, 8))).astype(np.uint8)[None]
+
+
+def test_near_duplicates_at_the_threshold_count_and_one_bit_more_does_not() -> None:
+    """Three test images 4, 5 and 6 bits of dHash away from the one training image: the
+    threshold is 5 bits inclusive (`<= 5`, imagehash's rule), so 4 and 5 count and 6 does not.
+    Catches: `<` for `<=` at the threshold (the 5-bit copy missed), and a threshold of 6 (or
+    `<= threshold + 1`: the 6-bit image flagged)."""
+    from litvision.data.pipeline.duplicates import NEAR_THRESHOLD, dhash, find_duplicates
+
+    rng = np.random.default_rng(3)
+    base = rng.integers(0, 2, (8, 8)).astype(bool)
+    flips = rng.permutation(64)
+    train = _dhash_image(base)[None]
+    test = []
+    for n in (4, 5, 6):
+        bits = base.copy().ravel()
+        bits[flips[:n]] ^= True
+        test.append(_dhash_image(bits.reshape(8, 8)))
+    test = np.stack(test)
+    for img, n in zip(test, (4, 5, 6), strict=True):  # the images have the distances they claim
+        assert bin(dhash(img) ^ dhash(train[0])).count("1") == n
+    found = find_duplicates(
+        {
+            "train": (lambda i: train[i], 1, lambda i: f"train[{i}]", train),
+            "test": (lambda i: test[i], 3, lambda i: f"test[{i}]", test),
+        },
+        mode="near",
+    )
+    assert NEAR_THRESHOLD == 5 and found["near_threshold_bits"] == 5
+    assert found["near_across"]["train/test"] == {
+        "count": 2,
+        "examples": [["train[0]", "test[0]"], ["train[0]", "test[1]"]],
+    }

@@ -218,13 +218,10 @@ def test_image_folder_classes_labels_and_modes(tmp_path: Path, runs_dir: Path) -
         assert img.shape == (3, 40, 48) and img.dtype == torch.uint8
         with Image.open(next(root.rglob(name))) as im:
             assert im.mode == mode
+            if mode == "RGBA":  # composited on white, as a viewer shows it (tests/test_image_forms.py)
+                im = Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im)
             expected = np.asarray(im.convert("RGB")).transpose(2, 0, 1)
-        np.testing.assert_array_equal(img.numpy(), expected)
-    # PNG is lossless: RGBA keeps its colour channels exactly.
-    np.testing.assert_array_equal(
-        source.image(by_name["rgba.png"]).numpy(),
-        fx.class_images(np.asarray([0, 1, 2, 2]), 40, 48, 3, 7)[2].transpose(2, 0, 1),
-    )
+        assert np.abs(img.numpy().astype(int) - expected.astype(int)).max() <= 1, name
     x, _ = dm.datasets["train"][0]
     assert x.shape == (3, 40, 40) and x.dtype == torch.uint8
 

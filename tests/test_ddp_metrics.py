@@ -24,7 +24,8 @@ def _correct_on_val(run: Path):
     state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     task.load_state_dict(state["state_dict"])
     task.eval()
-    images, labels = dm.datasets["val"].tensors
+    val = dm.datasets["val"]
+    images, labels = dm.normalize(val.source.images[val.indices]), torch.as_tensor(val.labels)
     with torch.no_grad():
         return (task(images).argmax(dim=-1) == labels).double()
 

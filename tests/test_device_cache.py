@@ -301,3 +301,27 @@ def test_gpu_fast_without_a_gpu_is_one_line_and_no_run_folder(runs_dir: Path) ->
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "no CUDA GPU" in lines[0], proc.stderr
     assert run_folders(runs_dir) == []
+
+
+def test_crops_are_new_each_epoch_and_the_same_when_an_epoch_is_replayed(tmp_path: Path) -> None:
+    """The crop/flip generator is seeded by (seed, epoch, rank): every epoch draws new crops, and an
+    epoch read again (a resumed run) draws the same ones. With one image repeated, the k-th image
+    yielded tells the k-th draw. Catches: the generator ignoring the epoch (the same crops every
+    epoch), and the augmentation drawing from the global RNG instead (an epoch replayed differs)."""
+    pad = 4
+    root = _cifar(tmp_path / "c", images=_position_coded(), per_batch=20)
+    dm = _dm(CIFAR10DataModule, root, "true", train_crop="pad", crop_padding=pad, hflip=0.5, batch_size=32)
+    loader = dm.train_dataloader()
+    mean, std = torch.tensor(dm.mean).view(1, -1, 1, 1), torch.tensor(dm.std).view(1, -1, 1, 1)
+
+    def draws(epoch: int) -> np.ndarray:
+        loader.sampler.set_epoch(epoch)
+        u8 = torch.cat([(x * std + mean).mul(255).round().to(torch.uint8) for x, _ in loader])
+        return np.stack(_offsets(u8, pad), 1)  # (N, 3): dy, dx, flipped
+
+    e0, e1 = draws(0), draws(1)
+    torch.manual_seed(123)  # a global draw between the two reads of epoch 0
+    torch.rand(5)
+    assert np.array_equal(draws(0), e0), "epoch 0 read again draws other crops"
+    same = (e0 == e1).all(1).mean()
+    assert same < 0.25, f"{same:.0%} of epoch 1's crops repeat epoch 0's"

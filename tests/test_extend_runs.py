@@ -89,12 +89,14 @@ def _console_best(out: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def stopped(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished digits run that early stopping ended after 3 epochs (patience 2)."""
-    runs = tmp_path_factory.mktemp("extend") / "runs"
-    out = _ok(_fit(*SMALL, *STOPS_AT_3, f"paths.runs_dir={runs}"))
+def stopped(real_runs) -> Path:
+    """A finished digits run that early stopping ended after 3 epochs (patience 2): the real-run
+    tier's (`SMALL` + `STOPS_AT_3`, tests/real_runs.py), trained once for the suite. The
+    extensions below fork it into its runs folder; it is never written."""
+    out = real_runs.console("stopped")
+    assert "Traceback" not in out and "dirpath has changed" not in out, out[-3000:]
     assert "early stopping ended the run at epoch 2" in out, out[-2000:]
-    (run,) = run_folders(runs)
+    run = real_runs.folder("stopped")
     assert _trained_epochs(run) == [0, 1, 2]
     return run
 

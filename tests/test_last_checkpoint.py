@@ -124,6 +124,21 @@ def test_when_last_ckpt_is_written(extra: list[str], expected: list, runs_dir: P
     assert seen == [[step, stored] for step, stored in enumerate(expected)], seen
 
 
+def test_max_steps_mid_epoch_leaves_last_ckpt_at_the_final_step(runs_dir: Path) -> None:
+    """`trainer.max_steps=6` stops in the middle of epoch 1 (4 steps an epoch): last.ckpt holds step 6,
+    the state a resume or an extension starts from, and the summary names it.
+    The end-of-training write that used to back this up never wrote (Lightning ends every epoch it
+    starts with on_train_epoch_end) and is removed. Catches: the epoch-end write skipped when the
+    epoch was cut short (`is_last_batch` required: last.ckpt holds step 4), and the epoch-end
+    write dropped (no last.ckpt at all)."""
+    from litvision.train import train
+
+    summary = train(compose_cfg([*STALLS, "trainer.max_steps=6", "trainer.max_epochs=3"], runs_dir))
+    last = Path(summary["last_checkpoint"])
+    assert last.name == "last.ckpt" and summary["global_step"] == 6
+    assert _ckpt(last)["global_step"] == 6
+
+
 def test_fast_dev_run_writes_no_checkpoint(runs_dir: Path) -> None:
     """Breaks if Lightning's save_last is back on: its on_train_end writes last.ckpt even under fast_dev_run."""
     from litvision.train import train

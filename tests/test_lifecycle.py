@@ -183,7 +183,11 @@ def test_resume_with_a_changed_key_outside_the_allowed_set_is_refused(tmp_path: 
 
 
 def test_finished_run_is_read_only_and_a_new_run_starts_from_it(finished: Path, tmp_path: Path) -> None:
-    """Catches: training inside a finished run's folder (rewriting summary.json, config.yaml, .hydra/)."""
+    """The fork trains with the finished run's own overrides plus the new ones, in a new folder.
+    Catches: training inside a finished run's folder (rewriting summary.json, config.yaml, .hydra/),
+    a fork that ignores the finished run's overrides (`base = []` for a fork: it trains full digits
+    epochs, not 3 batches), and a merge that drops a new value for a key the run set
+    (`trainer.max_epochs=2` lost: the extension is refused)."""
     before = _digest(finished)
     runs = tmp_path / "runs"
     proc = run_cli(
@@ -196,6 +200,13 @@ def test_finished_run_is_read_only_and_a_new_run_starts_from_it(finished: Path, 
     assert "finished and read-only" in proc.stderr and str(new) in proc.stderr
     summary = json.loads((new / "summary.json").read_text())
     assert summary["started_from"]["run"] == str(finished) and summary["epochs_completed"] == 2
+    # The parent's `++trainer.limit_train_batches=3`: one more epoch of 3 steps after its 3.
+    assert summary["global_step"] == 6, summary["global_step"]
+    import yaml
+
+    config = yaml.safe_load((new / "config.yaml").read_text())
+    assert config["trainer"]["limit_train_batches"] == 3 and config["trainer"]["max_epochs"] == 2
+    assert config["trainer"]["deterministic"] is True and config["logger"].keys() == {"csv"}
 
     # Pointing a new command at the finished folder itself is refused.
     proc = run_cli("litvision", "fit", f"hydra.run.dir={finished}", env=HELPERS_ENV, timeout=300)

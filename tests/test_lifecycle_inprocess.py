@@ -15,17 +15,17 @@ import yaml
 from conftest import compose_cfg
 from omegaconf import OmegaConf
 
+from litvision.cli import lifecycle_command
+from litvision.cli import run as run_command
 from litvision.errors import UserError
 from litvision.lifecycle import run_folder as folders
 from litvision.lifecycle.resume import RESUME_MAY_CHANGE, changed_keys, check_resume_changes, replayable
 from litvision.lifecycle.runner import (
-    COMMANDS,
     _known_to,
     _merge_overrides,
     plan_for_config,
     plan_run,
     process_rank,
-    run_command,
     value_of,
 )
 
@@ -390,8 +390,8 @@ def test_known_to_keeps_only_the_keys_an_entry_config_has() -> None:
         "e=1",
     ]
     kept = ["data=cifar10", "model.net.width=4", "+trainer.x=1", "~logger", "debug/x=y", "model.v=a=b"]
-    assert _known_to(COMMANDS["test"], given) == kept
-    assert _known_to(COMMANDS["predict"], given) == kept
+    assert _known_to(lifecycle_command("test"), given) == kept
+    assert _known_to(lifecycle_command("predict"), given) == kept
 
 
 @pytest.mark.parametrize(
@@ -424,13 +424,13 @@ def test_known_to_keeps_only_the_keys_an_entry_config_has() -> None:
 def test_plan_refuses_bad_command_lines_in_one_line(command: str, args: list[str], message: str) -> None:
     """Catches: each refusal of plan_run dropped, inverted or reworded without its fix."""
     with pytest.raises(UserError, match=message):
-        plan_run(COMMANDS[command], ["experiment=digits_cnn", *args])
+        plan_run(lifecycle_command(command), ["experiment=digits_cnn", *args])
 
 
 def test_resume_of_something_that_is_no_run_is_refused(tmp_path: Path) -> None:
     """Catches: a resume of an arbitrary folder accepted (a new run in it, or a crash later)."""
     with pytest.raises(UserError) as e:
-        plan_run(COMMANDS["fit"], [f"resume={tmp_path}"])
+        plan_run(lifecycle_command("fit"), [f"resume={tmp_path}"])
     assert str(e.value) == (
         f"resume={tmp_path} is not a run folder (no config.yaml or .hydra/ in it or its parents); "
         "pass runs/<experiment>/<timestamp> or its checkpoints/last.ckpt."
@@ -457,7 +457,7 @@ def test_new_run_plan_and_summary(runs: dict[str, Path]) -> None:
     assert "digits_cnn" in (run / "train.log").read_text()  # the run's log file, as Hydra's job_logging says
     assert "${" in (run / ".hydra" / "config.yaml").read_text()  # as composed, interpolations kept
     assert yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())[0] == "experiment=digits_cnn"
-    plan = plan_run(COMMANDS["fit"], [*FAST, f"paths.runs_dir={runs['root'] / 'plans'}"])
+    plan = plan_run(lifecycle_command("fit"), [*FAST, f"paths.runs_dir={runs['root'] / 'plans'}"])
     assert plan.mode == "new" and plan.ckpt_path is None and plan.source_run is None
     assert plan.run_dir.parent == (runs["root"] / "plans" / "digits_cnn").resolve()
     assert not plan.run_dir.exists()  # planning writes nothing
@@ -468,18 +468,18 @@ def test_resume_plan_continues_in_the_runs_folder_from_its_last_checkpoint(runs:
     """Catches: an interrupted run resumed in a new folder, from no or another checkpoint, without its
     own overrides, or with an allowed change not recorded."""
     run = runs["interrupted"]
-    plan = plan_run(COMMANDS["fit"], [f"resume={run}", "trainer.max_epochs=3"])
+    plan = plan_run(lifecycle_command("fit"), [f"resume={run}", "trainer.max_epochs=3"])
     assert plan.mode == "resume" and plan.run_dir == run.resolve() and plan.source_run == run.resolve()
     assert plan.ckpt_path == str(run.resolve() / "checkpoints" / "last.ckpt")
     assert plan.overrides[: len(FAST)] == FAST and plan.overrides[-1] == "trainer.max_epochs=3"
     assert plan.changes == {"trainer.max_epochs": (2, 3)}
     assert plan.cfg.trainer.limit_train_batches == 1  # the run's own config
-    from_file = plan_run(COMMANDS["fit"], [f"resume={run / 'checkpoints' / 'best-epoch000.ckpt'}"])
+    from_file = plan_run(lifecycle_command("fit"), [f"resume={run / 'checkpoints' / 'best-epoch000.ckpt'}"])
     assert from_file.ckpt_path == str((run / "checkpoints" / "best-epoch000.ckpt").resolve())
-    again = plan_run(COMMANDS["fit"], [*FAST, f"hydra.run.dir={run}"])
+    again = plan_run(lifecycle_command("fit"), [*FAST, f"hydra.run.dir={run}"])
     assert again.mode == "resume" and again.ckpt_path == str(run.resolve() / "checkpoints" / "last.ckpt")
     with pytest.raises(UserError, match=r"would change model.net.width from 4 to 8"):
-        plan_run(COMMANDS["fit"], [f"resume={run}", "model.net.width=8"])
+        plan_run(lifecycle_command("fit"), [f"resume={run}", "model.net.width=8"])
 
 
 def test_a_finished_run_is_forked_never_written(runs: dict[str, Path], capsys) -> None:
@@ -487,7 +487,8 @@ def test_a_finished_run_is_forked_never_written(runs: dict[str, Path], capsys) -
     the fork not announced, its folder reused by hydra.run.dir, and a fork without a checkpoint."""
     run = runs["finished"]
     plan = plan_run(
-        COMMANDS["fit"], [f"resume={run}", "trainer.max_epochs=3", f"paths.runs_dir={runs['root'] / 'forks'}"]
+        lifecycle_command("fit"),
+        [f"resume={run}", "trainer.max_epochs=3", f"paths.runs_dir={runs['root'] / 'forks'}"],
     )
     assert plan.mode == "fork" and plan.run_dir != run.resolve() and plan.source_run == run.resolve()
     assert plan.ckpt_path == str(run.resolve() / "checkpoints" / "last.ckpt")
@@ -498,11 +499,11 @@ def test_a_finished_run_is_forked_never_written(runs: dict[str, Path], capsys) -
         in err
     )
     ckpt_fork = plan_run(
-        COMMANDS["fit"], ["experiment=digits_cnn", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"]
+        lifecycle_command("fit"), ["experiment=digits_cnn", f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"]
     )
     assert ckpt_fork.mode == "fork" and ckpt_fork.cfg.model.net.width == 32  # ckpt_path= replays nothing
     with pytest.raises(UserError) as e:
-        plan_run(COMMANDS["fit"], [*FAST, f"hydra.run.dir={run}"])
+        plan_run(lifecycle_command("fit"), [*FAST, f"hydra.run.dir={run}"])
     assert str(e.value) == (
         f"{run.resolve()} is a finished run (it has summary.json) and is never written again; "
         f"start a new run from it with resume={run.resolve()}."
@@ -512,14 +513,14 @@ def test_a_finished_run_is_forked_never_written(runs: dict[str, Path], capsys) -
     (bare / ".hydra" / "overrides.yaml").write_text("- experiment=digits_cnn\n")
     (bare / "summary.json").write_text("{}")
     with pytest.raises(UserError, match=r"is finished but has no checkpoints/last.ckpt to start from\.$"):
-        plan_run(COMMANDS["fit"], [f"resume={bare}"])
+        plan_run(lifecycle_command("fit"), [f"resume={bare}"])
 
 
 def test_test_command_takes_the_runs_own_data_and_model(runs: dict[str, Path]) -> None:
     """Catches: a checkpoint's run overrides not replayed into `test` (a default model would not load
     the checkpoint), and training-only keys replayed (Hydra would refuse them)."""
     run = runs["finished"]
-    plan = plan_run(COMMANDS["test"], [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"])
+    plan = plan_run(lifecycle_command("test"), [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"])
     assert plan.mode == "new" and plan.source_run == run.resolve()
     assert plan.cfg.model.net.width == 4 and "test=false" not in plan.overrides
 
@@ -552,7 +553,7 @@ def test_fork_and_test_commands_execute_with_their_provenance(runs: dict[str, Pa
     last = run.resolve() / "checkpoints" / "last.ckpt"
     # An extension trains more than the run has done (2 epochs); the same limit is refused.
     with pytest.raises(UserError, match=r"trainer.max_epochs=2 trains nothing more: .* has done 2 epochs"):
-        plan_run(COMMANDS["fit"], [f"resume={run}", f"paths.runs_dir={runs['root'] / 'forked'}"])
+        plan_run(lifecycle_command("fit"), [f"resume={run}", f"paths.runs_dir={runs['root'] / 'forked'}"])
     fork = _fit([f"resume={run}", "trainer.max_epochs=3", f"paths.runs_dir={runs['root'] / 'forked'}"])
     assert fork["started_from"] == {"run": str(run.resolve()), "checkpoint": str(last)}
     assert Path(fork["run_dir"]).parent == (runs["root"] / "forked" / "digits_cnn").resolve()
@@ -565,7 +566,7 @@ def test_fork_and_test_commands_execute_with_their_provenance(runs: dict[str, Pa
 def test_plan_for_a_config_composed_elsewhere(runs: dict[str, Path], tmp_path: Path) -> None:
     """Catches: train(cfg) (tests, notebooks, sweep jobs) writing into a finished run, not continuing a
     started one from its last.ckpt (or from the config's ckpt_path), and a sweep job not told apart."""
-    fit = COMMANDS["fit"]
+    fit = lifecycle_command("fit")
     new = plan_for_config(fit, compose_cfg(FAST, tmp_path / "a"))
     assert (new.mode, new.ckpt_path, new.fresh_folder, new.configure_logging) == ("new", None, False, False)
     assert new.run_dir.parent == (tmp_path / "a" / "digits_cnn").resolve() and new.composed_yaml

@@ -65,7 +65,9 @@ def test_unmixed_batches_get_one_hot_targets_and_untouched_images() -> None:
 
 
 def test_random_erasing_draws_a_box_per_image() -> None:
-    """Catches: one erasing box shared by the whole batch, or erasing left off."""
+    """p=1 erases a box in every image, each its own; p=0.3 erases about 30% of the images.
+    Catches: one erasing box shared by the whole batch, erasing left off, and the probability
+    ignored (RandomErasing built with p=1.0: every image erased)."""
     torch.manual_seed(0)
     images = torch.ones(6, 3, 32, 32)
     out, labels = BatchMixing(random_erasing=1.0)(images, torch.zeros(6, dtype=torch.long), K)
@@ -73,6 +75,10 @@ def test_random_erasing_draws_a_box_per_image() -> None:
     assert erased.any(dim=(1, 2, 3)).all(), "p=1 erases a box in every image"
     assert len({tuple(m.nonzero().min(0).values.tolist()) for m in erased}) > 1
     assert labels.ndim == 1, "erasing alone keeps class-index labels"
+    # 400 images at p=0.3: 120 expected, standard deviation 9.2; [85, 155] is about 3.8 sigma.
+    out, _ = BatchMixing(random_erasing=0.3)(torch.ones(400, 3, 8, 8), torch.zeros(400, dtype=torch.long), K)
+    hit = int((out == 0).any(dim=(1, 2, 3)).sum())
+    assert 85 <= hit <= 155, f"{hit} of 400 images erased at p=0.3"
 
 
 def test_soft_targets_and_label_smoothing_compose_in_the_loss() -> None:
@@ -98,9 +104,11 @@ def test_soft_targets_and_label_smoothing_compose_in_the_loss() -> None:
 
 
 class LabelProbe:
-    """A callback recording the shape of each training batch's labels, as the task receives them."""
+    """A callback recording the shape of each batch's labels as the task receives them: training
+    batches in `seen`, validation and test batches in `evaluated`."""
 
     seen: list[tuple[int, ...]] = []
+    evaluated: list[tuple[int, ...]] = []
 
     def __new__(cls):
         from lightning.pytorch import Callback
@@ -108,6 +116,14 @@ class LabelProbe:
         class _Probe(Callback):
             def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
                 LabelProbe.seen.append(tuple(batch[1].shape))
+
+            def on_validation_batch_start(
+                self, trainer, pl_module, batch, batch_idx, dataloader_idx=0
+            ) -> None:
+                LabelProbe.evaluated.append(tuple(batch[1].shape))
+
+            def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0) -> None:
+                LabelProbe.evaluated.append(tuple(batch[1].shape))
 
         return _Probe()
 
@@ -127,13 +143,16 @@ DATA = {
 def test_training_with_mixing_runs_on_every_classification_datamodule(
     data: str, runs_dir: Path, tmp_path: Path
 ) -> None:
-    """Catches: a DataModule without the mixing hook (its batches stay hard labels) or one whose
-    training step fails on soft targets."""
+    """Training batches get soft targets; validation and test batches keep class indices.
+    Catches: a DataModule without the mixing hook (its batches stay hard labels), one whose
+    training step fails on soft targets, and validation/test batches mixed too (the hook's
+    `trainer.training` check dropped: their labels become soft targets)."""
     from litvision.data.fixtures import fixture_maker
     from litvision.train import train
 
     num_classes = {"cifar100": 100, "flowers": 5, "image_folder": 3}.get(data, 10)
     LabelProbe.seen.clear()
+    LabelProbe.evaluated.clear()
     overrides = [
         "experiment=digits_cnn",
         f"data={data}",
@@ -149,6 +168,10 @@ def test_training_with_mixing_runs_on_every_classification_datamodule(
     summary = train(compose_cfg(overrides, runs_dir))
     assert summary["global_step"] == 1 and summary["test"]
     assert LabelProbe.seen and all(s[1:] == (num_classes,) for s in LabelProbe.seen), LabelProbe.seen
+    # fast_dev_run: one validation and one test batch, both with index labels.
+    assert len(LabelProbe.evaluated) == 2 and all(len(s) == 1 for s in LabelProbe.evaluated), (
+        LabelProbe.evaluated
+    )
 
 
 @pytest.mark.parametrize(

@@ -359,6 +359,10 @@ NOT_RUNNABLE: dict[str, NotRunnable] = {
         check="make submit EXP=digits_cnn GPUS=0 TASKS=2 TIME=00:10:00",
         refusal=SLURM_REFUSAL,
     ),
+    "litvision fit data=png_shapes model=gray_resnet18 name=png_shapes_resnet trainer.max_epochs=1": NotRunnable(
+        "needs the four files its section shows: tests/test_add_your_own.py writes them into a scratch copy "
+        "of the repository and runs this line there"
+    ),
     "wandb login": NotRunnable("W&B's own CLI, online"),
     "wandb sync runs/digits_cnn/<stamp>/wandb/offline-run-*": NotRunnable(
         "W&B's own CLI, online (the offline run it uploads is written by the logger=wandb line above)"

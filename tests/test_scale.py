@@ -355,7 +355,7 @@ def test_gpu_preset_without_gpu_is_one_line_before_any_run_folder(runs_dir: Path
         assert run_folders(runs_dir) == []
         break  # one subprocess is enough for the CLI path; the others go through the same check below
     from litvision.errors import UserError
-    from litvision.scale import check_hardware
+    from litvision.hardware import check_hardware
 
     for preset in ("ddp", "multinode"):
         with pytest.raises(UserError, match="no CUDA GPU"):

@@ -12,13 +12,13 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Lower layers never import higher ones. data/ and models/ know nothing of tasks, the lifecycle,
-# the entry points or the CLI; the lifecycle reaches the commands by name only (runner.COMMANDS).
+# the entry points or the CLI; the lifecycle imports no command: it is handed one (cli.COMMANDS).
 LAYERS: dict[str, int] = {
     "errors": 0, "utils": 0,
     "data": 1, "models": 1, "metrics": 1,
     "tasks": 2, "config": 2, "added_keys": 2,
     "callbacks": 3, "tracking": 3, "aggregate": 3,
-    "build": 4, "scale": 4,
+    "build": 4, "hardware": 4, "scale": 4,
     "lifecycle": 5, "commands": 5, "deploy": 5, "tuning": 5,
     "cli": 6, "train": 6, "eval": 6, "predict": 6, "compare": 6, "submit": 6, "__main__": 6,
 }  # fmt: skip
@@ -121,3 +121,26 @@ def test_the_checks_see_a_planted_cycle_and_an_upward_import() -> None:
     graph = {"litvision.data.a": {"litvision.tasks.b"}, "litvision.tasks.b": {"litvision.data.a"}}
     assert cycles(graph) == [["litvision.data.a", "litvision.tasks.b"]]
     assert _layer("litvision.tasks.b") > _layer("litvision.data.a")
+
+
+def test_the_lifecycle_is_handed_its_commands() -> None:
+    """The lifecycle imports no command and names none by a "module:function" string: the CLI's one table
+    (litvision.cli.COMMANDS) hands it each command's spec, with the runner imported directly.
+    Catches: runner.py calling "litvision.commands.fit:run" through importlib again (the string hides a
+    commands -> lifecycle -> commands circle from the graph), or importing a command module itself."""
+    import re
+
+    commands = ("commands", "tuning", "deploy", "cli", "train")
+    wrong = [
+        f"{a} -> {b}"
+        for a, targets in import_graph().items()
+        if a.startswith("litvision.lifecycle")
+        for b in targets
+        if b.split(".")[1] in commands
+    ]
+    wrong += [
+        f"{p.name}: {s}"
+        for p in sorted((SRC / "litvision" / "lifecycle").glob("*.py"))
+        for s in re.findall(r"litvision(?:\.\w+)+:\w+", p.read_text())
+    ]
+    assert not wrong, wrong

@@ -37,16 +37,10 @@ def make(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    runs_dir = tmp_path_factory.mktemp("sweep") / "runs"
-    proc = make(
-        "sweep",
-        "EXP=digits_cnn",
-        f"ARGS={TINY} model.optimizer.lr=1e-3,1e-2 seed=1,2 paths.runs_dir={runs_dir}",
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    [sweep_dir] = (runs_dir / "digits_cnn" / "multirun").iterdir()
-    return sweep_dir
+def sweep(real_runs) -> Path:
+    """The real-run tier's 2x2 grid (tests/real_runs.py: the `TINY` settings above, lr x seed),
+    trained once for the suite. Tests copy what they change; only `compare/` is written into it."""
+    return real_runs.folder("sweep")
 
 
 def test_grid_sweep_makes_one_folder_per_run(sweep: Path) -> None:

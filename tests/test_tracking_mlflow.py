@@ -47,7 +47,8 @@ def _flat(d: dict, prefix: str = "") -> dict[str, str]:
 def test_mlflow_run_holds_config_final_metrics_and_figures(runs_dir: Path, monkeypatch) -> None:
     """Catches params that are only the module's hyper-parameters (not the run's config), metrics
     renamed or left at the last training epoch instead of the best checkpoint's re-validation and
-    test, figures not sent to MLflow, and a store outside the run folder."""
+    test, figures not sent to MLflow, a store outside the run folder, and a run left RUNNING (Lightning's
+    finalize marks it FINISHED; litvision's own set_terminated after it was redundant and is removed)."""
     from litvision.train import train
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

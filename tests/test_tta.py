@@ -64,3 +64,18 @@ def test_unknown_tta_mode_is_one_line(tmp_path: Path) -> None:
     for check in (check_training_options, build_task):
         with pytest.raises(UserError, match="test_tta='vflip'"):
             check(cfg)
+
+
+def test_helpers_default_to_no_tta_and_refuse_an_unknown_mode() -> None:
+    """Predict and export call the helpers directly, past the config checks. Catches (mutation
+    testing's survivors): a default mode that is not "none" (refused, or another view), and
+    tta_logits checking something other than the mode it was given (an unknown mode ran untested)."""
+    from litvision.errors import UserError
+
+    net, x = _net(), torch.randn(2, 3, 4, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(tta_logits(net, x), net(x))
+        torch.testing.assert_close(predict_probabilities(net, x), net(x).softmax(-1))
+        for call in (tta_logits, predict_probabilities):
+            with pytest.raises(UserError, match="vflip"):
+                call(net, x, "vflip")

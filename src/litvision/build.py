@@ -100,7 +100,7 @@ def build_trainer(
 
     callbacks = build_callbacks(cfg) if callbacks is None else callbacks
     loggers = build_loggers(cfg) if loggers is None else loggers
-    from litvision.scale import trainer_plugins
+    from litvision.hardware import trainer_plugins
 
     plugins = trainer_plugins(cfg)
     extra = {}

@@ -17,11 +17,15 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from litvision.errors import UserError, guarded
 
-# -- run commands (fit, test, predict) ---------------------------------------------------------------
-_RUN_HELP = {
+if TYPE_CHECKING:
+    from litvision.lifecycle.runner import Command
+
+# -- run commands (fit, test, predict, tune): their help ---------------------------------------------------------------
+_HELP = {
     "fit": """usage: litvision fit [key=value ...] [resume=<run folder>] [--cfg]
 
 Train an experiment, then test its best checkpoint. Writes runs/<experiment>/<stamp>/ with
@@ -55,24 +59,32 @@ runs/<experiment>/predict/<stamp>/ (see configs/predict.yaml for the keys).""",
 
 
 def run_command(name: str, args: list[str]) -> None:
+    """A run command through the lifecycle: plan (compose, check; no folder yet), then execute."""
     if any(a in ("-h", "--help") for a in args):
-        print(_RUN_HELP[name])
+        print(COMMANDS[name].help)
         return
     from litvision.config import project_root
-    from litvision.lifecycle.runner import COMMANDS, execute, plan_run
+    from litvision.lifecycle.runner import execute, plan_run
 
     os.environ.setdefault("LITVISION_ROOT", str(project_root()))
     show_cfg = "--cfg" in args
     unknown = [a for a in args if a.startswith("-") and a != "--cfg"]
     if unknown:
         raise UserError(f"Unknown option {unknown[0]} for `litvision {name}`: see `litvision {name} --help`.")
-    plan = plan_run(COMMANDS[name], [a for a in args if a != "--cfg"])
+    plan = plan_run(lifecycle_command(name), [a for a in args if a != "--cfg"])
     if show_cfg:
         from omegaconf import OmegaConf
 
         print(OmegaConf.to_yaml(plan.cfg))
         return
     execute(plan)
+
+
+def run(name: str, args: list[str]) -> dict[str, Any]:
+    """`litvision <name> <args>` in this process (tests, notebooks); returns the run's summary."""
+    from litvision.lifecycle.runner import execute, plan_run
+
+    return execute(plan_run(lifecycle_command(name), args))
 
 
 # -- tools ------------------------------------------------------------------------------------------
@@ -202,24 +214,65 @@ def submit(args: list[str]) -> None:
         raise SystemExit(code)
 
 
+# The run commands' lifecycle specs (litvision.lifecycle.runner.Command), each declared beside its
+# runner and imported only when that command runs: `litvision --help` imports none of them.
+def _fit() -> Command:
+    from litvision.commands.fit import COMMAND
+
+    return COMMAND
+
+
+def _test() -> Command:
+    from litvision.commands.test import COMMAND
+
+    return COMMAND
+
+
+def _predict() -> Command:
+    from litvision.commands.predict import COMMAND
+
+    return COMMAND
+
+
+def _tune() -> Command:
+    from litvision.tuning import COMMAND
+
+    return COMMAND
+
+
 @dataclass(frozen=True)
 class CliCommand:
-    run: Callable[[list[str]], None]
     summary: str
+    #: A tool: called with the command line's arguments (it answers its own --help).
+    run: Callable[[list[str]], None] | None = None
+    #: A run command: its lifecycle spec (run folder, entry config, runner, checks).
+    command: Callable[[], Command] | None = None
+    #: A run command's `--help`.
+    help: str = ""
 
 
+#: The one table of commands: `litvision <name>`, its line in `litvision --help`, its `--help`, and
+#: what runs it (the lifecycle, for the commands that own a run folder).
 COMMANDS: dict[str, CliCommand] = {
-    "fit": CliCommand(lambda a: run_command("fit", a), "train an experiment, then test its best checkpoint"),
-    "test": CliCommand(lambda a: run_command("test", a), "test a checkpoint on its experiment's test split"),
-    "predict": CliCommand(lambda a: run_command("predict", a), "classify/detect a folder of images"),
-    "tune": CliCommand(lambda a: run_command("tune", a), "LR and batch-size finders on one device"),
-    "export": CliCommand(export, "ONNX / TorchScript / ExportedProgram with a parity check"),
-    "list": CliCommand(list_experiments, "every experiment with its description (`list models`: models)"),
-    "compare": CliCommand(compare, "table and curves of runs (make compare)"),
-    "sweep": CliCommand(sweep, "a Hydra grid or Optuna sweep (make sweep)"),
-    "submit": CliCommand(submit, "send an experiment to SLURM via submitit (make submit)"),
+    "fit": CliCommand("train an experiment, then test its best checkpoint", command=_fit, help=_HELP["fit"]),
+    "test": CliCommand("test a checkpoint on its experiment's test split", command=_test, help=_HELP["test"]),
+    "predict": CliCommand("classify/detect a folder of images", command=_predict, help=_HELP["predict"]),
+    "tune": CliCommand("LR and batch-size finders on one device", command=_tune, help=_HELP["tune"]),
+    "export": CliCommand("ONNX / TorchScript / ExportedProgram with a parity check", run=export),
+    "list": CliCommand("every experiment with its description (`list models`: models)", run=list_experiments),
+    "compare": CliCommand("table and curves of runs (make compare)", run=compare),
+    "sweep": CliCommand("a Hydra grid or Optuna sweep (make sweep)", run=sweep),
+    "submit": CliCommand("send an experiment to SLURM via submitit (make submit)", run=submit),
 }
 ALIASES = {"train": "fit", "eval": "test"}
+
+
+def lifecycle_command(name: str) -> Command:
+    """The lifecycle spec of run command `name` (fit, test, predict, tune)."""
+    make = COMMANDS[name].command
+    if make is None:
+        raise ValueError(f"`litvision {name}` does not run through the lifecycle")
+    return make()
 
 
 def usage() -> str:
@@ -237,7 +290,11 @@ def main(argv: list[str] | None = None) -> None:
     if name not in COMMANDS:
         print(f"error: unknown command '{args[0]}'.\n{usage()}", file=sys.stderr)
         sys.exit(2)
-    guarded(COMMANDS[name].run, args[1:])
+    entry = COMMANDS[name]
+    if entry.run is not None:
+        guarded(entry.run, args[1:])
+    else:
+        guarded(run_command, name, args[1:])
 
 
 # Console scripts kept from the first release (litvision-train, litvision-eval, litvision-list).

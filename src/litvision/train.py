@@ -18,9 +18,10 @@ from omegaconf import DictConfig
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit a config composed elsewhere (tests, notebooks) in its `paths.output_dir`; returns the summary."""
-    from litvision.lifecycle.runner import COMMANDS, execute, plan_for_config
+    from litvision.commands.fit import COMMAND as FIT
+    from litvision.lifecycle.runner import execute, plan_for_config
 
-    return execute(plan_for_config(COMMANDS["fit"], cfg))
+    return execute(plan_for_config(FIT, cfg))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from litvision.errors import UserError
+from litvision.lifecycle.runner import Command
 
 LR_PLOT = "lr_find.png"
 DEFAULTS: dict[str, Any] = {
@@ -203,3 +204,13 @@ def lr_figure(results: dict[str, list[float]], suggestion: float | None, configu
 def run(session: Any) -> dict[str, Any]:
     """The lifecycle's entry (`litvision tune`): tune into the session's run folder."""
     return run_tune(session.cfg, session.run_dir)
+
+
+#: `litvision tune`: runs/<experiment>/tune/<stamp>/, with the training config (configs/train.yaml).
+COMMAND = Command(
+    "tune",
+    "train",
+    run,
+    run_dir="${paths.runs_dir}/${name}/tune/${now:%Y-%m-%d_%H-%M-%S-%f}",
+    precheck=check_tunable,
+)

@@ -9,7 +9,8 @@ to the best epoch. Here `last.ckpt` is written
 - at the end of every epoch (where Lightning saves the best one: after the epoch's validation,
   or at the epoch end when validation is every k epochs or absent),
 - every `last_every_n_train_steps` optimizer steps when that is set (null: epoch ends only),
-- at the end of training if the last write is older (e.g. `max_steps` stopped mid-epoch),
+- at the end of an epoch cut short by `max_steps` too (Lightning ends every epoch it starts with
+  `on_train_epoch_end`, so no separate end-of-training write is needed),
 
 never under `fast_dev_run` or in the sanity check. Every write goes through the Trainer's
 checkpoint IO (`litvision.utils.checkpoint_io.AtomicCheckpointIO`: temp file + rename), so a kill
@@ -82,11 +83,6 @@ class ModelCheckpoint(_LightningModelCheckpoint):
         super().on_train_epoch_end(trainer, pl_module)
         # Written already if this epoch ended with a validation that saves (above); not if the
         # checkpoint follows the epoch end, or the epoch had no validation (check_val_every_n_epoch).
-        if self._may_write(trainer) and self._last_written_step != trainer.global_step:
-            self._write_last(trainer)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_end(trainer, pl_module)
         if self._may_write(trainer) and self._last_written_step != trainer.global_step:
             self._write_last(trainer)
 

@@ -1,6 +1,8 @@
 """Pre-emption: on SIGUSR1/SIGUSR2/SIGTERM, checkpoint at the next batch boundary, stop, and requeue
 under SLURM; a resumed run continues bit-exactly (same weights as an uninterrupted run on the CPU
-with `trainer.deterministic=true`).
+with `trainer.deterministic=true`). Ctrl-C (SIGINT) stops a run the same way, without a requeue, and
+one line says how to resume it (`litvision fit resume=<run>`, or for a sweep's job the same sweep
+command); a second Ctrl-C before that batch boundary stops at once (KeyboardInterrupt, as before).
 
 Why not Lightning's SLURM auto-requeue: its SIGUSR1 handler saves the checkpoint inside the signal
 handler (under DDP, a collective at an arbitrary point of the step) and calls `scontrol requeue`
@@ -9,10 +11,10 @@ with a timeout budget. Two requeue mechanisms fight: whichever handler is instal
 wins. Here the signal handlers only set a flag; at the next `on_train_batch_end` all ranks agree
 (one all-reduce), save `last.ckpt` together, and only then is submitit's own handler called (rank 0
 dumps the job and requeues it; submitit counts timeouts). Lightning's auto-requeue is turned off in
-`litvision.scale.trainer_plugins`. Without submitit but under SLURM, rank 0 runs `scontrol requeue`.
+`litvision.hardware.trainer_plugins`. Without submitit but under SLURM, rank 0 runs `scontrol requeue`.
 
 The requeued job re-runs the same Hydra job in the same run folder, finds `checkpoints/last.ckpt`
-there and resumes from it (`litvision.scale.resume_checkpoint`); anything else that keeps state in
+there and resumes from it (the lifecycle, `litvision.lifecycle.runner`); anything else that keeps state in
 the run folder (e.g. a W&B run id) is found again the same way.
 
 Exactness: the checkpoint also holds every rank's RNG states (dropout, augmentation in the main
@@ -75,6 +77,22 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+# lifecycle/sweeps.SWEEP_FILE: a sweep folder holds it (callbacks/ sits below the lifecycle's layer).
+_SWEEP_FILE = "sweep.yaml"
+
+
+def resume_hint(run_dir: Path) -> str:
+    """How to continue an interrupted run: its sweep command for a sweep's job, else `fit resume=`."""
+    run_dir = Path(run_dir)
+    sweep = run_dir.parent
+    if (sweep / _SWEEP_FILE).is_file():
+        return (
+            f"run the same sweep command again (or `litvision sweep resume={sweep}`) to resume job "
+            f"{run_dir.name} from it; finished jobs are skipped"
+        )
+    return f"resume with `litvision fit resume={run_dir}`"
+
+
 class Preempted(SystemExit):
     """Raised on every rank after the pre-emption checkpoint is written; exit code 128 + signal."""
 
@@ -105,7 +123,7 @@ class PreemptionCheckpoint(Callback):
         self,
         dirpath: str,
         filename: str = "last",
-        signals: tuple[str, ...] | list[str] = ("SIGUSR1", "SIGUSR2", "SIGTERM"),
+        signals: tuple[str, ...] | list[str] = ("SIGUSR1", "SIGUSR2", "SIGTERM", "SIGINT"),
         requeue: bool = True,
     ) -> None:
         self.path = Path(dirpath) / f"{filename}.ckpt"
@@ -118,6 +136,8 @@ class PreemptionCheckpoint(Callback):
 
     # -- signals: the handler only sets a flag ----------------------------------------------------
     def _handler(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self._received == signal.SIGINT:
+            raise KeyboardInterrupt  # Ctrl-C twice: the user does not want to wait for the checkpoint
         self._received = signum
 
     def _install(self) -> None:
@@ -178,13 +198,17 @@ class PreemptionCheckpoint(Callback):
         name = signal.Signals(signum).name
         self._stopping = True
         trainer.save_checkpoint(str(self.path))
+        requeue = (
+            self.requeue and signum not in (signal.SIGTERM, signal.SIGINT) and os.environ.get("SLURM_JOB_ID")
+        )
         if trainer.is_global_zero:
             # On the console too (the job's stdout): the quiet console keeps Lightning's info lines in the log file.
+            hint = "" if requeue else f"; {resume_hint(self.path.parent.parent)}"
             tell_user(
                 log,
-                f"{name}: saved {self.path} at epoch {trainer.current_epoch}, step {trainer.global_step}.",
+                f"{name}: saved {self.path} at epoch {trainer.current_epoch}, step {trainer.global_step}{hint}.",
             )
-        if self.requeue and signum != signal.SIGTERM and os.environ.get("SLURM_JOB_ID"):
+        if requeue:
             self._requeue(trainer, signum)
         raise Preempted(128 + int(signum))
 

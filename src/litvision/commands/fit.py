@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from litvision.lifecycle.runner import Command
 from litvision.lifecycle.session import Session
 
 
@@ -18,7 +19,7 @@ def _checkpoint_callback(trainer: Any) -> Any:
 
 
 def run(session: Session) -> dict[str, Any]:
-    from litvision.scale import prepare_ddp_workers, release_ddp_launch
+    from litvision.hardware import prepare_ddp_workers, release_ddp_launch
     from litvision.utils.run import to_floats
 
     cfg = session.cfg
@@ -136,3 +137,7 @@ def _finish_loggers(trainer: Any, summary: dict[str, Any]) -> None:
     from litvision.tracking.finish import finish_trackers
 
     finish_trackers(trainer.loggers, summary)
+
+
+#: `litvision fit`: a new run folder (or the run it resumes), configs/train.yaml.
+COMMAND = Command("fit", "train", run)

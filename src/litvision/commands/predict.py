@@ -45,6 +45,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from litvision.errors import UserError
+from litvision.lifecycle.runner import Command
 from litvision.tasks.restore import inference_transform, load_task
 
 log = logging.getLogger(__name__)
@@ -379,6 +380,7 @@ def run_predict(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "checkpoint": str(path.resolve()),
         "input": str(Path(str(cfg.input)).expanduser().resolve()),
         **facts,
+        "images_skipped": len(skipped),
         "skipped": skipped,
         "class_names": list(task.class_names),
     }
@@ -387,3 +389,15 @@ def run_predict(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 def run(session: Any) -> dict[str, Any]:
     """The lifecycle's entry: predict into the session's run folder."""
     return run_predict(session.cfg, session.run_dir)
+
+
+#: `litvision predict`: runs/<experiment>/predict/<stamp>/; the checkpoint is checked by `load_task`.
+COMMAND = Command(
+    "predict",
+    "predict",
+    run,
+    needs_checkpoint=True,
+    run_dir="${paths.runs_dir}/${name}/predict/${now:%Y-%m-%d_%H-%M-%S-%f}",
+    precheck=check_predict_config,
+    check_checkpoint=False,
+)

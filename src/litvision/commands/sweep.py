@@ -145,9 +145,10 @@ def _run_job(cfg: DictConfig) -> dict[str, Any]:
 
 def _run_job_in(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], bool]:
     """(the job's summary, whether it trained: False for a finished job skipped)."""
+    from litvision.commands.fit import COMMAND as FIT
     from litvision.lifecycle import run_folder
     from litvision.lifecycle.resume import check_resume_changes
-    from litvision.lifecycle.runner import COMMANDS, execute, plan_for_config
+    from litvision.lifecycle.runner import execute, plan_for_config
 
     changes = {}
     if (run_dir / "config.yaml").is_file():
@@ -158,7 +159,7 @@ def _run_job_in(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], bool]:
         summary = run_folder.read_summary_safely(run_dir) or {}
         print(f"{run_dir} is finished: skipped.", file=sys.stderr)
         return summary, False
-    plan = plan_for_config(COMMANDS["fit"], cfg, job=True)
+    plan = plan_for_config(FIT, cfg, job=True)
     plan.changes = changes
     return execute(plan), True
 

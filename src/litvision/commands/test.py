@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from litvision.lifecycle.runner import Command
 from litvision.lifecycle.session import Session
 
 
@@ -21,3 +22,7 @@ def run(session: Session) -> dict[str, Any]:
     if getattr(task, "test_per_class_ap", None) is not None:  # detection: AP, P, R, F1 per class
         fields["test_per_class_ap"] = task.test_per_class_ap
     return fields
+
+
+#: `litvision test`: runs/<experiment>/eval/<stamp>/ (configs/eval.yaml sets it), from a checkpoint.
+COMMAND = Command("test", "eval", run, needs_checkpoint=True)

@@ -30,10 +30,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from litvision.data.datasets.sources import ImageSource, ImageSubset
+from litvision.data.pipeline.decode import to_channels
 from litvision.data.pipeline.device_cache import DeviceLoader, cache_classification, cache_for, parse_mode
 from litvision.data.pipeline.duplicates import check_mode, check_subsets
 from litvision.data.pipeline.samplers import EpochShuffleSampler, EpochWeightedSampler, class_balanced_weights
-from litvision.data.pipeline.splits import check_folds, train_val_split
+from litvision.data.pipeline.splits import check_folds, stratified_split, train_val_split
 from litvision.data.transforms.classification import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -74,6 +75,11 @@ class RawSplits:
     test: ImageSource | None = None
     # Index arrays into `train` when the reader decides the split itself (image_folder's test_fraction).
     test_indices: np.ndarray | None = None
+    #: The part of `train` the train/val split (or the k folds) is cut from; default: all but the test.
+    train_indices: np.ndarray | None = None
+    #: The reader's own validation split (the digits cut val and test in one pass); then
+    #: `train_indices` is the training split as it is. Unused under k-fold: the folds decide.
+    val_indices: np.ndarray | None = None
 
 
 class ClassificationDataModule(L.LightningDataModule):
@@ -94,6 +100,7 @@ class ClassificationDataModule(L.LightningDataModule):
         image_size: int = 224,
         in_channels: int | None = None,
         val_fraction: float = 0.1,
+        train_fraction: float = 1.0,
         seed: int = 42,
         sampler: str | None = None,
         augment: str | None = "none",
@@ -128,6 +135,10 @@ class ClassificationDataModule(L.LightningDataModule):
         self.mixing = BatchMixing(mixup_alpha, cutmix_alpha, mix_prob, random_erasing)
         if sampler not in SAMPLERS:
             raise UserError(f"data.sampler={sampler!r} is not one of null, weighted; pick one of those.")
+        if not 0.0 < train_fraction <= 1.0:
+            raise UserError(
+                f"data.train_fraction={train_fraction} must be in (0, 1]; 0.5 trains on half the training split."
+            )
         if not 0.0 <= val_fraction < 1.0:
             raise UserError(
                 f"data.val_fraction={val_fraction} must be in [0, 1); 0.2 keeps a fifth for validation."
@@ -182,21 +193,21 @@ class ClassificationDataModule(L.LightningDataModule):
             resize_size=hp.get("resize_size"),
             resize_interpolation=hp.get("resize_interpolation") or "bilinear",
         )
-        grey = int(hp.get("in_channels") or cls.default_in_channels) == 1
+        channels = int(hp.get("in_channels") or cls.default_in_channels)
         resize, normalize = eval_transform(tf), normalize_transform(tf)
 
         def apply(image: torch.Tensor) -> torch.Tensor:
-            if grey and image.shape[0] == 3:
-                from torchvision.transforms.v2.functional import rgb_to_grayscale
-
-                image = rgb_to_grayscale(image)
-            return normalize(resize(image))
+            return normalize(resize(to_channels(image, channels)))
 
         return apply
 
     # -- what subclasses provide -----------------------------------------------------------
     def _read(self) -> RawSplits:
         raise NotImplementedError
+
+    def _transforms(self) -> tuple[Callable | None, Callable | None]:
+        """The per-image (train, eval) transforms, uint8 in and out; None where there is nothing to do."""
+        return train_transform(self.transforms), eval_transform(self.transforms)
 
     # -- shared ------------------------------------------------------------------------
     def _check_num_classes(self, found: int, where: str = "") -> None:
@@ -217,15 +228,23 @@ class ClassificationDataModule(L.LightningDataModule):
         self.num_classes = len(self.class_names)
         hp = self.hparams
         labels = raw.train.labels
-        if raw.test_indices is not None:
-            keep = np.setdiff1d(np.arange(len(labels)), raw.test_indices)
-            train_idx, val_idx = (
-                keep[i]
-                for i in train_val_split(labels[keep], hp.val_fraction, hp.seed, hp.num_folds, hp.fold)
-            )
+        if raw.val_indices is not None and hp.num_folds is None:
+            train_idx, val_idx = raw.train_indices, raw.val_indices
         else:
-            train_idx, val_idx = train_val_split(labels, hp.val_fraction, hp.seed, hp.num_folds, hp.fold)
-        train_tf, eval_tf = train_transform(self.transforms), eval_transform(self.transforms)
+            pool = raw.train_indices
+            if pool is None and raw.test_indices is not None:
+                pool = np.setdiff1d(np.arange(len(labels)), raw.test_indices)
+            if pool is None:
+                train_idx, val_idx = train_val_split(labels, hp.val_fraction, hp.seed, hp.num_folds, hp.fold)
+            else:
+                train_idx, val_idx = (
+                    pool[i]
+                    for i in train_val_split(labels[pool], hp.val_fraction, hp.seed, hp.num_folds, hp.fold)
+                )
+        if hp.train_fraction < 1.0:
+            # A seeded, stratified subset of the training split (small-budget experiments).
+            train_idx = train_idx[stratified_split(labels[train_idx], (1.0 - hp.train_fraction,), hp.seed)[0]]
+        train_tf, eval_tf = self._transforms()
         self.datasets["train"] = ImageSubset(raw.train, train_idx, train_tf)
         self.datasets["val"] = ImageSubset(raw.train, val_idx, eval_tf)
         if raw.test is not None:

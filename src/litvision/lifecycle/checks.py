@@ -402,7 +402,7 @@ def _read_only_fs(path: Path) -> bool:
 
 def preflight(cfg: DictConfig) -> None:
     """Everything that can be known wrong before a run folder is made."""
-    from litvision.scale import check_hardware
+    from litvision.hardware import check_hardware
     from litvision.tasks.options import check_training_options
 
     check_values(cfg)
@@ -410,3 +410,21 @@ def preflight(cfg: DictConfig) -> None:
     check_hardware(cfg)
     if cfg.get("paths") and cfg.paths.get("runs_dir"):
         check_writable(cfg.paths.runs_dir)
+    check_logger_stores(cfg)
+
+
+def check_logger_stores(cfg: DictConfig) -> None:
+    """An MLflow logger's tracking store (its tracking_uri, else MLFLOW_TRACKING_URI) must be usable."""
+    loggers = cfg.get("logger")
+    if not isinstance(loggers, DictConfig):
+        return
+    for name, logger in loggers.items():
+        if not isinstance(logger, DictConfig) or not str(logger.get("_target_", "")).endswith("MLFlowLogger"):
+            continue
+        from litvision.tracking.mlflow_store import check_store
+
+        uri = logger.get("tracking_uri")
+        if uri:
+            check_store(uri, f"logger.{name}.tracking_uri")
+        else:
+            check_store(os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI")

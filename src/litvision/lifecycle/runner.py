@@ -1,7 +1,7 @@
 """One run lifecycle for every command: plan (compose + validate, no folder yet) -> execute (folder,
 lock, build, command, summary).
 
-    plan = plan_run(COMMANDS["fit"], ["experiment=digits_cnn", "trainer.max_epochs=5"])
+    plan = plan_run(litvision.commands.fit.COMMAND, ["experiment=digits_cnn", "trainer.max_epochs=5"])
     summary = execute(plan)
 
 `plan_run` composes the config once, resolves what a `resume=` / `ckpt_path=` means for this
@@ -15,61 +15,46 @@ refusal raised later (a missing dataset, a wrong class count, at any depth of Hy
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
 from litvision.errors import UserError, find_user_error
+from litvision.hardware import process_rank
 from litvision.lifecycle import run_folder as folders
-from litvision.scale import process_rank
+
+if TYPE_CHECKING:
+    from litvision.lifecycle.session import Session
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Command:
+    """What the lifecycle needs to know of a run command. Each command module declares its own
+    (`litvision.commands.fit.COMMAND`, ...) beside its runner; the CLI's one table (`litvision.cli`)
+    lists them. The lifecycle imports no command: it is handed one."""
+
     name: str
     #: Entry config in configs/ (train.yaml, eval.yaml, predict.yaml); also the run's log file name.
     config_name: str
-    #: "module:function" taking a Session and returning the command's summary fields.
-    runner: str
+    #: Takes the Session and returns the command's summary fields.
+    runner: Callable[[Session], dict[str, Any]]
     needs_checkpoint: bool = False
     #: hydra.run.dir when the entry config's hydra group does not set it.
     run_dir: str | None = None
-    #: "module:function" checking the command's own keys before any folder exists.
-    precheck: str | None = None
+    #: Checks the command's own keys before any folder exists.
+    precheck: Callable[[DictConfig], None] | None = None
     #: Whether the lifecycle checks the checkpoint (safe load, same experiment) before the folder;
     #: predict does it itself, from the checkpoint alone.
     check_checkpoint: bool = True
-
-
-COMMANDS: dict[str, Command] = {
-    "fit": Command("fit", "train", "litvision.commands.fit:run"),
-    "test": Command("test", "eval", "litvision.commands.test:run", needs_checkpoint=True),
-    "tune": Command(
-        "tune",
-        "train",
-        "litvision.tuning:run",
-        run_dir="${paths.runs_dir}/${name}/tune/${now:%Y-%m-%d_%H-%M-%S-%f}",
-        precheck="litvision.tuning:check_tunable",
-    ),
-    "predict": Command(
-        "predict",
-        "predict",
-        "litvision.commands.predict:run",
-        needs_checkpoint=True,
-        run_dir="${paths.runs_dir}/${name}/predict/${now:%Y-%m-%d_%H-%M-%S-%f}",
-        precheck="litvision.commands.predict:check_predict_config",
-        check_checkpoint=False,
-    ),
-}
 
 
 @dataclass
@@ -198,7 +183,7 @@ def plan_run(command: Command, args: list[str]) -> Plan:
     if mode == "resume" and not worker:
         changes = check_resume_changes(run_dir, cfg, given=args)
     if command.precheck:
-        _call(command.precheck, cfg)
+        command.precheck(cfg)
     if start_ckpt is not None and command.check_checkpoint:
         checkpoint = _check_checkpoint(start_ckpt, cfg)
         grown = any(k in changes for k in ("trainer.max_epochs", "trainer.max_steps"))
@@ -269,11 +254,6 @@ def _merge_overrides(base: list[str], args: list[str]) -> list[str]:
             a = "+" + a
         merged.append(a)
     return merged
-
-
-def _call(target: str, *args: Any) -> Any:
-    module, fn = target.split(":")
-    return getattr(importlib.import_module(module), fn)(*args)
 
 
 def _check_checkpoint(path: str, cfg: DictConfig) -> dict[str, Any]:
@@ -391,7 +371,7 @@ def execute(plan: Plan) -> dict[str, Any]:
         # Lightning's own checkpoint loads (fit/test ckpt_path) accept what the safe loader accepts.
         allow_project_types()
         with console.quiet_console(bool(cfg.get("verbose", False))):
-            fields = _call(plan.command.runner, session)
+            fields = plan.command.runner(session)
         summary = {
             "experiment": cfg.name,
             "task": {"fit": "train", "test": "eval"}.get(plan.command.name, plan.command.name),
@@ -432,7 +412,3 @@ def _provenance(plan: Plan) -> dict[str, Any]:
     if resumes:
         out["resumes"] = len(resumes)
     return {**out, **git_info(project_root())}
-
-
-def run_command(name: str, args: list[str]) -> dict[str, Any]:
-    return execute(plan_run(COMMANDS[name], args))

@@ -21,6 +21,11 @@ every `log_figure` (confusion matrix, sample grids) under `figures/`, and at the
 `summary.json` and `config.yaml` as `litvision_summary.json` and `litvision_config.yaml` (renamed so
 that tools searching the run folder for those names do not find a second run in the local store).
 
+Checked up front (tracking/mlflow_store.check_store, from the pre-flight checks, before any run folder exists): a
+tracking URI whose store cannot work is refused in one line (a SQLite file or store folder that is
+read-only or missing, a server that does not answer GET /health within 3 s, an unknown scheme) instead of
+MLflow retrying for minutes and then failing after the run folder was made.
+
 Resume: the run id and tracking URI are kept in `<run>/mlflow_run.json` (as W&B's id is kept in
 `<run>/wandb_run_id`); a resumed or requeued job logs into the same MLflow run. MLflow refuses to
 change a param's value; a key that a resume changes (e.g. `trainer.max_epochs` to extend) is
@@ -187,7 +192,8 @@ def _write_run_file(run_dir: Path, data: dict[str, Any]) -> None:
 
 def finish(loggers: list[Any], summary: Mapping[str, Any] | None = None) -> None:
     """At the end of a job (rank zero): summary.json and config.yaml as artifacts of the MLflow run,
-    and summary facts (wall time, epochs) as tags; the run is marked finished."""
+    and summary facts (wall time, epochs) as tags. Lightning's `MLFlowLogger.finalize` has marked the
+    run FINISHED already, at the end of fit and of test (tests/test_tracking_mlflow.py checks it)."""
     if rank_zero_only.rank != 0:
         return
     for logger in loggers:
@@ -206,4 +212,3 @@ def finish(loggers: list[Any], summary: Mapping[str, Any] | None = None) -> None
         for k in ("wall_time_s", "epochs_completed", "best_checkpoint", "git_commit"):
             if summary and summary.get(k) is not None:
                 client.set_tag(run_id, f"summary.{k}", str(summary[k]))
-        client.set_terminated(run_id, "FINISHED")

@@ -93,6 +93,13 @@ def load_coco_json(ann_file: Path) -> dict:
             f"{ann_file} has no {' or '.join(repr(k) for k in missing)} list; a COCO instances file needs "
             "'images', 'annotations' and 'categories'."
         )
+    for img in data["images"]:
+        if not (isinstance(img, dict) and "id" in img and img.get("file_name")):
+            shown = json.dumps(img)[:120]
+            raise UserError(
+                f"{ann_file}: the image entry {shown} has no 'id' or 'file_name'; "
+                "every entry of 'images' needs both."
+            )
     image_ids = {img["id"] for img in data["images"]}
     category_ids = {c["id"] for c in data["categories"]}
     for ann in data["annotations"]:
@@ -155,9 +162,7 @@ class COCODetection(Dataset):
 
         image_ids = sorted(self.coco.imgs)
         index_of = {image_id: i for i, image_id in enumerate(image_ids)}
-        sizes = np.array(
-            [(self.coco.imgs[i]["height"], self.coco.imgs[i]["width"]) for i in image_ids], dtype=np.int64
-        ).reshape(-1, 2)
+        sizes = np.array([self._size_of(self.coco.imgs[i]) for i in image_ids], dtype=np.int64).reshape(-1, 2)
         anns = [a for a in data["annotations"] if a["category_id"] in cat_to_label]
         owner = np.array([index_of[a["image_id"]] for a in anns], dtype=np.int64)
         xywh = np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4)
@@ -190,6 +195,36 @@ class COCODetection(Dataset):
         self.image_ids = [int(image_ids[i]) for i in chosen]
         self._sizes = sizes
         self._files = [self.coco.imgs[image_ids[i]]["file_name"] for i in range(len(image_ids))]
+
+    def _size_of(self, img: dict) -> tuple[int, int]:
+        """(height, width) of an image entry. COCO files made by other tools sometimes leave the size
+        out: it is then read from the image file's header (its stored size, which the boxes are
+        drawn on), and written into the entry for whoever reads it next."""
+        height, width = img.get("height"), img.get("width")
+        if height is None or width is None:
+            from PIL import Image
+
+            path = self.image_dir / str(img["file_name"])
+            try:
+                with Image.open(path) as im:
+                    width, height = im.size
+            except Exception as e:  # noqa: BLE001 - missing, unreadable or not an image: one line
+                raise UserError(
+                    f"{self.ann_file}: image {img['id']} has no 'width'/'height' and its file {path} cannot "
+                    f'be read to find them ({type(e).__name__}); add "width" and "height" to that entry '
+                    "or fix the file."
+                ) from None
+            img["height"], img["width"] = height, width
+        ok = all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and float(v).is_integer()
+            for v in (height, width)
+        )
+        if not ok:
+            raise UserError(
+                f"{self.ann_file}: image {img['id']} has width={width!r}, height={height!r}; "
+                "COCO sizes are whole numbers of pixels above 0."
+            )
+        return int(height), int(width)
 
     def __len__(self) -> int:
         return len(self._images)

@@ -5,8 +5,9 @@
     ... data.test_fraction=0.1                  # or carve a test split out of root
 
 Classes are the sorted sub-folder names. Validation (and test, with test_fraction)
-is a stratified, seeded split per class. Grayscale, CMYK, RGBA and palette images
-are converted to RGB. Every file is checked up front (header and end marker, not
+is a stratified, seeded split per class. Every form a camera or tool writes (grey,
+16-bit, CMYK, palette, transparency, EXIF-rotated, animated) is read by the one reader,
+pipeline/decode.read_rgb, then given `data.in_channels`. Every file is checked up front (header and end marker, not
 the pixels): an unreadable file stops the run before training with its path, or
 is left out with a warning when `data.skip_corrupt=true`.
 """
@@ -113,6 +114,8 @@ class ImageFolderDataModule(ClassificationDataModule):
         super().__init__(root=root, **kwargs)
         self.test_dir = Path(test_dir).expanduser() if test_dir else None
         self.skipped: int = 0
+        self.skipped_files: list[str] = []  # left out by the up-front check
+        self._skip_log: Path | None = None
         if test_fraction and self.test_dir is not None:
             raise UserError("Set data.test_dir or data.test_fraction, not both.")
         if not 0.0 <= test_fraction < 1.0 or test_fraction + self.hparams.val_fraction >= 1.0:
@@ -136,7 +139,41 @@ class ImageFolderDataModule(ClassificationDataModule):
     def _checked(self, paths: list[Path], labels: np.ndarray) -> tuple[list[Path], np.ndarray]:
         kept, kept_labels = drop_unreadable(paths, labels, self.hparams.skip_corrupt)
         self.skipped += len(paths) - len(kept)
+        kept_set = set(kept)
+        self.skipped_files += [str(p) for p in paths if p not in kept_set]
         return kept, kept_labels
+
+    def _file_sources(self) -> list[FileImages]:
+        sources = {id(ds.source): ds.source for ds in self.datasets.values()}
+        return [s for s in sources.values() if isinstance(s, FileImages)]
+
+    def _record_skipped(self) -> None:
+        """Count the files skipped (data.skip_corrupt=true) in summary.json's `data_checks`: those the
+        up-front check left out and those that failed to decode in any loader process so far."""
+        if not self.hparams.skip_corrupt:
+            return  # an unreadable file stops the run instead
+        decoded = sorted(
+            {f for s in self._file_sources() for f in s.skipped_files()} - set(self.skipped_files)
+        )
+        files = self.skipped_files + decoded
+        self.data_checks["unreadable_skipped"] = {"count": len(files), "files": files[:20]}
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        if self._skip_log is None and self.hparams.skip_corrupt:
+            import shutil
+            import tempfile
+            import weakref
+
+            self._skip_log = Path(tempfile.mkdtemp(prefix="litvision-skipped-"))
+            weakref.finalize(self, shutil.rmtree, self._skip_log, ignore_errors=True)
+            for source in self._file_sources():
+                source.skip_log = self._skip_log
+        self._record_skipped()
+
+    def teardown(self, stage: str) -> None:
+        # After fit, validate and test: the decode failures met during them are counted too.
+        self._record_skipped()
 
     def _read(self) -> RawSplits:
         if not self.root.is_dir():
@@ -144,6 +181,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         hp = self.hparams
         classes, paths, labels = scan_folder(self.root)
         self.skipped = 0
+        self.skipped_files = []
         if hp.check_files:
             paths, labels = self._checked(paths, labels)
         test = None
@@ -151,7 +189,7 @@ class ImageFolderDataModule(ClassificationDataModule):
             _, test_paths, test_labels = scan_folder(self.test_dir, classes)
             if hp.check_files:
                 test_paths, test_labels = self._checked(test_paths, test_labels)
-            test = FileImages(test_paths, test_labels, skip_unreadable=hp.skip_corrupt)
+            test = FileImages(test_paths, test_labels, hp.skip_corrupt, self.in_channels)
         for label, name in enumerate(classes):
             if not np.any(labels == label):
                 raise UserError(
@@ -162,7 +200,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         if hp.test_fraction:
             test_indices = stratified_split(labels, (hp.test_fraction,), hp.seed + 1)[1]
         return RawSplits(
-            train=FileImages(paths, labels, skip_unreadable=hp.skip_corrupt),
+            train=FileImages(paths, labels, hp.skip_corrupt, self.in_channels),
             test=test,
             test_indices=test_indices,
             class_names=classes,

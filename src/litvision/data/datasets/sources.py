@@ -7,6 +7,7 @@ own transforms, so carving a validation split out of a training set copies nothi
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from litvision.data.pipeline.decode import UnreadableImage, read_rgb
+from litvision.data.pipeline.decode import UnreadableImage, read_rgb, to_channels
 from litvision.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ class TensorImages:
 
 
 class FileImages:
-    """Images decoded from files on each access (RGB uint8).
+    """Images decoded from files on each access (uint8, `channels` of them: 3 RGB, 1 grey), by the one
+    reader (pipeline/decode.read_rgb) and its one channel conversion (to_channels), as predict reads them.
 
     `skip_unreadable` (data.skip_corrupt): a file that passed the up-front header check but
     fails to decode is left out when it is read (see `ImageSubset`), with a warning on the
@@ -45,27 +47,45 @@ class FileImages:
     """
 
     def __init__(
-        self, paths: Sequence[Path], labels: Sequence[int] | np.ndarray, skip_unreadable: bool = False
+        self,
+        paths: Sequence[Path],
+        labels: Sequence[int] | np.ndarray,
+        skip_unreadable: bool = False,
+        channels: int = 3,
     ) -> None:
         self.paths = [Path(p) for p in paths]
         self.labels = np.asarray(labels, dtype=np.int64)
         self.skip_unreadable = skip_unreadable
+        self.channels = channels
         # Per process (each DataLoader worker has its own): index -> the decode error.
         self.unreadable: dict[int, UnreadableImage] = {}
+        # A folder where every process (DataLoader workers included) notes the files it skipped, so
+        # that the main process can count them for summary.json; set by the DataModule.
+        self.skip_log: Path | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def skipped_files(self) -> list[str]:
+        """The files any process failed to decode and skipped (read from `skip_log`)."""
+        if self.skip_log is None or not self.skip_log.is_dir():
+            return sorted(str(self.paths[i]) for i in self.unreadable)
+        lines = {line for p in self.skip_log.glob("*.txt") for line in p.read_text("utf-8").splitlines()}
+        return sorted(lines)
 
     def image(self, i: int) -> torch.Tensor:
         if i in self.unreadable:
             raise self.unreadable[i]
         try:
-            return read_rgb(self.paths[i])
+            return to_channels(read_rgb(self.paths[i]), self.channels)
         except UnreadableImage as e:
             if self.skip_unreadable:
                 from litvision.utils.warn import warn_user
 
                 self.unreadable[i] = e
+                if self.skip_log is not None:
+                    with open(self.skip_log / f"{os.getpid()}.txt", "a", encoding="utf-8") as f:
+                        f.write(f"{self.paths[i]}\n")
                 # Every rank and worker reads different files: whoever meets the file says so.
                 warn_user(
                     log,

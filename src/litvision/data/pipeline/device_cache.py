@@ -355,7 +355,7 @@ def cache_classification(dm: Any) -> CachedSplits | None:
         mode, total, float(hp.device_cache_max_gb), device, unsupported, f"the {type(dm).__name__} splits"
     ):
         return None
-    # The deterministic head of the worker pipeline's train transform (presets.train_transform).
+    # The deterministic head of the worker pipeline's train transform (transforms.classification.train_transform).
     train_fixed = v2.Compose(
         [
             v2.Resize(size, interpolation=interpolation(tf.resize_interpolation), antialias=True),
