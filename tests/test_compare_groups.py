@@ -61,7 +61,8 @@ def _welch_p(a: list[float], b: list[float]) -> float:
 @pytest.mark.slow
 def test_compare_groups_seeds_with_mean_interval_and_welch(seeds_sweep: Path) -> None:
     """Catches seeds left as a grouping key (six groups of one), a population std (ddof=0), a normal
-    instead of a Student-t interval, and a Student (equal-variance) t-test instead of Welch's."""
+    instead of a Student-t interval, a Student (equal-variance) t-test instead of Welch's, and an
+    accuracy interval past [0, 1]."""
     proc = make("compare", f"RUNS={seeds_sweep}")
     assert proc.returncode == 0, proc.stderr
     summaries = {p.parent.name: json.loads(p.read_text()) for p in sorted(seeds_sweep.glob("*/summary.json"))}
@@ -93,10 +94,14 @@ def test_compare_groups_seeds_with_mean_interval_and_welch(seeds_sweep: Path) ->
             assert int(row["n"]) == 3
             assert math.isclose(float(row["mean"]), mean, abs_tol=1e-12)
             assert math.isclose(float(row["std"]), std, abs_tol=1e-12)
-            assert math.isclose(float(row["ci_low"]), mean - half, abs_tol=1e-12)
-            assert math.isclose(float(row["ci_high"]), mean + half, abs_tol=1e-12)
+            # An accuracy's interval is clipped to [0, 1] (a 3-run interval of 0.34 may reach below 0).
+            low, high = max(0.0, mean - half), min(1.0, mean + half)
+            assert math.isclose(float(row["ci_low"]), low, abs_tol=1e-12)
+            assert math.isclose(float(row["ci_high"]), high, abs_tol=1e-12)
             if metric == "val/acc":
-                assert f"{mean:.4f} ± {half:.4f}" in proc.stdout
+                clipped = (low, high) != (mean - half, mean + half)
+                shown = f"{mean:.4f} [{low:.4f}, {high:.4f}]" if clipped else f"{mean:.4f} ± {half:.4f}"
+                assert shown in proc.stdout
 
     a, b = values["0.001"]["val/acc"], values["0.03"]["val/acc"]
     best, second = (("0.03", b), ("0.001", a)) if np.mean(b) >= np.mean(a) else (("0.001", a), ("0.03", b))

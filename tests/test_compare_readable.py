@@ -144,3 +144,66 @@ def test_make_compare_on_a_glob_says_where_it_wrote(experiment_folder: Path) -> 
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"wrote {experiment_folder}/compare/glob-" in proc.stdout
+
+
+def test_integer_keys_print_as_integers(tmp_path: Path) -> None:
+    """A k-fold pair and a run without k-fold (`data.fold` 0, 1 and null): the folds print as 0 and 1.
+    Catches: the key columns left to pandas (a column with a null becomes floats: `0.0`, `1.0`), in
+    the console table or in runs.md."""
+    exp = tmp_path / "runs" / "digits_cnn"
+    for i, fold in enumerate(["0", "1", "null"]):
+        overrides = [f"data.fold={fold}", "data.num_folds=" + ("null" if fold == "null" else "2")]
+        write_run(exp / f"2026-11-2{i + 1}_10-00-00", overrides, overrides, 0.9 + i / 100)
+    proc = run_cli("litvision", "compare", "--runs", str(exp), env={"COLUMNS": "200"}, check=True)
+    md = (exp / "compare" / "runs.md").read_text()
+    head = [c.strip() for c in md.splitlines()[2].strip("|").split("|")]
+    folds = [
+        [c.strip() for c in line.strip("|").split("|")][head.index("data.fold")]
+        for line in md.splitlines()[4:7]
+    ]
+    assert folds == ["0", "1", ""], folds
+    rows = [line for line in _table_lines(proc.stdout) if "2026-11-2" in line]
+    assert len(rows) == 3 and not any("0.0 " in r or "1.0 " in r for r in rows), rows
+
+
+def test_welch_needs_groups_that_differ_in_one_key() -> None:
+    """The best two groups differ in lr and batch size: Welch's test moves to the best group that
+    differs from the best in one key; with none, it tests nothing and names the keys.
+    Catches: the best two compared whatever they differ in (the issue's 3-epoch lr sweep against a
+    3-fold CV group), and a missing "differ in" line (a p-value printed for the mixed pair)."""
+    from test_compare_groups import _Record
+
+    from litvision.aggregate import Group, welch_best_two, welch_line
+
+    def group(lr: float, bs: int, accs: list[float]) -> Group:
+        return Group(
+            label=f"lr={lr}, batch_size={bs}",
+            values={"model.optimizer.lr": lr, "data.batch_size": bs},
+            runs=[_Record({"best_val": {"val/acc": a}}) for a in accs],
+        )
+
+    best, mixed, one_key = (
+        group(0.01, 64, [0.99, 0.98]),
+        group(0.001, 32, [0.97, 0.975]),
+        group(0.001, 64, [0.9, 0.91]),
+    )
+    w = welch_best_two([best, mixed, one_key], "val/acc", "max")
+    assert (w["best"], w["second"], w["differ_in"]) == (best.label, one_key.label, ["model.optimizer.lr"])
+    assert w["p_value"] is not None
+    w = welch_best_two([best, mixed], "val/acc", "max")
+    assert w["p_value"] is None and w["differ_in"] == ["model.optimizer.lr", "data.batch_size"]
+    line = welch_line({"welch": w})
+    assert line.startswith("No Welch t-test on val/acc") and "differ in 2 keys" in line
+
+
+def test_accuracy_intervals_are_clipped_and_few_runs_marked() -> None:
+    """0.99 and 1.0 over two runs: the interval stops at 1 and the cell says so; n=2 is marked.
+    Catches: an accuracy interval past 1.0 ("0.9950 ± 0.0635"), and n < 3 shown like any other n."""
+    from litvision.aggregate import _cell, _n, describe
+
+    s = describe([0.99, 1.0], bounded=True)
+    assert s["ci_high"] == 1.0 and s["ci_low"] < 0.99
+    assert _cell(s) == f"0.9950 [{s['ci_low']:.4f}, 1.0000]"
+    loss = describe([0.99, 1.0], bounded=False)
+    assert loss["ci_high"] > 1.0 and "±" in _cell(loss)
+    assert (_n(2), _n(3)) == ("2*", "3")

@@ -17,14 +17,24 @@ cannot enter that metric's mean: it is counted as lost, and the table, groups.md
 (`lost`) say which group lost how many runs, and why, instead of a smaller n alone.
 
 Without GROUP_BY, the groups are made by every config key that differs between runs except the
-replicate keys: `seed`, any `*.seed` and `data.fold`. A k-fold sweep (`data.fold=0,1,2,3,4`) is
-then one group: its cross-validated mean and interval.
+replicate keys (`seed`, any `*.seed` and `data.fold`) and the keys that say where or how a run logs
+(`logger.*`, `paths.*`, `resume`, the progress bar and other callbacks that do not change training:
+tracking/run_records.changes_training). A k-fold sweep (`data.fold=0,1,2,3,4`) is then one group:
+its cross-validated mean and interval.
+
+Read with care: an interval of a metric bounded by [0, 1] (accuracy, F1, mAP...) is clipped to
+[0, 1]; a group of fewer than 3 runs is marked (`n=2*`), its interval is too wide or, with equal
+values, falsely narrow. Welch's test compares the best group with the best group that differs from
+it in one key only, so that the p-value is about that key; when no such group exists, it says which
+keys the best two differ in and computes nothing.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +46,12 @@ if TYPE_CHECKING:
 
 REPLICATE_KEYS = ("seed", "data.fold")
 CONFIDENCE = 0.95
+# Fewer runs than this: the interval is marked as unreliable.
+FEW_RUNS = 3
+# A group label longer than this is cut in the console and on plots (groups.md and groups.csv keep it).
+LABEL_WIDTH = 60
+# Metrics bounded by [0, 1]: their intervals are clipped there.
+_BOUNDED = re.compile(r"(^|[/_])(acc|accuracy|f1|precision|recall|map|mar|auroc|auc|iou|dice|jaccard|top\d+)")
 
 
 def unusable_metrics(run: Run) -> dict[str, str]:
@@ -96,11 +112,11 @@ def parse_group_by(text: str | None) -> list[str] | None:
 
 def group_keys(runs: list[Run], group_by: list[str] | None) -> list[str]:
     """The keys that tell groups apart: `group_by` (checked), or the differing non-replicate keys."""
-    from litvision.tracking.run_records import differing_keys
+    from litvision.tracking.run_records import changes_training, differing_keys
 
     differing = differing_keys(runs)
     if group_by is None:
-        return [k for k in differing if not is_replicate_key(k)]
+        return [k for k in differing if not is_replicate_key(k) and changes_training(k)]
     known = set().union(*(set(r.composed) | set(r.resolved) for r in runs))
     unknown = [k for k in group_by if k not in known]
     if unknown:
@@ -120,14 +136,36 @@ def make_groups(runs: list[Run], keys: list[str]) -> list[Group]:
         values = {k: _value(r, k) for k in keys}
         ident = json.dumps(values, sort_keys=True, default=str)
         if ident not in groups:
-            label = ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in values.items()) or "all runs"
+            label = (
+                ", ".join(f"{k.rsplit('.', 1)[-1]}={show_value(v)}" for k, v in values.items()) or "all runs"
+            )
             groups[ident] = Group(label=label, values=values)
         groups[ident].runs.append(r)
     return list(groups.values())
 
 
-def describe(values: list[float]) -> dict[str, float | int | None]:
-    """n, mean, std (n-1), and the 95% Student-t interval of the mean (None where n is too small)."""
+def show_value(v: Any) -> Any:
+    """A config value as a person reads it: 0.0 read back from a table as 0 (`data.fold=0`)."""
+    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
+        return int(v)
+    return v
+
+
+def cap(label: str, width: int = LABEL_WIDTH) -> str:
+    """One line of at most `width` characters."""
+    label = " ".join(label.split())
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
+def is_bounded(metric: str, values: list[float]) -> bool:
+    """An accuracy-like metric: its name says so and every value lies in [0, 1]."""
+    name = metric.split("/", 1)[-1]
+    return bool(_BOUNDED.search(name)) and all(0.0 <= v <= 1.0 for v in values)
+
+
+def describe(values: list[float], bounded: bool = False) -> dict[str, float | int | None]:
+    """n, mean, std (n-1), and the 95% Student-t interval of the mean (None where n is too small),
+    clipped to [0, 1] when `bounded` (an accuracy cannot be 1.02)."""
     import numpy as np
     from scipy import stats
 
@@ -139,7 +177,10 @@ def describe(values: list[float]) -> dict[str, float | int | None]:
         return {"n": n, "mean": mean, "std": None, "ci_low": None, "ci_high": None}
     std = float(np.std(values, ddof=1))
     half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * std / math.sqrt(n)
-    return {"n": n, "mean": mean, "std": std, "ci_low": mean - half, "ci_high": mean + half}
+    low, high = mean - half, mean + half
+    if bounded:
+        low, high = max(0.0, low), min(1.0, high)
+    return {"n": n, "mean": mean, "std": std, "ci_low": low, "ci_high": high}
 
 
 def metric_names(groups: list[Group]) -> list[str]:
@@ -159,23 +200,47 @@ def _mode(runs: list[Run], monitor: str) -> str:
     return "min" if "loss" in monitor else "max"
 
 
+def keys_between(a: Group, b: Group) -> list[str]:
+    """The group keys whose values differ between two groups."""
+    return [
+        k
+        for k in a.values
+        if json.dumps(a.values[k], default=str) != json.dumps(b.values.get(k), default=str)
+    ]
+
+
 def welch_best_two(groups: list[Group], monitor: str, mode: str) -> dict[str, Any] | None:
-    """Welch's t-test on `monitor` between the two groups with the best means (n >= 2 each)."""
+    """Welch's t-test on `monitor` between the best group and the best group that differs from it in
+    one key only (n >= 2 each). When none does, no test: the result names the keys in which the two
+    best groups differ (`differ_in`), since a p-value between them would not be about one choice."""
     from scipy import stats
 
     ranked = [g for g in groups if len(g.metric(monitor)) >= 2]
     if len(ranked) < 2:
         return None
     ranked.sort(key=lambda g: sum(g.metric(monitor)) / len(g.metric(monitor)), reverse=mode == "max")
-    a, b = ranked[:2]
-    result = stats.ttest_ind(a.metric(monitor), b.metric(monitor), equal_var=False)
-    p = float(result.pvalue)
+    a = ranked[0]
+    b = next((g for g in ranked[1:] if len(keys_between(a, g)) <= 1), None)
+    base = {"metric": monitor, "mode": mode, "best": a.label}
+    if b is None:
+        return {
+            **base,
+            "second": ranked[1].label,
+            "differ_in": keys_between(a, ranked[1]),
+            "t": None,
+            "p_value": None,
+        }
+    xa, xb = a.metric(monitor), b.metric(monitor)
+    with warnings.catch_warnings():
+        # Equal values in both groups: scipy warns of "catastrophic cancellation"; p is then n/a.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_ind(xa, xb, equal_var=False)
+    p, t = float(result.pvalue), float(result.statistic)
     return {
-        "metric": monitor,
-        "mode": mode,
-        "best": a.label,
+        **base,
         "second": b.label,
-        "t": float(result.statistic),
+        "differ_in": keys_between(a, b),
+        "t": t if math.isfinite(t) else None,
         "p_value": p if math.isfinite(p) else None,
     }
 
@@ -189,7 +254,11 @@ def aggregate(runs: list[Run], group_by: list[str] | None = None) -> dict[str, A
         return None
     metrics = metric_names(groups)
     monitor = next((r.monitor for r in runs if r.ok), "val/acc")
-    stats = {g.label: {m: {**describe(g.metric(m)), "lost": len(g.lost(m))} for m in metrics} for g in groups}
+    bounded = {m: is_bounded(m, [v for g in groups for v in g.metric(m)]) for m in metrics}
+    stats = {
+        g.label: {m: {**describe(g.metric(m), bounded[m]), "lost": len(g.lost(m))} for m in metrics}
+        for g in groups
+    }
     welch = welch_best_two(groups, monitor, _mode(runs, monitor))
     return {
         "keys": keys,
@@ -202,8 +271,21 @@ def aggregate(runs: list[Run], group_by: list[str] | None = None) -> dict[str, A
 
 
 # -- output ---------------------------------------------------------------------------------------
+def _n(n: int) -> str:
+    """The number of runs, marked when too few for an interval to mean much."""
+    return f"{n}*" if 0 < n < FEW_RUNS else str(n)
+
+
 def _num(v: float | None, digits: int = 4) -> str:
     return "" if v is None else f"{v:.{digits}f}"
+
+
+def _interval(s: dict[str, Any]) -> str:
+    """`0.9703 ± 0.0135`, or `0.9703 [0.9231, 1.0000]` where the interval was clipped to [0, 1]."""
+    half = s["ci_high"] - s["mean"]
+    if math.isclose(s["mean"] - s["ci_low"], half, rel_tol=1e-9, abs_tol=1e-12):
+        return f"{_num(s['mean'])} ± {_num(half)}"
+    return f"{_num(s['mean'])} [{_num(s['ci_low'])}, {_num(s['ci_high'])}]"
 
 
 def _cell(s: dict[str, Any]) -> str:
@@ -212,7 +294,7 @@ def _cell(s: dict[str, Any]) -> str:
     elif s["ci_low"] is None:
         text = _num(s["mean"])
     else:
-        text = f"{_num(s['mean'])} ± {_num(s['ci_high'] - s['mean'])}"
+        text = _interval(s)
     # A mean over fewer runs than the group has says so where it is read (the lost runs: a note).
     return f"{text} (n={s['n']}, {s['lost']} lost)".strip() if s.get("lost") else text
 
@@ -251,8 +333,30 @@ def welch_line(agg: dict[str, Any]) -> str | None:
     w = agg["welch"]
     if not w:
         return None
+    if len(w.get("differ_in") or []) > 1:
+        return (
+            f"No Welch t-test on {w['metric']}: the best two groups [{cap(w['best'])}] and "
+            f"[{cap(w['second'])}] differ in {len(w['differ_in'])} keys ({', '.join(w['differ_in'])}), "
+            "and no group differs from the best in one key only; GROUP_BY=<key> compares one choice."
+        )
     p = "n/a (no variance)" if w["p_value"] is None else f"{w['p_value']:.4g}"
-    return f"Welch t-test on {w['metric']}, best two groups: [{w['best']}] vs [{w['second']}]: t={w['t']:.3f}, p={p}"
+    t = "n/a" if w["t"] is None else f"{w['t']:.3f}"
+    return f"Welch t-test on {w['metric']}, best two groups: [{w['best']}] vs [{w['second']}]: t={t}, p={p}"
+
+
+def few_runs_line(agg: dict[str, Any], metrics: list[str]) -> str | None:
+    """The caveat for groups marked n<3: their interval says little."""
+    few = [
+        g.label
+        for g in agg["groups"]
+        if 0 < max((agg["stats"][g.label][m]["n"] for m in metrics), default=0) < FEW_RUNS
+    ]
+    if not few:
+        return None
+    return (
+        f"* n < {FEW_RUNS} in {len(few)} group(s): an interval from so few runs is unreliable "
+        "(too wide, or 0 when the runs agree); add seeds (seed=1,2,3) to trust it."
+    )
 
 
 def groups_frame(agg: dict[str, Any]) -> Any:
@@ -262,8 +366,10 @@ def groups_frame(agg: dict[str, Any]) -> Any:
     rows = []
     for g in agg["groups"]:
         for m in agg["metrics"]:
-            rows.append({"group": g.label, **g.values, "metric": m, **agg["stats"][g.label][m]})
-    return pd.DataFrame(rows)
+            values = {k: show_value(v) for k, v in g.values.items()}
+            rows.append({"group": g.label, **values, "metric": m, **agg["stats"][g.label][m]})
+    # object: an int key with a missing value stays `0`, not `0.0` (pandas' float column)
+    return pd.DataFrame(rows, dtype=object)
 
 
 def to_markdown(agg: dict[str, Any]) -> str:
@@ -273,10 +379,13 @@ def to_markdown(agg: dict[str, Any]) -> str:
     for g in agg["groups"]:
         st = agg["stats"][g.label]
         n = max((st[m]["n"] for m in metrics), default=0)
-        cells = [g.label, str(n), *(_cell(st[m]) for m in metrics), *(_num(st[m]["std"]) for m in metrics)]
+        cells = [g.label, _n(n), *(_cell(st[m]) for m in metrics), *(_num(st[m]["std"]) for m in metrics)]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     text = "\n".join(lines) + "\n"
     notes = lost_lines(agg)
+    few = few_runs_line(agg, metrics)
+    if few:
+        text += f"\n{few}\n"
     if notes:
         text += "\n" + "".join(f"- {n}\n" for n in notes)
     line = welch_line(agg)
@@ -288,11 +397,15 @@ def print_groups(agg: dict[str, Any], all_metrics: bool = False) -> None:
     from rich.table import Table
 
     metrics = shown_metrics(agg, all_metrics)
-    by = f"by {', '.join(agg['keys'])}" if agg["keys"] else "(the runs differ only in seed or data.fold)"
+    by = (
+        f"by {', '.join(agg['keys'])}"
+        if agg["keys"]
+        else "(the runs differ only in seed, data.fold or how they log)"
+    )
     table = Table(
         title=f"{len(agg['groups'])} group(s) {by}: mean ± 95% CI (Student t)", title_justify="left"
     )
-    table.add_column("group", style="bold")
+    table.add_column("group", style="bold", no_wrap=True)
     table.add_column("n", justify="right")
     for m in metrics:
         table.add_column(m, justify="right")
@@ -303,86 +416,22 @@ def print_groups(agg: dict[str, Any], all_metrics: bool = False) -> None:
         cells = []
         for m in metrics:
             cells += [_cell(st[m]), _num(st[m]["std"])]
-        table.add_row(g.label, str(n), *cells)
+        table.add_row(cap(g.label), _n(n), *cells)
     console = Console(width=max(160, Console().width))
     console.print(table)
     for note in lost_lines(agg, metrics):
         console.print(f"note: {note}", highlight=False, markup=False, style="yellow")
+    few = few_runs_line(agg, metrics)
+    if few:
+        console.print(few, highlight=False, markup=False)
     line = welch_line(agg)
     if line:
         console.print(line, highlight=False, markup=False)
 
 
-def plot_groups(agg: dict[str, Any], out_dir: Path) -> list[Path]:
-    """groups_<metric>.png: group means with 95% CI error bars (val and test side by side);
-    groups_curves_<metric>.png: each group's mean learning curve with a +- std band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from litvision.tracking.run_records import _curve, read_curves
-
-    written: list[Path] = []
-    out_dir.mkdir(parents=True, exist_ok=True)
-    name = agg["monitor"].split("/", 1)[-1]
-    bars = [m for m in agg["metrics"] if m.split("/", 1)[-1] == name]
-    groups = agg["groups"]
-    if bars:
-        fig, ax = plt.subplots(figsize=(max(5, 1.4 * len(groups) * len(bars)), 4.5))
-        width = 0.8 / len(bars)
-        x = np.arange(len(groups))
-        for i, m in enumerate(bars):
-            st = [agg["stats"][g.label][m] for g in groups]
-            means = [s["mean"] if s["mean"] is not None else np.nan for s in st]
-            err = [(s["ci_high"] - s["mean"]) if s["ci_high"] is not None else 0.0 for s in st]
-            ax.bar(x + i * width, means, width, yerr=err, capsize=4, label=m)
-        ax.set_xticks(x + width * (len(bars) - 1) / 2, [f"{g.label}\n(n={len(g.ok_runs)})" for g in groups])
-        ax.set(ylabel=name, title=f"{name}: group means with 95% confidence intervals")
-        ax.legend()
-        fig.tight_layout()
-        written.append(out_dir / f"groups_{name}.png")
-        fig.savefig(written[-1], dpi=100)
-        plt.close(fig)
-
-    monitor = agg["monitor"]
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    fig, ax = plt.subplots(figsize=(8, 5))
-    drawn = False
-    for i, g in enumerate(groups):
-        curves = []
-        for r in g.ok_runs:
-            df = read_curves(r)
-            if df is not None and "step" in df:
-                steps, values = _curve(df, monitor)
-                if steps:
-                    curves.append(dict(zip(steps, values, strict=True)))
-        if not curves:
-            continue
-        # Steps every run of the group logged: replicates share a schedule, so that is all of them.
-        steps = sorted(set.intersection(*(set(c) for c in curves)))
-        if not steps:
-            continue
-        values = np.array([[c[s] for s in steps] for c in curves])
-        mean = values.mean(0)
-        std = values.std(0, ddof=1) if len(curves) > 1 else np.zeros_like(mean)
-        c = colours[i % len(colours)]
-        ax.plot(steps, mean, color=c, marker="o", markersize=3, label=f"{g.label} (n={len(curves)})")
-        ax.fill_between(steps, mean - std, mean + std, color=c, alpha=0.2)
-        drawn = True
-    if drawn:
-        ax.set(xlabel="step", ylabel=monitor, title=f"{monitor}: group mean ± one std across runs")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        written.append(out_dir / f"groups_curves_{monitor.replace('/', '_')}.png")
-        fig.savefig(written[-1], dpi=100)
-    plt.close(fig)
-    return written
-
-
 def write_groups(agg: dict[str, Any], out_dir: Path, title: str) -> list[Path]:
+    """groups.md and groups.csv (the figures: tracking/compare_plots.plot_groups)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "groups.md").write_text(f"# {title}\n\n" + to_markdown(agg))
     groups_frame(agg).to_csv(out_dir / "groups.csv", index=False)
-    return [out_dir / "groups.md", out_dir / "groups.csv", *plot_groups(agg, out_dir)]
+    return [out_dir / "groups.md", out_dir / "groups.csv"]

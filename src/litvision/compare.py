@@ -8,7 +8,8 @@
 
 Reads each run folder's `summary.json`, its configs (`.hydra/config.yaml` as composed, with
 interpolations kept, so `data.seed: ${seed}` does not count as a second difference; and the
-resolved `config.yaml` for the values shown) and `csv/metrics.csv`. Prints a rich table (at most
+resolved `config.yaml` for the values shown) and its learning curves from whichever logger it used
+(CSV, TensorBoard, MLflow store, W&B offline file: tracking/curves). Prints a rich table (at most
 8 differing keys, the most informative first: see `ranked_keys`) and writes, into `<folder>/compare/`
 (a glob or a list of runs: `<their common folder>/compare/glob-<hash>/`, never over the folder's own
 comparison): `runs.md` (the table in markdown, every key and metric), `runs.csv`,
@@ -37,13 +38,12 @@ from litvision.errors import UserError
 from litvision.tracking.run_records import (
     Run,
     _common_root,
-    _curve,
     _value,
+    changes_training,
     compare_frame,
     differing_keys,
     is_run_dir,
     load_runs,
-    read_curves,
 )
 
 COMPARE_DIR = "compare"
@@ -56,7 +56,7 @@ MAX_CELL = 24
 
 def ranked_keys(runs: list[Run], keys: list[str], group_by: list[str] | None = None) -> list[str]:
     """`keys` (the differing ones), most informative first: the GROUP_BY keys, the keys set on the
-    runs' command lines (sweep parameters), keys every run has (a key missing from some runs is
+    runs' command lines (sweep parameters) unless they only say how a run logs, keys every run has (a key missing from some runs is
     usually a newer config, not a choice), then the keys with the most distinct values."""
     chosen = set(group_by or ())
     overridden = set().union(*(r.overridden for r in runs)) if runs else set()
@@ -68,7 +68,14 @@ def ranked_keys(runs: list[Run], keys: list[str], group_by: list[str] | None = N
     def rank(k: str) -> tuple:
         present = [r for r in runs if k in r.resolved or k in r.composed]
         distinct = {json.dumps(_value(r, k), sort_keys=True, default=str) for r in present}
-        return (k not in chosen, not is_overridden(k), len(present) < len(runs), -len(distinct), k)
+        return (
+            k not in chosen,
+            not changes_training(k),  # where and how a run logs: last
+            not is_overridden(k),
+            len(present) < len(runs),
+            -len(distinct),
+            k,
+        )
 
     return sorted(keys, key=rank)
 
@@ -89,65 +96,29 @@ def default_out_dir(targets: list[str | Path], runs: list[Run]) -> Path:
 
 
 def _legend(run: Run, keys: list[str]) -> str:
-    """`3 (lr=0.01, seed=2)`: the run and what sets it apart."""
-    parts = [f"{k.rsplit('.', 1)[-1]}={_value(run, k)}" for k in keys[:3]]
-    return f"{run.label} ({', '.join(parts)})" if parts else run.label
+    """`3 (lr=0.01, seed=2)`: the run and what sets it apart, on one capped line."""
+    from litvision.aggregate import cap, show_value
+
+    parts = [f"{k.rsplit('.', 1)[-1]}={show_value(_value(run, k))}" for k in keys[:3]]
+    return cap(f"{run.label} ({', '.join(parts)})" if parts else run.label, 48)
 
 
-def plot_curves(runs: list[Run], out_dir: Path) -> list[Path]:
-    """loss.png (train solid, val dashed) and <metric>.png per main metric, every run overlaid."""
-    import matplotlib
+def curves_line(sources: dict[str, str | None]) -> str:
+    """`curves: 4 of 4 runs (csv 1, mlflow 1, tensorboard 1, wandb 1)`: what the plots could draw."""
+    found = [s for s in sources.values() if s]
+    counts = ", ".join(f"{name} {found.count(name)}" for name in sorted(set(found)))
+    line = f"curves: {len(found)} of {len(sources)} runs" + (f" ({counts})" if counts else "")
+    missing = [label for label, s in sources.items() if not s]
+    return line + (f"; no logger left curves in: {', '.join(missing)}" if missing else "")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    curves = [(r, read_curves(r)) for r in runs]
-    curves = [(r, df) for r, df in curves if df is not None and "step" in df]
-    if not curves:
-        return []
-    keys = ranked_keys(runs, differing_keys(runs))
-    names = {r.path: _legend(r, keys) for r in runs}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+def plot_curves(runs: list[Run], out_dir: Path, sources: dict[str, str | None] | None = None) -> list[Path]:
+    """loss.png and <metric>.png of every run (tracking/compare_plots), each run named by the keys
+    that set it apart and change training."""
+    from litvision.tracking.compare_plots import plot_run_curves
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for i, (r, df) in enumerate(curves):
-        c = colours[i % len(colours)]
-        ax.plot(*_curve(df, "train/loss"), color=c, alpha=0.8, label=f"{names[r.path]} train")
-        ax.plot(
-            *_curve(df, "val/loss"),
-            color=c,
-            linestyle="--",
-            marker="o",
-            markersize=3,
-            label=f"{names[r.path]} val",
-        )
-    ax.set(xlabel="step", ylabel="loss", title="loss (train solid, val dashed)")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    written.append(out_dir / "loss.png")
-    fig.savefig(written[-1], dpi=100)
-    plt.close(fig)
-
-    for metric in sorted({r.monitor for r, _ in curves}):
-        fig, ax = plt.subplots(figsize=(8, 5))
-        for i, (r, df) in enumerate(curves):
-            if r.monitor == metric:
-                ax.plot(
-                    *_curve(df, metric),
-                    color=colours[i % len(colours)],
-                    marker="o",
-                    markersize=3,
-                    label=r.label,
-                )
-        ax.set(xlabel="step", ylabel=metric, title=metric)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        written.append(out_dir / (metric.replace("/", "_") + ".png"))
-        fig.savefig(written[-1], dpi=100)
-        plt.close(fig)
-    return written
+    keys = [k for k in ranked_keys(runs, differing_keys(runs)) if changes_training(k)]
+    return plot_run_curves(runs, {r.path: _legend(r, keys) for r in runs}, out_dir, sources)
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -330,10 +301,14 @@ def compare(
         f"# {title}\n\n" + to_markdown(df, shown_columns(df, runs, all_metrics=True))
     )
     df.to_csv(out_dir / "runs.csv")
-    plots = plot_curves(runs, out_dir)
+    sources: dict[str, str | None] = {}
+    plots = plot_curves(runs, out_dir, sources)
     if agg is not None:
         print_groups(agg, all_metrics)
-        plots += [p for p in write_groups(agg, out_dir, title) if p.suffix == ".png"]
+        from litvision.tracking.compare_plots import plot_groups
+
+        write_groups(agg, out_dir, title)
+        plots += plot_groups(agg, out_dir)
     for r, lost in nan_runs:
         print(
             f"note: {r.path}: {', '.join(lost)} {'is' if len(lost) == 1 else 'are'} "
@@ -344,6 +319,7 @@ def compare(
                 else "blank in the table."
             )
         )
+    print(curves_line(sources))
     bad = [r for r in runs if not r.ok]
     for r in bad:
         print(f"note: {r.path}: {r.problem}")
@@ -352,7 +328,7 @@ def compare(
     print(
         f"wrote {out_dir}/runs.md, runs.csv"
         + (", groups.md, groups.csv" if agg is not None else "")
-        + (", " + ", ".join(p.name for p in plots) if plots else " (no csv/metrics.csv: no learning curves)")
+        + (", " + ", ".join(p.name for p in plots) if plots else " (no logger left learning curves)")
     )
     return {
         "frame": df,
@@ -398,6 +374,14 @@ def _compare_from_args(args: argparse.Namespace) -> None:
     from litvision.aggregate import parse_group_by
 
     compare(targets, args.out, args.all_metrics, parse_group_by(args.group_by))
+
+
+def print_sweep_comparison(folder: Path) -> None:
+    """A sweep's answer, printed when its jobs are done: this comparison of its runs, then the
+    sweep folder as the last line (`python -m litvision.train --multirun`, `litvision sweep`)."""
+    print(f"\nSweep finished: comparing its runs ({folder}/compare/)", flush=True)
+    compare([folder])
+    print(f"sweep folder: {folder}", flush=True)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,12 @@ if __name__ == "__main__":
     if "-m" in sys.argv[1:] or "--multirun" in sys.argv[1:]:
         from litvision.commands.sweep import main
 
-        main()
+        folder = main()
+        if folder is not None:  # the sweep ends with the comparison of its runs
+            from litvision.compare import print_sweep_comparison
+            from litvision.errors import guarded
+
+            guarded(print_sweep_comparison, folder)
     else:
         from litvision.cli import main
 

@@ -9,6 +9,10 @@ log their step loss without `prog_bar`, and this bar shows the step metrics name
 most once every `metrics_every_s` seconds and at the end of each epoch.
 
     callbacks.rich_progress_bar.metrics_every_s=0      # read them at every step (one sync each)
+
+It counts epochs as people do, `Epoch 1/30` to `Epoch 30/30` (Lightning's bar says `Epoch 0/29` to
+`Epoch 29/29`), and leaves out Lightning's `v_num` (the logger's version: a W&B id or a number
+that says nothing about the run; the run folder is printed at the start and the end).
 """
 
 from __future__ import annotations
@@ -46,7 +50,15 @@ class ProgressBar(RichProgressBar):
         items = super().get_metrics(trainer, pl_module)
         if time.monotonic() - self._read_at >= self.metrics_every_s:
             self._read_step_metrics(trainer)
+        items.pop("v_num", None)
         return {**items, **self._shown}
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        description = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs > 0:
+            description += f"/{self.trainer.max_epochs}"
+        # Padded as Lightning's is: "Validation" and "Epoch N" bars of one width do not flicker.
+        return f"{description:{len(self.validation_description)}}"
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._read_at = -math.inf  # the epoch's last values, whatever the clock says

@@ -71,12 +71,16 @@ def check_sweep(args: list[str]) -> DictConfig:
 
 
 _held_lock: Any = None
+# This sweep's folder and its job counter (lifecycle.sweeps.SweepProgress), set by prepare_sweep;
+# None in a job started elsewhere (a SLURM launcher runs each job in its own process).
+_folder: Path | None = None
+_progress: Any = None
 
 
 def prepare_sweep(args: list[str]) -> list[str]:
     """The Hydra command line of this sweep: its own overrides (from its folder with `resume=`), the
     folder the rule gives, and the jobs' output_subdir. Refusals come before anything is written."""
-    global _held_lock
+    global _held_lock, _folder, _progress
     from litvision.lifecycle import sweeps
     from litvision.lifecycle.runner import value_of
 
@@ -102,7 +106,12 @@ def prepare_sweep(args: list[str]) -> list[str]:
     done = sum(1 for p in folder.glob("*/summary.json"))
     print(f"Sweep folder: {folder}" + (f" ({done} finished job(s) kept)" if done else ""), file=sys.stderr)
     quoted = f"'{folder}'" if "'" not in str(folder) else str(folder)
-    return [*args, f"hydra.sweep.dir={quoted}", "hydra.output_subdir=${litvision_job_subdir:}"]
+    _folder, _progress = folder, sweeps.SweepProgress(sweeps.job_count(args))
+    # Hydra's "[HYDRA] Launching 4 jobs locally" and "#2 : lr=..." lines: the job line says it instead.
+    quiet_hydra = (
+        [] if any(a.startswith("hydra/hydra_logging=") for a in args) else ["hydra/hydra_logging=none"]
+    )
+    return [*args, *quiet_hydra, f"hydra.sweep.dir={quoted}", "hydra.output_subdir=${litvision_job_subdir:}"]
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
@@ -118,14 +127,29 @@ def _job(cfg: DictConfig) -> float | None:
 
 
 def _run_job(cfg: DictConfig) -> dict[str, Any]:
-    from pathlib import Path
+    run_dir = Path(cfg.paths.output_dir)
+    if _progress is not None:
+        from hydra.core.hydra_config import HydraConfig
 
+        print(_progress.begin(int(HydraConfig.get().job.num)), flush=True)
+    try:
+        summary, trained = _run_job_in(cfg, run_dir)
+    except BaseException:
+        if _progress is not None:
+            _progress.end(trained=False)
+        raise
+    if _progress is not None:
+        _progress.end(trained)
+    return summary
+
+
+def _run_job_in(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], bool]:
+    """(the job's summary, whether it trained: False for a finished job skipped)."""
     from litvision.commands.fit import COMMAND as FIT
     from litvision.lifecycle import run_folder
     from litvision.lifecycle.resume import check_resume_changes
     from litvision.lifecycle.runner import execute, plan_for_config
 
-    run_dir = Path(cfg.paths.output_dir)
     changes = {}
     if (run_dir / "config.yaml").is_file():
         # A job folder of an earlier run of this sweep holds the job's own config: the job must be
@@ -134,15 +158,18 @@ def _run_job(cfg: DictConfig) -> dict[str, Any]:
     if run_folder.is_finished(run_dir):
         summary = run_folder.read_summary_safely(run_dir) or {}
         print(f"{run_dir} is finished: skipped.", file=sys.stderr)
-        return summary
+        return summary, False
     plan = plan_for_config(FIT, cfg, job=True)
     plan.changes = changes
-    return execute(plan)
+    return execute(plan), True
 
 
-def main() -> None:
+def main() -> Path | None:
+    """Run the sweep; returns its folder when a job of it has finished (for the comparison that
+    ends it: litvision.train, a higher layer, prints it)."""
     from litvision.errors import guarded
 
     args = [a for a in sys.argv[1:] if a not in ("-m", "--multirun")]
     sys.argv = [sys.argv[0], "--multirun", *guarded(prepare_sweep, args)]
     _job()
+    return _folder if _folder is not None and any(_folder.glob("*/summary.json")) else None

@@ -166,3 +166,81 @@ class SweepLock(RunLock):
             f"The sweep {self.path.parent} is being run by {holder}; wait for it to end (or stop it) "
             "before running it again."
         )
+
+
+# -- progress and summary ---------------------------------------------------------------------------
+def job_count(args: list[str]) -> int | None:
+    """How many jobs a grid sweep of these overrides runs (the product of its lists and ranges);
+    None for a search (Optuna: `hydra.sweeper.n_trials` when given) or what cannot be counted."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from litvision.lifecycle.runner import value_of
+
+    searched = any(override_key(a) in ("hparams_search", "hydra/sweeper") for a in args)
+    if searched:
+        trials = value_of(args, "hydra.sweeper.n_trials")
+        return int(trials) if trials and trials.isdigit() else None
+    try:
+        parsed = OverridesParser.create().parse_overrides(
+            [
+                a
+                for a in args
+                if "=" in a and not a.startswith("-") and not override_key(a).startswith("hydra")
+            ]
+        )
+    except HydraException:
+        return None
+    total = 1
+    for o in parsed:
+        if o.is_sweep_override():
+            if not o.is_discrete_sweep():
+                return None
+            total *= len(list(o.sweep_iterator()))
+    return total
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, s = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {s:02d} s"
+    return f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+class SweepProgress:
+    """`job 3 of 4: 2 done in 1 min 04 s, about 32 s left`, printed as each job starts.
+
+    The estimate is the mean time of the jobs this process trained (a finished job found again is
+    skipped in no time and not counted) times the jobs left."""
+
+    def __init__(self, total: int | None) -> None:
+        import time
+
+        self.total = total
+        self.started = time.monotonic()
+        self.trained: list[float] = []
+        self.done = 0
+        self._job_started: float | None = None
+
+    def begin(self, num: int) -> str:
+        import time
+
+        self._job_started = time.monotonic()
+        of = f" of {self.total}" if self.total else ""
+        line = f"job {num + 1}{of}"
+        if self.done:
+            line += f": {self.done} done in {_duration(self._job_started - self.started)}"
+            if self.trained and self.total:
+                left = max(0, self.total - self.done) * sum(self.trained) / len(self.trained)
+                line += f", about {_duration(left)} left"
+        return line
+
+    def end(self, trained: bool) -> None:
+        import time
+
+        self.done += 1
+        if trained and self._job_started is not None:
+            self.trained.append(time.monotonic() - self._job_started)

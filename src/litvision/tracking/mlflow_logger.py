@@ -9,7 +9,9 @@ Where: `logger.mlflow.tracking_uri`, else MLFLOW_TRACKING_URI, else the URI the 
 (a resume), else `sqlite:///<run>/mlflow/mlflow.db` with artifacts in `<run>/mlflow/artifacts`.
 A SQLite file, not MLflow's `./mlruns` folder: MLflow 3 refuses the file store unless
 MLFLOW_ALLOW_FILE_STORE=true ("maintenance mode"). To see the runs of a sweep side by side, point
-every run at one store: `MLFLOW_TRACKING_URI=sqlite:////abs/path/runs/mlflow.db`.
+every run at one store: `logger.mlflow.tracking_uri=shared` (`<paths.runs_dir>/mlflow.db`, artifacts
+beside it), or `MLFLOW_TRACKING_URI=sqlite:////abs/path/mlflow.db`. `make compare` reads each run's
+curves from the store its `mlflow_run.json` names.
 
 What is logged: params = the run's resolved `config.yaml` (flattened `a.b.c` keys, as the run
 saved it before fit; Lightning's module hyper-parameters under `hparams.`), metrics = the same
@@ -47,7 +49,9 @@ from litvision.utils.run import flatten
 
 RUN_FILE = "mlflow_run.json"
 STORE_DIR = "mlflow"
-PARAM_VALUE_LIMIT = 6000  # MLflow >= 2.x: params hold up to 6000 characters
+PARAM_VALUE_LIMIT = 6000
+# tracking_uri value for one store shared by every run under paths.runs_dir.
+SHARED = "shared"  # MLflow >= 2.x: params hold up to 6000 characters
 
 
 def _read_run_file(run_dir: Path) -> dict[str, str]:
@@ -69,6 +73,11 @@ def _artifact_location(uri: str, run_dir: Path | None) -> str | None:
     return None
 
 
+def shared_tracking_uri(runs_dir: str | Path) -> str:
+    """`logger.mlflow.tracking_uri=shared`: one SQLite store for every run, `<runs_dir>/mlflow.db`."""
+    return f"sqlite:///{(Path(runs_dir) / 'mlflow.db').resolve()}"
+
+
 def default_tracking_uri(run_dir: str | Path) -> str:
     return f"sqlite:///{(Path(run_dir) / STORE_DIR / 'mlflow.db').resolve()}"
 
@@ -84,14 +93,24 @@ class MLFlowLogger(_LightningMLFlowLogger):
         tracking_uri: str | None = None,
         tags: Mapping[str, Any] | None = None,
         log_model: bool = False,
+        runs_dir: str | None = None,
     ) -> None:
         self.run_dir = Path(save_dir)
         stored = _read_run_file(self.run_dir)
+        if tracking_uri == SHARED:
+            tracking_uri = shared_tracking_uri(runs_dir or self.run_dir.parent)
         uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or stored.get("tracking_uri")
         local = not uri
         uri = uri or default_tracking_uri(self.run_dir)
         if local and rank_zero_only.rank == 0:
             (self.run_dir / STORE_DIR).mkdir(parents=True, exist_ok=True)
+        import mlflow  # noqa: F401  (installs MLflow's stderr handlers, routed to the run's log below)
+
+        from litvision.utils.console import THIRD_PARTY_LOGGERS, route_to_log
+
+        # Lightning opens the store here: "Creating initial MLflow database tables..." and alembic's
+        # lines go to train.log, not the console (errors still show).
+        route_to_log(*THIRD_PARTY_LOGGERS)
         if run_name is None:
             from litvision.tracking.wandb_logger import run_name as _run_name
 

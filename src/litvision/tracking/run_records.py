@@ -24,6 +24,23 @@ _PATH_KEYS = re.compile(
     r"(^|\.)(output_dir|save_dir|dirpath|default_root_dir|run_dir|root_dir|data_dir|runs_dir)$"
 )
 
+# Keys that say where or how a run logs, reports or resumes, not what it trains: runs that differ
+# only in these are one experiment (`make compare` does not group by them). Callbacks that change
+# training (early stopping, unfreezing, EMA...) are not listed, so they still make groups.
+_NOT_TRAINING = re.compile(
+    r"^(logger|paths|hydra)(\.|$)"
+    r"|^(resume|verbose|tags|description|task_name|test|compile)$"
+    r"|^callbacks\.(rich_progress_bar|model_summary|lr_monitor|sample_grid|preemption|model_checkpoint"
+    r"|history|epoch_line)(\.|$)"
+    r"|^trainer\.(enable_progress_bar|enable_model_summary|log_every_n_steps|default_root_dir)$"
+    r"|^data\.(num_workers|pin_memory|persistent_workers|prefetch_factor)$"
+)
+
+
+def changes_training(key: str) -> bool:
+    """False for keys that only say where or how a run logs (logger.*, paths.*, resume, progress bar...)."""
+    return not _NOT_TRAINING.search(key)
+
 
 @dataclass
 class Run:
@@ -229,25 +246,31 @@ def compare_frame(runs: list[Run]) -> Any:
         row["wall_time_s"] = s.get("wall_time_s")
         row["path"] = str(r.path)
         rows.append(row)
-    return pd.DataFrame(rows).set_index("run")
+    df = pd.DataFrame(rows)
+    for k in keys:
+        # A key missing from one run would turn the column to floats: `data.fold` 0.0, 1.0, 2.0.
+        df[k] = pd.Series([row[k] for row in rows], dtype=object)
+    return df.set_index("run")
 
 
 # -- learning curves ------------------------------------------------------------------------------
 def read_curves(run: Run) -> Any | None:
-    """`csv/metrics.csv` of a run as a DataFrame of the fit (the re-validation and test after fit dropped)."""
-    import pandas as pd
+    """The run's learning curves as a DataFrame of the fit (the re-validation and test after fit
+    dropped), from whichever logger wrote them: CSV, TensorBoard, MLflow or W&B (tracking/curves)."""
+    return read_curves_from(run)[0]
 
-    path = run.path / "csv" / "metrics.csv"
-    if not path.is_file():
-        return None
-    try:
-        df = pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.EmptyDataError):
-        return None
+
+def read_curves_from(run: Run) -> tuple[Any | None, str | None]:
+    """(read_curves(run), the logger they came from: csv, tensorboard, mlflow or wandb)."""
+    from litvision.tracking.curves import read_any
+
+    df, source = read_any(run.path)
+    if df is None:
+        return None, None
     if "epoch" in df and run.epochs is not None:
         # After fit, the best checkpoint is validated and tested again at epoch == epochs completed.
         df = df[~(df["epoch"] >= run.epochs)]
-    return df
+    return df, source
 
 
 def _curve(df: Any, column: str) -> tuple[list[float], list[float]]:

@@ -57,6 +57,11 @@ class WandbLogger(_LightningWandbLogger):
     ) -> None:
         settings = dict(kwargs.pop("settings", None) or {})
         settings["init_timeout"] = float(init_timeout)
+        # W&B's banner, its warnings (Lightning passes `anonymous`: "The anonymous setting has no
+        # effect") and its end-of-run history go to the run's log file, not the console; its errors
+        # still show. litvision says in one line where an offline run is and how to sync it.
+        settings.setdefault("show_info", False)
+        settings.setdefault("show_warnings", False)
         super().__init__(*args, settings=settings, **kwargs)
         self.offline_fallback = bool(offline_fallback)
 
@@ -66,6 +71,8 @@ class WandbLogger(_LightningWandbLogger):
         import wandb
 
         start = _LightningWandbLogger.experiment.fget.__wrapped__  # Lightning's getter, rank check done here
+        if self._experiment is None:
+            _terminal_to_log(self._wandb_init.get("settings"))
         if self._experiment is not None or self._wandb_init.get("mode") != "online":
             return start(self)
         try:
@@ -91,6 +98,28 @@ class WandbLogger(_LightningWandbLogger):
 
         params = _convert_json_serializable(_sanitize_callable_params(_convert_params(params)))
         self.experiment.config.update({"hparams": params}, allow_val_change=True)
+
+
+def _terminal_to_log(settings: Any) -> None:
+    """What W&B does not print (show_info/show_warnings off) goes to the run's log file.
+
+    wandb sends the messages it does not print to a fallback logger, set only by `wandb.termsetup`
+    (wandb.setup passes None: dropped). Set here after wandb.setup, before wandb.init prints."""
+    import logging
+
+    import wandb
+
+    try:
+        from wandb.errors import term
+
+        wandb.setup(
+            settings=settings
+            if isinstance(settings, wandb.Settings)
+            else wandb.Settings(**dict(settings or {}))
+        )
+        term._logger = logging.getLogger("litvision.wandb")  # the root logger's file handler: train.log
+    except (ImportError, AttributeError, TypeError, ValueError):
+        pass  # another wandb version: its lines stay on the console, nothing breaks
 
 
 def run_id(run_dir: str | Path, create: bool = True) -> str | None:

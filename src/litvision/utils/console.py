@@ -41,7 +41,13 @@ NOISE: tuple[str, ...] = (
     r"Loading `train_dataloader` to estimate number of stepping batches",
     # `litvision test` restores weights only; the training callbacks are left out on purpose.
     r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint need to be provided",
+    # Lightning's MLFlowLogger on a new store: not news to the user (the store is in the run folder).
+    r"Experiment with name .* not found\. Creating it\.",
 )
+# Third-party loggers whose console lines go to the run's log file for the length of a run; their
+# errors still reach the console (route_to_log).
+THIRD_PARTY_LOGGERS = ("mlflow", "alembic", "sqlalchemy", "huey")
+_verbose = False
 _NOISE = re.compile("|".join(f"(?:{p})" for p in NOISE))
 
 
@@ -81,6 +87,10 @@ def quiet_console(verbose: bool) -> Iterator[None]:
         show(message, category, filename, lineno, file, line)
 
     warnings.showwarning = showwarning
+    global _verbose
+    _verbose = verbose
+    _routed.clear()
+    route_to_log(*THIRD_PARTY_LOGGERS)
     try:
         yield
     finally:
@@ -88,6 +98,49 @@ def quiet_console(verbose: bool) -> Iterator[None]:
         for h, level in zip(handlers, levels):
             h.removeFilter(drop)
             h.setLevel(level)
+        _restore_routed()
+        _verbose = False
+
+
+# (logger, its propagate flag, [(stream handler, its level)]) as they were before route_to_log.
+_routed: list[tuple[logging.Logger, bool, list[tuple[logging.Handler, int]]]] = []
+
+
+def route_to_log(*names: str) -> None:
+    """Send these libraries' log lines to the run's log file (the root logger's file handler) and
+    keep only their errors on the console (all their lines with `verbose`).
+
+    MLflow installs its own stderr handler on import (`mlflow`, `alembic`...), with propagation off:
+    its "Creating initial MLflow database tables..." reached the console and never the log file.
+    Called again after a library is imported during the run (tracking/mlflow_logger.py): the
+    handlers it installed then are routed too. Undone when the run's quiet_console ends."""
+    for name in names:
+        logger = logging.getLogger(name)
+        streams = [
+            h
+            for h in logger.handlers
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+        ]
+        if any(entry[0] is logger for entry in _routed):
+            # Routed already: only handlers installed since (a library imported during the run).
+            known = {id(h) for entry in _routed if entry[0] is logger for h, _ in entry[2]}
+            streams = [h for h in streams if id(h) not in known]
+            if not streams and logger.propagate:
+                continue
+        _routed.append((logger, logger.propagate, [(h, h.level) for h in streams]))
+        if not _verbose:
+            for h in streams:
+                h.setLevel(max(h.level, logging.ERROR))
+        # The root logger holds the run's file handler (Hydra's job_logging, lifecycle/runner).
+        logger.propagate = True
+
+
+def _restore_routed() -> None:
+    for logger, propagate, handlers in reversed(_routed):
+        logger.propagate = propagate
+        for h, level in handlers:
+            h.setLevel(level)
+    _routed.clear()
 
 
 def config_yaml(cfg: DictConfig) -> str:
@@ -158,7 +211,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         table.add_row(*row)
     console = Console(soft_wrap=True)  # paths on one line, whatever the terminal width
     console.print(table)
-    console.print(f"[bold]run folder[/]: {summary.get('run_dir')}")
     if summary.get("best_checkpoint"):
         console.print(f"[bold]best checkpoint[/]: {summary['best_checkpoint']}")
     console.print(f"[bold]wall time[/]: {summary.get('wall_time_s', 0):.1f} s")
+    # Last, where a user's eye (and `tail -1`) goes: everything else is in that folder.
+    console.print(f"[bold]run folder[/]: {summary.get('run_dir')}")
