@@ -72,8 +72,17 @@ def task_kind(ckpt: Mapping[str, Any], path: Path, cfg: DictConfig | None = None
     return kind
 
 
-def load_task(ckpt: Mapping[str, Any], path: Path, cfg: DictConfig | None = None) -> tuple[Any, str]:
-    """(the task in eval mode with the checkpoint's weights, "classification" | "detection")."""
+# What a checkpoint alone decides, whatever the experiment's config says at test time.
+OWN_KEYS = ("_target_", "_recursive_", "net", "num_classes", "class_names", "experiment")
+
+
+def load_task(
+    ckpt: Mapping[str, Any], path: Path, cfg: DictConfig | None = None, task_options: bool = False
+) -> tuple[Any, str]:
+    """(the task in eval mode with the checkpoint's weights, "classification" | "detection").
+
+    `task_options`: the experiment's task settings (`cfg.model` but the network and classes, e.g.
+    test_tta, metric options) replace the checkpoint's, as `litvision test` takes them."""
     import warnings
 
     from litvision.models.weights import without_pretrained
@@ -81,7 +90,7 @@ def load_task(ckpt: Mapping[str, Any], path: Path, cfg: DictConfig | None = None
     hp = ckpt.get("hyper_parameters")
     if not isinstance(hp, Mapping) or not isinstance(hp.get("net"), Mapping) or "num_classes" not in hp:
         raise UserError(
-            f"Checkpoint {path} is not a litvision task checkpoint (no net/num_classes hyper-parameters); "
+            f"Checkpoint {path} is not a litvision checkpoint (no net/num_classes hyper-parameters); "
             "pass a .ckpt from a run's checkpoints/ folder."
         )
     if not isinstance(ckpt.get("state_dict"), Mapping):
@@ -94,6 +103,11 @@ def load_task(ckpt: Mapping[str, Any], path: Path, cfg: DictConfig | None = None
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     # The checkpoint holds every tensor: rebuilding the network must not fetch pretrained weights.
     kwargs = {k: v for k, v in hp.items() if k in accepted}
+    if task_options and cfg is not None:
+        from omegaconf import OmegaConf
+
+        model = OmegaConf.to_container(cfg.model, resolve=True)
+        kwargs.update({k: v for k, v in model.items() if k in accepted and k not in OWN_KEYS})
     kwargs["net"] = without_pretrained(hp["net"])
     with warnings.catch_warnings():
         # Builders warn about pretrained-only options (trainable_backbone_layers) that do not apply here.
