@@ -186,3 +186,22 @@ def test_detector_export_json_alone_reproduces_the_checkpoint(
     assert np.abs(got[0][order] - expected[0].numpy()[ref]).max() <= 1e-4
     assert np.abs(got[1][order] - expected[1].numpy()[ref]).max() <= 1e-4
     assert (got[2][order] == expected[2].numpy()[ref]).all()
+
+
+def test_a_checkpoint_from_before_the_record_exports_the_same_preprocessing(
+    digits: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A checkpoint written by earlier main (no model/weights/dataset/preprocessing in its record)
+    gets the preprocessing its DataModule implies: the same steps as a recorded one.
+    Catches: the fallback reading the wrong DataModule settings (ImageNet's 224 for the digits), and
+    refusing a checkpoint only because it predates the record."""
+    from litvision.deploy.export import export_checkpoint
+
+    ckpt_path, out = digits
+    old = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    for key in ("model", "weights", "dataset", "preprocessing"):
+        old["litvision"].pop(key)
+    old_path = tmp_path / "old.ckpt"
+    torch.save(old, old_path)
+    record = export_checkpoint(old_path, "onnx", tmp_path / "onnx")
+    assert record["preprocessing"] == json.loads((out / "export.json").read_text())["preprocessing"]

@@ -238,19 +238,21 @@ def from_checkpoint(
     fallback_target: str | None = None,
     where: str = "checkpoint",
     fallback_hparams: Mapping[str, Any] | None = None,
+    kind: str | None = None,
 ) -> Preprocessing:
     """The preprocessing a checkpoint records; for one written before it did, the one its DataModule
     (recorded class, else `fallback_target`: the experiment's data) builds from its saved settings
-    (else `fallback_hparams`: the experiment's data settings)."""
+    (else `fallback_hparams`: the experiment's data settings). `kind`: the task's, as
+    litvision.tasks.restore.task_kind tells it."""
     from litvision.utils.safe_load import checkpoint_record
 
     rec = checkpoint_record(ckpt)
     if isinstance(rec.get("preprocessing"), Mapping):
         return Preprocessing.from_dict(rec["preprocessing"])
+    if (kind or rec.get("task")) == "detection":  # a detector takes RGB in [0, 1] and resizes it itself
+        return Preprocessing("detection", 3, None, None, None)
     target = rec.get("datamodule") or fallback_target
     if not target:
-        if rec.get("task") == "detection":
-            return Preprocessing("detection", 3, None, None, None)
         raise UserError(
             f"{where} records no preprocessing and no data module; pass the experiment it was "
             "trained with (experiment=<name>)."

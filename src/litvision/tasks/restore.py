@@ -130,14 +130,15 @@ def preprocessing(ckpt: Mapping[str, Any], path: Path, cfg: DictConfig | None = 
     from litvision.data.preprocessing import from_checkpoint
     from litvision.utils.safe_load import checkpoint_record
 
+    kind = task_kind(ckpt, path, cfg)
     recorded = isinstance(checkpoint_record(ckpt).get("preprocessing"), Mapping)
     if recorded or cfg is None or cfg.get("data") is None:
-        return from_checkpoint(ckpt, None, f"Checkpoint {path}")
+        return from_checkpoint(ckpt, None, f"Checkpoint {path}", kind=kind)
     from omegaconf import OmegaConf
 
     data = OmegaConf.to_container(cfg.data, resolve=True)
     settings = {k: v for k, v in data.items() if k != "_target_"}
-    return from_checkpoint(ckpt, data.get("_target_"), f"Checkpoint {path}", settings)
+    return from_checkpoint(ckpt, data.get("_target_"), f"Checkpoint {path}", settings, kind)
 
 
 def inference_transform(ckpt: Mapping[str, Any], cfg: DictConfig | None, path: Path) -> Callable[[Any], Any]:
