@@ -92,7 +92,7 @@ def test_a_folder_of_28px_digits_learns_on_the_default_experiment(
     runs = tmp_path / "runs"
     # The README's line for your own images, a held-out test split, and no loader workers (cheaper here).
     args = ["data=image_folder", f"data.root={digit_folder}", "data.test_fraction=0.2", "data.num_workers=0"]
-    summary = train(compose_cfg([*args, "trainer.max_epochs=15"], runs))
+    summary = train(compose_cfg([*args, "trainer.max_epochs=12"], runs))
     out = capsys.readouterr().out
     chosen = [line for line in out.splitlines() if line.startswith("preprocessing:")]
     assert chosen == [

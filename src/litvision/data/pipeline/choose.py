@@ -19,6 +19,7 @@ and crop back) rather than RandomResizedCrop, whose 8% crops of a 28 px digit ke
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping
 from pathlib import Path
@@ -96,7 +97,7 @@ def choose(net: Mapping[str, Any], target: str | None, root: str | None) -> dict
         crop_pct = weights.crop_pct or CROP_PCT
         out.update(
             image_size=side,
-            resize_size=int(weights.resize_size or round(side / crop_pct)),
+            resize_size=int(weights.resize_size or math.floor(side / crop_pct)),  # timm's floor
             resize_interpolation=weights.interpolation or "bilinear",
             mean=list(weights.mean),
             std=list(weights.std),
@@ -118,7 +119,7 @@ def choose(net: Mapping[str, Any], target: str | None, root: str | None) -> dict
             why += f", kept within the {low}-{high} px model {entry.name} learns from"
         out.update(
             image_size=side,
-            resize_size=side if side < SMALL else round(side / CROP_PCT),
+            resize_size=side if side < SMALL else math.floor(side / CROP_PCT),
             mean=list(spec.mean) if spec is not None and spec.mean else list(IMAGENET_MEAN),
             std=list(spec.std) if spec is not None and spec.std else list(IMAGENET_STD),
             why=why,
