@@ -36,6 +36,9 @@ GREY = (0.299, 0.587, 0.114)
 NET_KEYS = ("_target_", "name", "arch", "backbone", "weights", "pretrained", "pretrained_file", "load_mode")
 
 _cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+# (side, line) of the last size this resolver chose: the config is resolved before the checks run,
+# and only the resolver knows that the size was chosen rather than stated.
+_last_choice: list[tuple[int, str]] = []
 
 
 def _select(node: Any, key: str) -> Any:
@@ -139,6 +142,10 @@ def _for_root(root: Any) -> dict[str, Any]:
 def resolve(name: str, _root_: Any) -> Any:
     """The `${preprocessing:<name>}` resolver: one chosen value, fitted to what the config states."""
     chosen = _for_root(_root_)
+    if name == "image_size":
+        line = f"preprocessing: {chosen['image_size']}x{chosen['image_size']} px from {chosen['why']}; "
+        _last_choice[:] = [(chosen["image_size"], line + "set data.image_size to choose another.")]
+        return chosen["image_size"]
     side = _select(_root_, "data.image_size")
     if name == "resize_size":
         # A stated image_size keeps today's meaning of resize_size null: resize to image_size.
@@ -157,20 +164,19 @@ def resolve(name: str, _root_: Any) -> Any:
 
 
 def explain(cfg: Any) -> str | None:
-    """The one line saying what size was chosen and why, when the config left it to the choice."""
+    """The one line saying what size was chosen and why, when the config left it to the choice (and
+    was resolved since; the line is handed out once)."""
     from omegaconf import OmegaConf
 
+    if not _last_choice:
+        return None
+    side, line = _last_choice.pop()
     data = cfg.get("data") if hasattr(cfg, "get") else None
     if data is None or "image_size" not in data:
         return None
     stated = OmegaConf.to_container(data, resolve=False).get("image_size")
-    if not (isinstance(stated, str) and "preprocessing:" in stated):
-        return None
-    chosen = _for_root(cfg)
-    return (
-        f"preprocessing: {chosen['image_size']}x{chosen['image_size']} px from {chosen['why']}; "
-        "set data.image_size to choose another."
-    )
+    chosen = isinstance(stated, str) and "preprocessing:" in stated
+    return line if chosen or stated == side else None
 
 
 def register() -> None:
