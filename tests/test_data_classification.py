@@ -340,7 +340,9 @@ def test_image_folder_bad_layouts(tmp_path: Path, runs_dir: Path) -> None:
 # -- flowers ----------------------------------------------------------------------------------
 def test_flowers_recipe_transforms(tmp_path: Path, runs_dir: Path) -> None:
     overrides = fx.make_flowers(tmp_path)
-    dm = datamodule(["data=flowers", *overrides], runs_dir)
+    # The recipe the ImageNet weights of resnet50_flowers bring (the small default CNN would train the
+    # fixture's 60 px photos at their own size: litvision.data.pipeline.choose).
+    dm = datamodule(["experiment=resnet50_flowers", *overrides], runs_dir)
     assert dm.class_names == fx.FLOWER_CLASSES and dm.num_classes == 5
     assert dm.mean == (0.485, 0.456, 0.406) and dm.std == (0.229, 0.224, 0.225)
     assert np.bincount(dm.datasets["val"].labels).tolist() == [1] * 5  # 20% of 5 per class

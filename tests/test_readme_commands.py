@@ -249,7 +249,7 @@ RUN: dict[str, Run] = {
     ),
     # ---- training extras (CIFAR-10 in its pickle format; an image folder)
     # "Your own images": the quick start on the default experiment.
-    'make train ARGS="data=image_folder data.root=/data/my_images data.image_size=32 data.resize_size=32 data.train_crop=pad"': Run(
+    'make train ARGS="data=image_folder data.root=/data/my_images"': Run(
         "extras", data="image_folder", expect=("runs/digits_cnn/*/summary.json",)
     ),
     'make train EXP=resnet18_cifar10 ARGS="model.ema_decay=0.999"': Run("extras", data="cifar10"),

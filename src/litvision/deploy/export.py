@@ -16,7 +16,8 @@ and exit code 2 before any work; a refusal leaves no folder behind.
 The folder holds `model.<ext>` and `export.json`: the input and output shapes, each parity check
 (deploy/parity.py) with its largest difference and tolerance, the versions, and every file written
 (name, bytes, sha256). A difference above the tolerance is an error; export.json then stays, to
-show it. Modules: source.py (checkpoint, task, input size), exporters.py, parity.py, out_dir.py.
+show it. `preprocessing` in export.json lists every step from an image file to the input (resize, crop,
+scale, channels, mean/std; litvision.data.preprocessing). Modules: source.py (checkpoint, task, input size), exporters.py, parity.py, out_dir.py.
 """
 
 from __future__ import annotations
@@ -89,16 +90,14 @@ def export_checkpoint(
     """
     from litvision.deploy import out_dir as outs
     from litvision.deploy.source import (
-        _hyper_parameters,
         _load_checkpoint,
         _run_config,
-        in_channels,
         inference_net,
         input_size,
-        is_detection,
-        rebuild_task,
+        load_task,
         resolve_source,
     )
+    from litvision.tasks.restore import preprocessing
 
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}.")
@@ -110,11 +109,13 @@ def export_checkpoint(
     out = outs.plan_out_dir(out_dir, src.run_dir, src.checkpoint, force)
 
     ckpt = _load_checkpoint(src.checkpoint)
-    hp = _hyper_parameters(ckpt, src.checkpoint)
-    detection = is_detection(hp)
+    task, kind = load_task(ckpt, src.checkpoint)
+    detection = kind == "detection"
+    hp = ckpt["hyper_parameters"]
+    pre = preprocessing(ckpt, src.checkpoint)
     run_cfg = _run_config(src.run_dir)
-    h, w = input_size(ckpt, run_cfg, image_size)
-    task = rebuild_task(ckpt, src.checkpoint)
+    h, w = input_size(ckpt, run_cfg, image_size, pre if not detection else None)
+    pre = pre.at_size(h, w)
     net = inference_net(task)
     from litvision.deploy.wrappers import export_module
 
@@ -128,7 +129,7 @@ def export_checkpoint(
         example = torch.rand(3, h, w, generator=gen)
         batches = [example, torch.rand(3, h, w, generator=gen)]
     else:
-        c = in_channels(ckpt)
+        c = pre.channels
         # Normalised images are roughly standard normal.
         example = torch.randn(batch_size, c, h, w, generator=gen)
         # A second batch size proves the batch axis is dynamic.
@@ -144,7 +145,7 @@ def export_checkpoint(
         from litvision.deploy.parity import parity, tolerance
 
         checked = parity(fmt, path, module, batches, detection, max(h, w))
-        record = _record(fmt, path, src, ckpt, hp, task, detection, arch, (h, w), how, checked)
+        record = _record(fmt, path, src, pre, hp, task, detection, arch, how, checked)
         record["tolerance"] = tolerance(detection, max(h, w))
         record["files"] = outs.written_files(out)
         record["wall_time_s"] = round(time.time() - started, 2)
@@ -166,20 +167,18 @@ def _record(
     fmt: str,
     path: Path,
     src: Any,
-    ckpt: dict[str, Any],
+    pre: Any,
     hp: dict[str, Any],
     task: Any,
     detection: bool,
     arch: str,
-    size: tuple[int, int],
     how: dict[str, Any],
     checked: dict[str, Any],
 ) -> dict[str, Any]:
     from litvision.deploy.exporters import _versions
-    from litvision.deploy.source import in_channels
 
-    h, w = size
-    dm_hp = ckpt.get("datamodule_hyper_parameters") or {}
+    h, w = pre.size
+    steps = pre.to_dict()
     return {
         "format": fmt,
         "file": str(path.resolve()),
@@ -191,12 +190,18 @@ def _record(
         "class_names": list(task.class_names),
         "input": {
             "name": "image" if detection else "images",
-            "shape": [3, h, w] if detection else ["N", in_channels(ckpt), h, w],
+            "shape": [3, h, w] if detection else ["N", pre.channels, h, w],
             "dtype": "float32",
-            "values": "RGB in [0, 1]" if detection else "normalised with the data's mean/std",
-            "mean": list(dm_hp["mean"]) if dm_hp.get("mean") is not None else None,
-            "std": list(dm_hp["std"]) if dm_hp.get("std") is not None else None,
+            "values": (
+                "RGB in [0, 1] (the model normalises inside)"
+                if detection
+                else "an image file through `preprocessing` (resize, crop, scale, channels, mean/std)"
+            ),
+            "mean": steps["mean"],
+            "std": steps["std"],
         },
+        # Every step from an image file to `input`, in order: enough to redo it with PIL and numpy.
+        "preprocessing": steps,
         "outputs": (
             {"boxes": ["K", 4], "scores": ["K"], "labels": ["K"]}
             if detection

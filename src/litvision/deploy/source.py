@@ -2,13 +2,14 @@
 input (size, channels) the model is exported and checked at.
 
 The source is a run folder (its best checkpoint, from summary.json, else checkpoints/last.ckpt) or a
-.ckpt file. The task is rebuilt from the checkpoint's own hyper-parameters (no config, no download).
+.ckpt file. The task is rebuilt by the one task-from-checkpoint function (litvision.tasks.restore:
+the checkpoint's own hyper-parameters, no config, no download), and the preprocessing is the one
+the checkpoint recorded (litvision.data.preprocessing).
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,48 +66,11 @@ def _load_checkpoint(path: Path) -> dict[str, Any]:
     return load_checkpoint(path)
 
 
-def _hyper_parameters(ckpt: dict[str, Any], path: Path) -> dict[str, Any]:
-    hp = ckpt.get("hyper_parameters")
-    net = hp.get("net") if isinstance(hp, dict) else None
-    if (
-        not isinstance(net, dict)
-        or "_target_" not in net
-        or "num_classes" not in hp
-        or "state_dict" not in ckpt
-    ):
-        raise UserError(
-            f"{path} is not a litvision checkpoint (no hyper_parameters.net/num_classes or state_dict); "
-            "pass a .ckpt written by `litvision train`."
-        )
-    return dict(hp)
+def load_task(ckpt: dict[str, Any], path: Path) -> tuple[Any, str]:
+    """(task in eval mode, kind): the one task-from-checkpoint function (litvision.tasks.restore)."""
+    from litvision.tasks.restore import load_task as restore
 
-
-def is_detection(hp: dict[str, Any]) -> bool:
-    return str(hp["net"]["_target_"]).startswith("litvision.models.detection.")
-
-
-def rebuild_task(ckpt: dict[str, Any], path: Path) -> Any:
-    """The task (in eval mode) from the checkpoint's hyper-parameters and weights; nothing is downloaded."""
-    from litvision.models.weights import without_pretrained
-
-    hp = _hyper_parameters(ckpt, path)
-    hp["net"] = without_pretrained(hp["net"])
-    if is_detection(hp):
-        from litvision.tasks.detection import DetectionTask as Task
-    else:
-        from litvision.tasks.classification import ClassificationTask as Task
-    with warnings.catch_warnings():
-        # Builders warn about pretrained-only options (trainable_backbone_layers) that do not apply here.
-        warnings.simplefilter("ignore", UserWarning)
-        task = Task(**hp)
-    missing, unexpected = task.load_state_dict(ckpt["state_dict"], strict=False)
-    if missing or unexpected:
-        raise UserError(
-            f"{path}: its weights do not fit the model its hyper-parameters describe "
-            f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]}); was it written by another "
-            "version of litvision?"
-        )
-    return task.eval()
+    return restore(ckpt, path)
 
 
 def inference_net(task: Any) -> Any:
@@ -148,43 +112,33 @@ def _parse_size(value: Any) -> tuple[int, int] | None:
     return None
 
 
-def input_size(ckpt: dict[str, Any], run_cfg: Any, override: Any = None) -> tuple[int, int]:
+def input_size(ckpt: dict[str, Any], run_cfg: Any, override: Any = None, pre: Any = None) -> tuple[int, int]:
     """(H, W) the model is exported at: --image-size, else what the data fed it in training.
 
-    Read from the DataModule's hyper-parameters in the checkpoint, then the network's own input size
-    (YOLOv1 image_size, timm img_size), then a DataModule whose data fixes the size (`image_size`
-    class attribute, e.g. the 8x8 digits).
+    A classifier's is its recorded preprocessing (`pre`); a detector's the DataModule's
+    image_size in the checkpoint, then the network's own input size (YOLOv1 image_size, a
+    torchvision detector's min_size), then the run's config.
     """
     size = _parse_size(override)
     if size:
         return size
+    if pre is not None and pre.size:
+        return pre.size
     dm_hp = ckpt.get("datamodule_hyper_parameters") or {}
     net = (ckpt.get("hyper_parameters") or {}).get("net") or {}
     for value in (dm_hp.get("image_size"), net.get("image_size"), net.get("img_size")):
         size = _parse_size(value)
         if size:
             return size
-    target = run_cfg.get("data", {}).get("_target_") if run_cfg is not None else None
-    if target:
-        import importlib
-
-        module, _, name = str(target).rpartition(".")
+    data = run_cfg.get("data", {}) if run_cfg is not None else {}
+    for value in (data.get("image_size"), net.get("min_size")):
         try:
-            fixed = getattr(importlib.import_module(module), name).image_size
-        except (ImportError, AttributeError):
-            fixed = None
-        if isinstance(fixed, int):
-            return fixed, fixed
+            size = _parse_size(value)
+        except UserError:
+            size = None
+        if size:
+            return size
     raise UserError(
         "cannot tell the input size this model was trained at (no data.image_size in the checkpoint "
         "or its run's config.yaml); pass --image-size H or HxW."
     )
-
-
-def in_channels(ckpt: dict[str, Any]) -> int:
-    dm_hp = ckpt.get("datamodule_hyper_parameters") or {}
-    net = (ckpt.get("hyper_parameters") or {}).get("net") or {}
-    for value in (dm_hp.get("in_channels"), net.get("in_channels"), net.get("in_chans")):
-        if isinstance(value, int) and value > 0:
-            return value
-    return 3

@@ -408,6 +408,14 @@ def preflight(cfg: DictConfig) -> None:
     check_values(cfg)
     check_training_options(cfg)  # EMA decay, mixing strengths, class weights, TTA
     check_hardware(cfg)
+    from litvision.data.pipeline.choose import explain
+    from litvision.lifecycle.fits import check_model_fits_data
+
+    check_model_fits_data(cfg)  # size, channels and classes the model can learn from
+
+    chosen = explain(cfg)
+    if chosen and cfg.get("train", True):
+        print(chosen)
     if cfg.get("paths") and cfg.paths.get("runs_dir"):
         check_writable(cfg.paths.runs_dir)
     check_logger_stores(cfg)

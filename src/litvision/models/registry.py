@@ -82,6 +82,8 @@ class ModelEntry:
     weights_source: str | None = None  # how a weights name is looked up: torchvision | timm | None
     default_weights: str | None = None  # what `<weights_key>=DEFAULT` gives
     input_size: tuple[int, int, int] | None = None  # what the net is built for, without weights
+    # (smallest, largest) image side the net learns from; None: any (data.pipeline.choose keeps to it)
+    input_range: tuple[int, int] | None = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}

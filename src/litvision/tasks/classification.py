@@ -154,6 +154,11 @@ class ClassificationTask(L.LightningModule):
         checkpoint[PROVENANCE_KEY] = provenance(
             self.hparams.experiment, "classification", self.num_classes, self.hparams.net, dm
         )
+        # The model and weights specs, the dataset spec and the preprocessing they gave: what predict,
+        # test and export read instead of guessing (litvision.data.preprocessing).
+        from litvision.data.preprocessing import checkpoint_fields
+
+        checkpoint[PROVENANCE_KEY].update(checkpoint_fields(self.hparams.net, dm))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

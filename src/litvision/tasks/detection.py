@@ -123,6 +123,11 @@ class DetectionTask(L.LightningModule):
         checkpoint[PROVENANCE_KEY] = provenance(
             self.hparams.experiment, "detection", self.num_classes, self.hparams.net, dm
         )
+        # The model and weights specs, the dataset spec and the preprocessing they gave: what predict,
+        # test and export read instead of guessing (litvision.data.preprocessing).
+        from litvision.data.preprocessing import checkpoint_fields
+
+        checkpoint[PROVENANCE_KEY].update(checkpoint_fields(self.hparams.net, dm))
 
     def forward(self, images: list[Tensor]) -> list[dict[str, Tensor]]:
         return self.net(images)

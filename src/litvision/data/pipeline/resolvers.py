@@ -30,3 +30,6 @@ def register_resolvers() -> None:
 
     if not OmegaConf.has_resolver("class_count"):
         OmegaConf.register_new_resolver("class_count", class_count)
+    from litvision.data.pipeline.choose import register
+
+    register()  # ${preprocessing:<key>}: the size and statistics the (model, dataset) pair gives

@@ -18,6 +18,8 @@ def _conv_bn(cin: int, cout: int) -> nn.Sequential:
     task="classification",
     description="litvision's small CNN for 8-32 px images (the digits default)",
     input_size=(1, 8, 8),
+    # Two 3x3 stages and one pool see ~10 px: beyond 64 px the pooled features are texture only.
+    input_range=(8, 64),
 )
 class SmallCNN(nn.Module):
     """Two conv stages (the second after a 2x2 max-pool), average pool, linear head.
