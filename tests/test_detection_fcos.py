@@ -102,6 +102,9 @@ def fcos_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
             *fixture_maker("shapes_voc")(tmp / "data"),
             "data.image_size=64",
             "data.batch_size=4",
+            # The batch-level options have tests of their own (test_detection_augment.py).
+            "data.augment.multi_scale=null",
+            "data.augment.mosaic=0",
             "trainer.max_epochs=6",
             "model.optimizer.lr=5e-3",
             "trainer.log_every_n_steps=1",
