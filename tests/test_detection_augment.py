@@ -37,8 +37,8 @@ def _drawn_box(image: torch.Tensor) -> torch.Tensor:
 )
 def test_box_stays_on_its_rectangle(option: dict) -> None:
     """After each transform (several random draws), the box is where the white pixels are.
-    Catches: boxes not moved with the image (a transform applied to the image alone), and the
-    final resize given (width, height) instead of (height, width) on a non-square source."""
+    Catches: boxes not moved with the image (the IoU crop applied to the image alone), and the
+    final resize given one side (aspect kept) instead of the square."""
     transform = detection_transforms(train=True, image_size=64, **{**OFF, **option})
     for seed in range(6):
         torch.manual_seed(seed)
@@ -82,8 +82,8 @@ def test_boxes_leaving_the_image_are_clipped_or_dropped() -> None:
 
 def test_a_crop_leaving_no_box_is_handled() -> None:
     """An image without boxes, and one whose only box a crop removes, give empty targets.
-    Catches: RandomIoUCrop run on an image with no box (torchvision's raises), and boxes kept
-    when the crop cuts them away."""
+    Catches: boxes kept when the crop cuts them away (SanitizeBoundingBoxes left out), and labels
+    not dropped with their boxes."""
     transform = detection_transforms(train=True, image_size=32, **{**OFF, "iou_crop": 1.0})
     empty = make_target(torch.zeros(0, 4), [], (48, 48), image_id=0)
     image, out = transform(tv_tensors.Image(torch.zeros(3, 48, 48, dtype=torch.uint8)), empty)
@@ -155,7 +155,8 @@ def test_mosaic_boxes_land_in_their_quadrants() -> None:
 
 
 def test_mosaic_switches_off_for_the_last_epochs() -> None:
-    """Catches: the off-switch counting from the first epoch instead of the last."""
+    """Catches: the off-switch counting from the first epoch instead of the last, and the dataset
+    ignoring the sampler's off flag."""
     sampler = MosaicSampler(range(3), max_epochs=5, off_epochs=2)
     flags = []
     for epoch in range(5):

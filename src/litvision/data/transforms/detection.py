@@ -84,9 +84,8 @@ def detection_transforms(
         if zoom_out > 0:
             steps.append(T.RandomZoomOut(fill=fills, side_range=(1.0, 2.0), p=zoom_out))
         if iou_crop > 0:
-            # RandomIoUCrop needs its boxes sanitized right after (its docs); an image without boxes
-            # is left whole (there is no overlap to keep).
-            steps.append(T.RandomApply([_IoUCrop(), sanitize()], p=iou_crop))
+            # RandomIoUCrop needs its boxes sanitized right after (its docs).
+            steps.append(T.RandomApply([T.RandomIoUCrop(), sanitize()], p=iou_crop))
         if hflip > 0:
             steps.append(T.RandomHorizontalFlip(p=hflip))
     if train and scale_jitter:
@@ -113,25 +112,6 @@ def detection_transforms(
     steps.append(sanitize())
     steps.append(T.ToDtype(torch.float32, scale=True))
     return T.Compose(steps)
-
-
-class _IoUCrop(T.RandomIoUCrop):
-    """RandomIoUCrop that leaves an image without boxes whole (torchvision's would fail on it)."""
-
-    def forward(self, *inputs: Any) -> Any:
-        sample = inputs if len(inputs) > 1 else inputs[0]
-        boxes = [x for x in _flatten(sample) if isinstance(x, tv_tensors.BoundingBoxes)]
-        if not boxes or boxes[0].numel() == 0:
-            return sample
-        return super().forward(*inputs)
-
-
-def _flatten(sample: Any) -> list[Any]:
-    if isinstance(sample, (list, tuple)):
-        return [y for x in sample for y in _flatten(x)]
-    if isinstance(sample, Mapping):
-        return [y for x in sample.values() for y in _flatten(x)]
-    return [sample]
 
 
 def multi_scale_sizes(spec: Any) -> list[int]:
