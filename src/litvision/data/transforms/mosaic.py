@@ -23,8 +23,6 @@ from torch.utils.data import Dataset, Sampler
 from torchvision import tv_tensors
 from torchvision.transforms.v2 import functional as TF
 
-from litvision.data.detection import make_target
-
 
 class MosaicDataset(Dataset):
     """`dataset[i]` or, with probability `p`, a mosaic of item i and three random others.
@@ -104,14 +102,17 @@ class MosaicDataset(Dataset):
             crowd.append(
                 torch.as_tensor(target.get("iscrowd", torch.zeros(n, dtype=torch.int64))).reshape(n)[keep]
             )
-        out = make_target(
-            torch.cat(boxes) if boxes else torch.zeros(0, 4),
-            torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64),
-            (2 * s, 2 * s),
-            int(first_id),
-            iscrowd=torch.cat(crowd) if crowd else None,
-            area=torch.cat(area) if area else None,
-        )
+        # The sample contract of litvision.data.detection (which imports this module, so it is not
+        # imported back).
+        out = {
+            "boxes": tv_tensors.BoundingBoxes(
+                torch.cat(boxes) if boxes else torch.zeros(0, 4), format="XYXY", canvas_size=(2 * s, 2 * s)
+            ),
+            "labels": torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64),
+            "iscrowd": torch.cat(crowd).long() if crowd else torch.zeros(0, dtype=torch.int64),
+            "area": torch.cat(area) if area else torch.zeros(0),
+            "image_id": int(first_id),
+        }
         return tv_tensors.Image(canvas), out
 
 
