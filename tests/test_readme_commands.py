@@ -282,6 +282,13 @@ RUN: dict[str, Run] = {
     'make train EXP=yolov1_shapes ARGS="model.net.box_loss=ciou"': Run(
         "detection", data="shapes_voc", extra=YOLO_SMALL
     ),
+    # docs/detection.md: the small-data recipe (FCOS on a timm ResNet-18), on the 64 px fixture.
+    "make train EXP=det_small_shapes": Run(
+        "detection",
+        data="shapes_voc",
+        extra=("data.image_size=64",),
+        expect=("runs/det_small_shapes/*/summary.json",),
+    ),
     "make predict EXP=yolov1_shapes CKPT=runs/yolov1_shapes/<stamp>/checkpoints/last.ckpt INPUT=photos/": Run(
         "detection", tiny=False, expect=("runs/yolov1_shapes/predict/*/detections.json",)
     ),

@@ -267,15 +267,19 @@ class DetectionDataModule(L.LightningDataModule):
     def transforms(self, train: bool) -> Callable:
         from litvision.data.transforms.detection import detection_transforms
 
-        return detection_transforms(train=train, image_size=self.image_size, **self.augment)
+        per_image = {k: v for k, v in self.augment.items() if k not in BATCH_AUGMENTS}
+        return detection_transforms(train=train, image_size=self.image_size, **per_image)
 
     def setup(self, stage: str | None = None) -> None:
         wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
         for split in wanted.get(stage, ("train", "val", "test")) if stage else ("train", "val", "test"):
             if split not in self.datasets:
-                self.datasets[split] = TransformedDataset(
-                    self._build(split), self.transforms(split == "train")
-                )
+                raw = self._build(split)
+                if split == "train" and self.augment.get("mosaic"):
+                    from litvision.data.transforms.mosaic import MosaicDataset
+
+                    raw = MosaicDataset(raw, _square_side(self.image_size), p=float(self.augment["mosaic"]))
+                self.datasets[split] = TransformedDataset(raw, self.transforms(split == "train"))
 
     def raw_dataset(self, split: str) -> Dataset:
         """The reader for a split, without transforms (uint8 images, the dataset's own sizes)."""
@@ -285,11 +289,23 @@ class DetectionDataModule(L.LightningDataModule):
         if split not in self.datasets:
             self.setup(None)
         ds = self.datasets[split]
-        collate = detection_collate if self.collate == "list" else padded_collate
+        collate: Callable = detection_collate if self.collate == "list" else padded_collate
+        sampler: Any = EpochShuffleSampler(ds, self.seed) if train else None
+        if train and self.augment.get("multi_scale"):
+            from litvision.data.transforms.detection import MultiScaleCollate, multi_scale_sizes
+
+            collate = MultiScaleCollate(multi_scale_sizes(self.augment["multi_scale"]), collate)
+        if train and self.augment.get("mosaic"):
+            from litvision.data.transforms.mosaic import MosaicSampler
+
+            trainer = getattr(self, "trainer", None)
+            sampler = MosaicSampler(
+                sampler, trainer.max_epochs if trainer else None, self.augment.get("mosaic_off_epochs", 0)
+            )
         return DataLoader(
             ds,
             batch_size=self.batch_size,
-            sampler=EpochShuffleSampler(ds, self.seed) if train else None,
+            sampler=sampler,
             num_workers=self.num_workers,
             collate_fn=collate,
             generator=seeded_generator(self.seed),
@@ -307,6 +323,20 @@ class DetectionDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test")
+
+
+# Options of `augment` the DataModule applies itself (to batches, or to the reader before the
+# per-image transforms); the others go to `detection_transforms`.
+BATCH_AUGMENTS = ("multi_scale", "mosaic", "mosaic_off_epochs")
+
+
+def _square_side(image_size: Any) -> int:
+    """The side a mosaic tile is sized to: the square size, or the shortest side of R-CNN sizes."""
+    if isinstance(image_size, int):
+        return image_size
+    if hasattr(image_size, "get") and image_size.get("min_size"):
+        return int(image_size["min_size"])
+    return int(max(image_size))
 
 
 def concat(datasets: Sequence[Dataset]) -> Dataset:
