@@ -57,14 +57,17 @@ def open_study(
 
     legacy = Path(folder) / LEGACY_FILE
     fresh = not storage and not (Path(folder) / JOURNAL_FILE).is_file()
-    study = optuna.create_study(
-        study_name=study_name,
-        storage=storage_for(folder, storage),
-        sampler=sampler,
-        pruner=pruner,
-        directions=directions,
-        load_if_exists=True,
-    )
+    store = storage_for(folder, storage)
+    names = optuna.get_all_study_names(store)
+    # A study without a name gets a random one: a rerun finds it as the folder's only study.
+    name = study_name or (names[0] if len(names) == 1 else None)
+    if name in names:
+        # Not create_study(load_if_exists=True): on a journal that appends a failed "create" each rerun.
+        study = optuna.load_study(study_name=name, storage=store, sampler=sampler, pruner=pruner)
+    else:
+        study = optuna.create_study(
+            study_name=name, storage=store, sampler=sampler, pruner=pruner, directions=directions
+        )
     have = [d.name.lower() for d in study.directions]
     if have != [d.lower() for d in directions]:
         raise UserError(
