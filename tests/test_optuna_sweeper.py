@@ -52,7 +52,8 @@ def test_trials_are_pruned_through_lightning_and_the_study_is_kept(tmp_path: Pat
     after its first epoch with its summary.json, and Optuna records it PRUNED with that epoch's
     val/acc; the same command again finds the study finished and trains nothing.
     Catches: the pruning callback never added to a trial's Trainer (3 epochs, COMPLETE), a pruned
-    trial told to Optuna as COMPLETE (or FAIL), the journal not reloaded (2 new trials)."""
+    trial told to Optuna as COMPLETE (or FAIL), the validation of the best checkpoint after fit
+    reported as one more epoch (two reports, pruned at 1), a rerun appending to the journal."""
     from litvision.lifecycle.optuna_study import JOURNAL_FILE, PRUNED_AT, load_study
 
     runs = tmp_path / "runs"
