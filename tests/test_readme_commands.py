@@ -149,13 +149,13 @@ RUN: dict[str, Run] = {
     "make predict CKPT=runs/digits_cnn/<stamp>/checkpoints/last.ckpt INPUT=photos/": Run(
         "digits", tiny=False, expect=("runs/digits_cnn/predict/*/predictions.json",)
     ),
-    'make tune EXP=digits_cnn ARGS="+tune.max_trials=3"': Run(
+    'make tune EXP=digits_cnn ARGS="+tune.min_lr=1e-6"': Run(
         "digits",
         tiny=False,
         extra=("+tune.num_training=10",),
         expect=("runs/digits_cnn/tune/*/summary.json",),
-        # The Makefile passes ARGS on (a tune without them still succeeds, with 6 trials).
-        expect_text={"runs/digits_cnn/tune/*/summary.json": '"max_trials": 3'},
+        # The Makefile passes ARGS on (a tune without them sweeps from 1e-7).
+        expect_text={"runs/digits_cnn/tune/*/summary.json": '"min_lr": 1e-06'},
     ),
     "make export RUN=runs/digits_cnn/<stamp> FORMAT=onnx": Run(
         "digits", tiny=False, expect=("runs/digits_cnn/export/*/export.json",)

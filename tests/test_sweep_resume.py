@@ -98,11 +98,11 @@ def test_optuna_sweep_killed_in_trial_3_resumed_to_6_trials_is_one_study(tmp_pat
     first = run_cli("litvision", "sweep", *args, "hydra.sweeper.n_trials=4", env=HELPERS_ENV, timeout=600)
     assert first.returncode == -9, first.stderr[-3000:]
     [sweep] = (runs / "digits_cnn" / "multirun").iterdir()
-    journal = json.loads((sweep / "optuna_study.json").read_text())
-    assert [(t["number"], t["state"]) for t in journal["trials"]] == [
+    killed = load_study(sweep)  # Optuna's journal file in the sweep folder, as the kill left it
+    assert [(t.number, t.state.name) for t in killed.trials] == [
         (0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE"), (3, "RUNNING"),
     ]  # fmt: skip
-    killed_params = journal["trials"][3]["params"]
+    killed_params = killed.trials[3].params
     before = {j: _digest(sweep / j) for j in ("0", "1", "2")}
     marker.unlink()
 
@@ -117,7 +117,7 @@ def test_optuna_sweep_killed_in_trial_3_resumed_to_6_trials_is_one_study(tmp_pat
     ]
     assert {j: _digest(sweep / j) for j in ("0", "1", "2")} == before
 
-    study = load_study(sweep)  # optuna's own Study, rebuilt from the sweep folder
+    study = load_study(sweep)  # optuna's own Study, loaded from the sweep folder's journal
     assert [t.number for t in study.trials] == [0, 1, 2, 3, 4, 5]
     assert all(t.state.name == "COMPLETE" for t in study.trials)
     assert study.trials[3].params == killed_params

@@ -1,16 +1,20 @@
-"""An Optuna study that lives in its sweep folder (`optuna_study.json`) and survives the sweep's process.
+"""The Optuna study of a sweep folder, and the pruning of its trials through Lightning.
 
-Why not Optuna's SQLite storage: hydra-optuna-sweeper pins optuna<3, and optuna 2.x's RDB storage
-fails on SQLAlchemy 2 (its alembic stamp is never committed: `assert version is not None` in
-`get_current_version`), which alembic>=1.14 and MLflow require. So the study is kept as a journal of
-its trials, written atomically on every ask and tell, and rebuilt in memory with Optuna's own API
-(`create_trial` + `add_trial`, `enqueue_trial` for a trial that was running when the sweep died):
+The study lives in `<sweep folder>/optuna_journal.log` (Optuna's JournalStorage: an append-only file,
+safe for several processes, no database server) unless the sweeper's `storage:` names another
+Optuna storage URL; it is read with Optuna's own API:
 
     from litvision.lifecycle.optuna_study import load_study
     study = load_study("runs/digits_cnn/multirun/sweep-<id>")     # an optuna.Study
     [(t.number, t.state, t.value, t.params) for t in study.trials]
 
-Trial numbers are kept: trial n of the study is job folder <sweep>/<n>/ in every run of the sweep.
+Trial n of the study is job folder <sweep>/<n>/. A sweep folder made before Optuna 4 (its study in
+`optuna_study.json`) is read once into the journal, its finished trials kept.
+
+Each job of a sweep with a `pruner` reports its monitored validation metric to its trial after every
+epoch (optuna-integration's PyTorchLightningPruningCallback); when the pruner says stop, the run
+stops like an early stop (it keeps its checkpoints and summary.json) and the sweeper records the
+trial as PRUNED.
 """
 
 from __future__ import annotations
@@ -19,108 +23,143 @@ import json
 from pathlib import Path
 from typing import Any
 
-STUDY_FILE = "optuna_study.json"
+from omegaconf import DictConfig
+
+JOURNAL_FILE = "optuna_journal.log"
+LEGACY_FILE = "optuna_study.json"
+#: User attribute a pruned job leaves on its trial (the epoch it was stopped at).
+PRUNED_AT = "pruned_at_epoch"
+SWEEPER = "hydra_plugins.litvision_optuna."
 
 
-class StudyJournal:
-    """The trials of one study: number, state, values, params and their distributions."""
+def storage_for(folder: str | Path, storage: str | None = None) -> Any:
+    """The given Optuna storage URL, or the journal file in the sweep folder."""
+    if storage:
+        return str(storage)
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
 
-    def __init__(self, folder: str | Path, study_name: str | None, directions: list[str]) -> None:
-        self.path = Path(folder) / STUDY_FILE
-        self.study_name = study_name
-        self.directions = directions
-        self.trials: dict[int, dict[str, Any]] = {}
-        if self.path.is_file():
-            data = json.loads(self.path.read_text())
-            if data.get("directions") != directions:
-                from litvision.errors import UserError
-
-                raise UserError(
-                    f"{self.path} is a study with directions {data.get('directions')}, not {directions}; "
-                    "a resumed search keeps its direction (start a new sweep for another one)."
-                )
-            self.trials = {int(t["number"]): t for t in data.get("trials", [])}
-
-    def save(self) -> None:
-        from litvision.utils.run import atomic_write
-
-        data = {
-            "study_name": self.study_name,
-            "directions": self.directions,
-            "trials": [self.trials[n] for n in sorted(self.trials)],
-        }
-        atomic_write(self.path, json.dumps(data, indent=1))
-
-    def started(self, trial: Any) -> None:
-        """A trial was asked and its parameters suggested: it runs from now on."""
-        from optuna.distributions import distribution_to_json
-
-        self.trials[trial.number] = {
-            "number": trial.number,
-            "state": "RUNNING",
-            "values": None,
-            "params": dict(trial.params),
-            "distributions": {k: distribution_to_json(d) for k, d in trial.distributions.items()},
-            "user_attrs": dict(trial.user_attrs),
-        }
-        self.save()
-
-    def finished(self, number: int, state: Any, values: list[float] | None) -> None:
-        self.trials[number].update(state=state.name, values=values)
-        self.save()
-
-    def restore(self, study: Any) -> list[Any]:
-        """Put the journal's trials into a new (empty) study, numbers kept. Finished trials are added
-        as they ended; a trial still RUNNING (its sweep was killed) is asked again with its own
-        parameters, and returned: the caller runs it again, in its own folder."""
-        import warnings
-
-        import optuna
-        from optuna.distributions import json_to_distribution
-        from optuna.exceptions import ExperimentalWarning
-        from optuna.trial import TrialState
-
-        # create_trial/add_trial are "experimental" in optuna 2.x, stable since 3.0: the same API.
-        warnings.filterwarnings("ignore", category=ExperimentalWarning)
-        stale = []
-        for number in sorted(self.trials):
-            t = self.trials[number]
-            if len(study.trials) != number:
-                raise RuntimeError(f"{self.path}: trial numbers are not contiguous at {number}")
-            state = TrialState[t["state"]]
-            if state.is_finished():
-                dists = {k: json_to_distribution(v) for k, v in t["distributions"].items()}
-                study.add_trial(
-                    optuna.trial.create_trial(
-                        state=state,
-                        values=t["values"] if state == TrialState.COMPLETE else None,
-                        params=t["params"],
-                        distributions=dists,
-                        user_attrs=t.get("user_attrs") or {},
-                    )
-                )
-            else:
-                study.enqueue_trial(t["params"])
-                stale.append(study.ask())
-        return stale
-
-    @property
-    def finished_count(self) -> int:
-        return sum(1 for t in self.trials.values() if t["state"] != "RUNNING")
+    return JournalStorage(JournalFileBackend(str(Path(folder) / JOURNAL_FILE)))
 
 
-def load_study(folder: str | Path, sampler: Any = None) -> Any:
-    """The study of a sweep folder as an `optuna.Study` (in memory), from its journal."""
+def open_study(
+    folder: str | Path,
+    study_name: str | None,
+    storage: str | None,
+    directions: list[str],
+    sampler: Any = None,
+    pruner: Any = None,
+) -> Any:
+    """Create the sweep's study or load it again (same name, same directions)."""
     import optuna
 
-    path = Path(folder) / STUDY_FILE
-    if not path.is_file():
-        from litvision.errors import UserError
+    from litvision.errors import UserError
 
-        raise UserError(f"{folder} has no {STUDY_FILE}: it is not an Optuna sweep folder.")
-    data = json.loads(path.read_text())
-    study = optuna.create_study(
-        study_name=data.get("study_name"), sampler=sampler, directions=data["directions"]
-    )
-    StudyJournal(folder, data.get("study_name"), data["directions"]).restore(study)
+    legacy = Path(folder) / LEGACY_FILE
+    fresh = not storage and not (Path(folder) / JOURNAL_FILE).is_file()
+    store = storage_for(folder, storage)
+    names = optuna.get_all_study_names(store)
+    # A study without a name gets a random one: a rerun finds it as the folder's only study.
+    name = study_name or (names[0] if len(names) == 1 else None)
+    if name in names:
+        # Not create_study(load_if_exists=True): on a journal that appends a failed "create" each rerun.
+        study = optuna.load_study(study_name=name, storage=store, sampler=sampler, pruner=pruner)
+    else:
+        study = optuna.create_study(
+            study_name=name, storage=store, sampler=sampler, pruner=pruner, directions=directions
+        )
+    have = [d.name.lower() for d in study.directions]
+    if have != [d.lower() for d in directions]:
+        raise UserError(
+            f"{folder}: its study {study.study_name} has directions {have}, not {directions}; a resumed "
+            "search keeps its direction (start a new sweep for another one)."
+        )
+    if fresh and legacy.is_file():
+        _import_legacy(study, legacy)
     return study
+
+
+def _import_legacy(study: Any, path: Path) -> None:
+    """Finished trials of an optuna_study.json (litvision before Optuna 4) into the new study."""
+    import optuna
+    from optuna.distributions import json_to_distribution
+    from optuna.trial import TrialState
+
+    for t in json.loads(path.read_text()).get("trials", []):
+        state = TrialState[t["state"]]
+        if not state.is_finished():
+            continue  # it gets a new trial number: its old folder would be reused by another trial
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                values=t["values"] if state == TrialState.COMPLETE else None,
+                params=t["params"],
+                distributions={k: json_to_distribution(v) for k, v in t["distributions"].items()},
+                user_attrs=t.get("user_attrs") or {},
+            )
+        )
+    print(f"{path}: {len(study.trials)} finished trial(s) read into {JOURNAL_FILE} (Optuna 4 study).")
+
+
+def load_study(folder: str | Path) -> Any:
+    """The study of a sweep folder as an `optuna.Study`."""
+    import optuna
+
+    from litvision.errors import UserError
+
+    if not (Path(folder) / JOURNAL_FILE).is_file():
+        raise UserError(f"{folder} has no {JOURNAL_FILE}: it is not an Optuna sweep folder.")
+    storage = storage_for(folder)
+    [summary] = optuna.get_all_study_summaries(storage) or [None]
+    return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+def pruning_callback(cfg: DictConfig) -> Any:
+    """The Lightning callback that reports this sweep job's metric to its trial, or None when the
+    job is not a trial of litvision's Optuna sweeper with a pruner."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    sweeper = hc.get("sweeper") or {}
+    target = str(sweeper.get("_target_", ""))
+    if not target.startswith(SWEEPER) or not sweeper.get("pruner") or not cfg.get("optimized_metric"):
+        return None
+    import optuna
+    from hydra.utils import instantiate
+
+    study = optuna.load_study(
+        study_name=sweeper.get("study_name"),
+        storage=storage_for(str(hc.sweep.dir), sweeper.get("storage")),
+        pruner=instantiate(sweeper.pruner),
+    )
+    storage = study._storage
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, int(hc.job.num))
+    return _StopOnPrune(optuna.trial.Trial(study, trial_id), monitor=str(cfg.optimized_metric))
+
+
+def _stop_on_prune_class() -> type:
+    from optuna_integration.pytorch_lightning import PyTorchLightningPruningCallback
+
+    class StopOnPrune(PyTorchLightningPruningCallback):
+        """optuna-integration's callback, but a pruned trial stops like an early stop instead of
+        raising out of `fit`: the run keeps its summary.json and checkpoints (compare reads it) and
+        the trial is marked for the sweeper, which tells Optuna it was pruned."""
+
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            import optuna
+
+            if trainer.state.fn != "fit" or PRUNED_AT in self._trial.user_attrs:
+                return  # litvision validates the best checkpoint after fit: not an epoch to report
+            try:
+                super().on_validation_end(trainer, pl_module)
+            except optuna.TrialPruned:
+                self._trial.set_user_attr(PRUNED_AT, int(pl_module.current_epoch))
+                trainer.should_stop = True
+
+    return StopOnPrune
+
+
+def _StopOnPrune(trial: Any, monitor: str) -> Any:  # noqa: N802  a class built on first use
+    return _stop_on_prune_class()(trial, monitor=monitor)

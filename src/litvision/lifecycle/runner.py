@@ -200,7 +200,8 @@ def plan_run(command: Command, args: list[str]) -> Plan:
         run_dir=run_dir,
         mode=mode,
         ckpt_path=start_ckpt,
-        overrides=[o for o in overrides if not o.startswith("hydra.")],
+        # task_name=tune is the command's own setting, not something the user typed.
+        overrides=[o for o in overrides if not o.startswith("hydra.") and o != "task_name=tune"],
         changes=changes,
         source_run=source_run,
         composed_yaml=composed_yaml,
@@ -385,7 +386,9 @@ def execute(plan: Plan) -> dict[str, Any]:
         }
         if session.is_global_zero:
             write_summary(run, summary)
-            if plan.command.name != "predict":
+            if plan.command.name == "tune":
+                _call("litvision.tuning:print_report", summary)  # no metrics table: its suggestion
+            elif plan.command.name != "predict":
                 console.print_summary(summary)
         session.finish(summary)
         return summary
