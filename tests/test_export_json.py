@@ -142,12 +142,14 @@ def test_digits_cnn_export_json_alone_reproduces_the_checkpoint(
     record, (logits,) = onnx_outputs(out, image)
     steps = record["preprocessing"]
     assert steps["mean"] and steps["std"] and steps["channel_order"] == "L"
+    # Digits go through the shared classification pipeline: shorter side to 8, centre crop 8x8.
     assert steps["resize"] == {
-        "size": [8, 8],
-        "mode": "exact",
+        "size": 8,
+        "mode": "shorter_side",
         "interpolation": "bilinear",
         "antialias": True,
     }
+    assert steps["center_crop"] == [8, 8] and steps["input_size"] == [1, 8, 8]
     (expected,) = checkpoint_outputs(ckpt, image, (8, 8))
     assert np.abs(logits - expected.numpy()).max() <= 1e-4
 

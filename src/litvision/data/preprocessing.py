@@ -175,7 +175,7 @@ def for_datamodule(cls: type, hparams: Mapping[str, Any] | None) -> Preprocessin
             tuple(float(v) for v in mean) if mean is not None else None,
             tuple(float(v) for v in std) if std is not None else None,
         )
-    # Data of one fixed size (the 8x8 digits): any image is resized to it exactly.
+    # A DataModule of one fixed size without the shared pipeline: any image is resized to it exactly.
     side = getattr(cls, "image_size", None) or (spec.native_size if spec else None)
     if spec is None or not isinstance(side, int):
         raise UserError(
