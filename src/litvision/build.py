@@ -80,11 +80,6 @@ def build_callbacks(cfg: DictConfig) -> list[Any]:
             compile=bool(cfg.get("compile")), channels_last=bool(cfg.get("channels_last"))
         )
         callbacks.append(switches)
-    from litvision.lifecycle.optuna_study import pruning_callback
-
-    pruner = pruning_callback(cfg)  # a trial of an Optuna sweep with a pruner: report every epoch
-    if pruner is not None:
-        callbacks.append(pruner)
     return callbacks
 
 

@@ -305,4 +305,5 @@ COMMAND = Command(
     run,
     run_dir="${paths.runs_dir}/${name}/tune/${now:%Y-%m-%d_%H-%M-%S-%f}",
     precheck=check_tunable,
+    report=print_report,
 )

@@ -55,6 +55,8 @@ class Command:
     #: Whether the lifecycle checks the checkpoint (safe load, same experiment) before the folder;
     #: predict does it itself, from the checkpoint alone.
     check_checkpoint: bool = True
+    #: Prints the summary at the end; None: the metrics table (`console.print_summary`).
+    report: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass
@@ -386,8 +388,8 @@ def execute(plan: Plan) -> dict[str, Any]:
         }
         if session.is_global_zero:
             write_summary(run, summary)
-            if plan.command.name == "tune":
-                _call("litvision.tuning:print_report", summary)  # no metrics table: its suggestion
+            if plan.command.report is not None:
+                plan.command.report(summary)  # tune: its suggestion, not a metrics table
             elif plan.command.name != "predict":
                 console.print_summary(summary)
         session.finish(summary)

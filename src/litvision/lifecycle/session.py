@@ -35,9 +35,20 @@ class Session:
         return self._once("datamodule", lambda: build_datamodule(self.cfg))
 
     def trainer(self, callbacks: list[Any] | None = None) -> Any:
-        from litvision.build import build_trainer
+        """The Trainer; `callbacks=None`: the config's, plus the pruning callback of an Optuna trial."""
+        from litvision.build import build_callbacks, build_trainer
+        from litvision.lifecycle.optuna_study import pruning_callback
 
-        return self._once("trainer", lambda: build_trainer(self.cfg, callbacks=callbacks))
+        def make() -> Any:
+            chosen = callbacks
+            if chosen is None:
+                chosen = build_callbacks(self.cfg)
+                pruner = pruning_callback(self.cfg)  # a trial of an Optuna sweep with a pruner
+                if pruner is not None:
+                    chosen.append(pruner)
+            return build_trainer(self.cfg, callbacks=chosen)
+
+        return self._once("trainer", make)
 
     def task(self, pretrained: bool = True) -> Any:
         """The task; `pretrained=False` when a checkpoint will supply every weight (nothing is fetched)."""
