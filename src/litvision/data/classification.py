@@ -33,7 +33,12 @@ from litvision.data.datasets.sources import ImageSource, ImageSubset
 from litvision.data.pipeline.decode import to_channels
 from litvision.data.pipeline.device_cache import DeviceLoader, cache_classification, cache_for, parse_mode
 from litvision.data.pipeline.duplicates import check_mode, check_subsets
-from litvision.data.pipeline.samplers import EpochShuffleSampler, EpochWeightedSampler, class_balanced_weights
+from litvision.data.pipeline.samplers import (
+    EpochShuffleSampler,
+    EpochWeightedSampler,
+    class_balanced_weights,
+    seeded_generator,
+)
 from litvision.data.pipeline.splits import check_folds, stratified_split, train_val_split
 from litvision.data.transforms.classification import (
     IMAGENET_MEAN,
@@ -304,6 +309,9 @@ class ClassificationDataModule(L.LightningDataModule):
             sampler=sampler,
             collate_fn=NormalizingCollate(self.mean, self.std) if worker_normalize else None,
             num_workers=hp.num_workers,
+            # Its own generator: a loader's iterator draws its base seed from it, not from the global
+            # RNG that dropout uses, so a resumed run replays the uninterrupted one bit for bit.
+            generator=seeded_generator(hp.seed),
             persistent_workers=hp.num_workers > 0,
             pin_memory=pin,
         )
