@@ -33,7 +33,16 @@ CROP_PCT = 0.875  # ImageNet's eval resize-then-crop ratio (256 -> 224)
 SAMPLE = 64  # image headers read to size a folder
 GREY = (0.299, 0.587, 0.114)
 # The network keys the choice reads; never its size keys (timm's img_size is `${data.image_size}`).
-NET_KEYS = ("_target_", "name", "arch", "backbone", "weights", "pretrained", "pretrained_file", "load_mode")
+NET_KEYS = (
+    "_target_",
+    "name",
+    "arch",
+    "backbone",
+    "weights",
+    "pretrained",
+    "pretrained_file",
+    "load_mode",
+)
 
 _cache: dict[tuple[Any, ...], dict[str, Any]] = {}
 # (side, line) of the last size this resolver chose: the config is resolved before the checks run,
@@ -59,9 +68,12 @@ def _folder_side(root: str | None) -> tuple[int, int] | None:
     from litvision.data.pipeline.decode import is_image_file
 
     base = Path(str(root)).expanduser()
-    if not base.is_dir():
+    try:
+        if not base.is_dir():
+            return None
+        files = sorted(p for p in base.rglob("*") if p.is_file() and is_image_file(p))
+    except OSError:  # a name too long, no permission: the up-front path checks name it in one line
         return None
-    files = sorted(p for p in base.rglob("*") if p.is_file() and is_image_file(p))
     if not files:
         return None
     step = max(1, len(files) // SAMPLE)
@@ -107,8 +119,11 @@ def choose(net: Mapping[str, Any], target: str | None, root: str | None) -> dict
             why=f"what the {weights.name} weights of {entry.name} expect",
         )
     else:
-        found = _folder_side(root) if spec is None or spec.native_size is None else None
-        if spec is not None and spec.native_size:
+        fixed = net.get("img_size")  # timm ViT/Swin: position embeddings made for one input size
+        found = _folder_side(root) if (spec is None or spec.native_size is None) and not fixed else None
+        if isinstance(fixed, int) and fixed > 0:
+            side, why = fixed, f"the network's img_size ({fixed} px)"
+        elif spec is not None and spec.native_size:
             side, why = int(spec.native_size), f"the native size of dataset {spec.name}"
         elif found is not None:
             side = min(found[0], LARGEST_CHOSEN)
@@ -136,6 +151,16 @@ def _for_root(root: Any) -> dict[str, Any]:
     net_node = _select(root, "model.net")
     net = {k: _select(net_node, k) for k in NET_KEYS} if net_node is not None else {}
     net = {k: v for k, v in net.items() if v is not None}
+    # A stated img_size (timm ViT/Swin) fixes the input; the base's `${oc.select:data.image_size}`
+    # would come back here, so only a literal counts.
+    from omegaconf import DictConfig, OmegaConf
+
+    node = net_node._get_node("img_size", validate_access=False) if isinstance(net_node, DictConfig) else None
+    # `in` and `get` would resolve the interpolation (or refuse a struct config's missing key).
+    if node is not None and not OmegaConf.is_interpolation(net_node, "img_size"):
+        fixed = node._value()
+        if isinstance(fixed, int):
+            net["img_size"] = fixed
     return choose(net, _select(data, "_target_"), _select(data, "root"))
 
 
