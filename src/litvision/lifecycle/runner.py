@@ -357,7 +357,10 @@ def execute(plan: Plan) -> dict[str, Any]:
             elif not (run / "config.yaml").is_file():
                 hydra_cfg = HydraConfig.get() if HydraConfig.initialized() else None
                 folders.write_start(run, cfg, hydra_cfg, plan.overrides, plan.composed_yaml)
-        if plan.configure_logging:
+        # The log file lives in the run folder, which only rank zero makes: another node starts on its
+        # own and may get here first (or never see the folder, without a shared filesystem), so a
+        # worker logs to the file only when the folder is already there.
+        if plan.configure_logging and (rank_zero or run.is_dir()):
             _configure_logging()
         from litvision.lifecycle.session import Session
         from litvision.utils import console
