@@ -33,6 +33,11 @@ SYNC_OPS = {
 CPU_ON_A_GPU_TOO = ("torch/optim/",)
 # torch.compile's wrappers around a function it leaves alone (torch._disable_dynamo): not the caller.
 COMPILE_WRAPPERS = ("torch/_dynamo/", "torch/_compile.py")
+# A DataLoader's fetch (the dataset's __getitem__, the collate_fn: default_collate's label tensor from
+# Python ints, NormalizingCollate's mean/std) makes CPU tensors on the host, in a loader worker on a GPU
+# machine: nothing on the device waits. No training step runs inside it, so here a frame further out does
+# decide; the device cache's batches and the transfer hooks (normalize_on=device) run outside it.
+HOST_LOADING = "torch/utils/data/_utils/fetch.py"
 
 
 class _Record(TorchDispatchMode):
@@ -52,7 +57,8 @@ class _Record(TorchDispatchMode):
             # the whole training step inside optimizer.step (its closure), so a torch/optim/ frame
             # further out excuses nothing.
             caller = next(f for f in reversed(ours) if not any(w in f for w in COMPILE_WRAPPERS))
-            if not any(marker in caller for marker in CPU_ON_A_GPU_TOO):
+            host_loading = any(HOST_LOADING in f for f in ours)
+            if not host_loading and not any(marker in caller for marker in CPU_ON_A_GPU_TOO):
                 self.ops[name] += 1
                 self.where.setdefault(name, "".join(ours[-6:]))
         return func(*args, **(kwargs or {}))

@@ -36,10 +36,14 @@ def test_every_file_that_moved_has_its_old_name() -> None:
 
     root = Path(data.__file__).parent
     moved_to = set(MOVED.values())
+    # Written after the move: they never had a name directly in data/.
+    new = {"pipeline.records", "pipeline.choose", "pipeline.filecache", "transforms.mosaic"}
     for sub in ("datasets", "pipeline", "transforms"):
         for path in (root / sub).glob("*.py"):
             name = f"litvision.data.{sub}.{path.stem}"
-            if path.stem not in ("__init__", "registry") and name != "litvision.data.datasets.sources":
+            if path.stem in ("__init__", "registry") or f"{sub}.{path.stem}" in new:
+                continue
+            if name != "litvision.data.datasets.sources":
                 assert name in moved_to, f"{name} has no old name in litvision/data/moved.py"
 
 

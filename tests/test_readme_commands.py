@@ -322,6 +322,10 @@ NOT_RUNNABLE: dict[str, NotRunnable] = {
         "mutation testing: ~30 min of mutants over the listed modules (not part of CI)",
         dry_run="-m bench.mutate",
     ),
+    'make mutate ARGS="duplicates mixing"': NotRunnable(
+        "mutation testing of two modules: minutes of mutants (not part of CI)",
+        dry_run="-m bench.mutate duplicates mixing",
+    ),
     'make mutate ARGS="splits optim"': NotRunnable(
         "mutation testing of two modules: minutes of mutants (not part of CI)",
         dry_run="-m bench.mutate splits optim",

@@ -68,13 +68,17 @@ def test_checkpoints_are_plain_and_say_where_they_came_from(trained: dict) -> No
         torch.load(trained[name], weights_only=True)
         assert ckpt["hyper_parameters"]["freeze"] == ["head"]
         assert type(ckpt["hyper_parameters"]["freeze"]) is list
-        assert ckpt["litvision"] == {
+        record = ckpt["litvision"]
+        assert {k: record[k] for k in ("experiment", "task", "num_classes", "net", "datamodule")} == {
             "experiment": "digits_cnn",
             "task": "classification",
             "num_classes": 10,
             "net": "litvision.models.classification.cnn.SmallCNN",
             "datamodule": "litvision.data.datasets.digits.DigitsDataModule",
         }
+        # What predict, test and export read instead of guessing (model, weights, data, preprocessing).
+        assert {"model", "weights", "dataset", "preprocessing"} <= set(record)
+        assert record["dataset"]["channels"] == 1 and record["preprocessing"]["mean"]
 
 
 def _truncated(tmp_path: Path, trained: dict) -> Path:
