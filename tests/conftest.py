@@ -196,3 +196,27 @@ def real_runs(tmp_path_factory: pytest.TempPathFactory):
 
     base = tmp_path_factory.getbasetemp()
     return RealRuns(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
+
+
+# A two-epoch, three-batch digits run for sweep tests (test_sweep_resume, test_interrupts).
+TINY_SWEEP = [
+    "experiment=digits_cnn",
+    "debug=limit",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=3",
+    "callbacks.rich_progress_bar=null",
+    "callbacks.model_summary=null",
+    "callbacks.sample_grid=null",
+    "logger=csv",
+]
+
+
+def file_digest(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every file's content hash and modification time: a file rewritten with the same bytes counts."""
+    import hashlib
+
+    return {
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

@@ -3,34 +3,13 @@ line saying how to resume), and an unusable MLflow store is refused up front."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import HELPERS_ENV, ROOT
-
-TINY = [
-    "experiment=digits_cnn",
-    "debug=limit",
-    "trainer.max_epochs=2",
-    "trainer.limit_train_batches=3",
-    "callbacks.rich_progress_bar=null",
-    "callbacks.model_summary=null",
-    "callbacks.sample_grid=null",
-    "logger=csv",
-]
-
-
-def _digest(folder: Path) -> dict[str, tuple[str, int]]:
-    """Every file's content hash and modification time: a file rewritten with the same bytes counts."""
-    return {
-        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
+from conftest import HELPERS_ENV, ROOT, TINY_SWEEP, file_digest
 
 
 def _sweep_in_own_terminal(*args: str) -> subprocess.CompletedProcess:
@@ -56,7 +35,7 @@ def test_ctrl_c_in_a_sweep_checkpoints_and_the_same_command_resumes(tmp_path: Pa
     folder not recognised); and on the rerun, the finished job retrained or rewritten."""
     runs, marker = tmp_path / "runs", tmp_path / "trained.txt"
     ctrl_c = ["+callbacks.ctrlc._target_=interrupt_helpers.CtrlC", "+callbacks.ctrlc.job=1"]
-    args = [*TINY, "seed=1,2", *ctrl_c, f"+callbacks.ctrlc.marker={marker}", f"paths.runs_dir={runs}"]
+    args = [*TINY_SWEEP, "seed=1,2", *ctrl_c, f"+callbacks.ctrlc.marker={marker}", f"paths.runs_dir={runs}"]
     first = _sweep_in_own_terminal(*args)
     assert first.returncode == 130, first.stderr[-3000:]  # 128 + SIGINT, as a shell reports Ctrl-C
     [sweep] = (runs / "digits_cnn" / "multirun").iterdir()
@@ -70,12 +49,12 @@ def test_ctrl_c_in_a_sweep_checkpoints_and_the_same_command_resumes(tmp_path: Pa
     assert "Traceback" not in first.stderr
     assert (sweep / "0" / "summary.json").is_file() and not (sweep / "1" / "summary.json").exists()
     assert last.is_file()
-    before = _digest(sweep / "0")
+    before = file_digest(sweep / "0")
     marker.unlink()
 
     again = _sweep_in_own_terminal(*args)  # the same command
     assert again.returncode == 0, again.stderr[-3000:]
     assert [line.split(" ", 1) for line in marker.read_text().splitlines()] == [["1", str(last)]]
-    assert _digest(sweep / "0") == before
+    assert file_digest(sweep / "0") == before
     assert (sweep / "1" / "summary.json").is_file()
     assert f"{sweep / '0'} is finished: skipped." in again.stderr

@@ -3,34 +3,13 @@ and extending a run with the LR schedule re-planned to the new end."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import HELPERS_ENV, compose_cfg, one_line_refusal, run_cli
-
-TINY = [
-    "experiment=digits_cnn",
-    "debug=limit",
-    "trainer.max_epochs=2",
-    "trainer.limit_train_batches=3",
-    "callbacks.rich_progress_bar=null",
-    "callbacks.model_summary=null",
-    "callbacks.sample_grid=null",
-    "logger=csv",
-]
-
-
-def _digest(folder: Path) -> dict[str, tuple[str, int]]:
-    """Every file's content hash and modification time: a file rewritten with the same bytes counts."""
-    return {
-        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
+from conftest import HELPERS_ENV, TINY_SWEEP, compose_cfg, file_digest, one_line_refusal, run_cli
 
 
 def _trained(marker: Path) -> list[tuple[str, str]]:
@@ -54,7 +33,13 @@ def test_killed_grid_sweep_rerun_trains_only_the_missing_jobs(tmp_path: Path) ->
     """Catches a rerun that starts a new sweep folder, retrains or rewrites finished jobs (Hydra's
     .hydra/ files included), or restarts the killed job from scratch instead of its last.ckpt."""
     runs, marker = tmp_path / "runs", tmp_path / "trained.txt"
-    args = [*TINY, "model.optimizer.lr=1e-3,1e-2", "seed=1,2", *_kill(2, marker), f"paths.runs_dir={runs}"]
+    args = [
+        *TINY_SWEEP,
+        "model.optimizer.lr=1e-3,1e-2",
+        "seed=1,2",
+        *_kill(2, marker),
+        f"paths.runs_dir={runs}",
+    ]
     first = run_cli("litvision", "sweep", *args, env=HELPERS_ENV, timeout=600)
     assert first.returncode == -9, first.stderr[-3000:]  # SIGKILL, in job 2 at epoch 1
     [sweep] = (runs / "digits_cnn" / "multirun").iterdir()
@@ -65,14 +50,14 @@ def test_killed_grid_sweep_rerun_trains_only_the_missing_jobs(tmp_path: Path) ->
         sweep / "2" / "summary.json"
     ).exists()
     assert not (sweep / "3").exists()
-    before = {j: _digest(sweep / j) for j in ("0", "1")}
+    before = {j: file_digest(sweep / j) for j in ("0", "1")}
     marker.unlink()
 
     again = run_cli("litvision", "sweep", *args, env=HELPERS_ENV, timeout=600)  # the same command
     assert again.returncode == 0, again.stderr[-3000:]
     assert [p.name for p in (runs / "digits_cnn" / "multirun").iterdir()] == [sweep.name]
     assert _trained(marker) == [("2", str(sweep / "2" / "checkpoints" / "last.ckpt")), ("3", "None")]
-    assert {j: _digest(sweep / j) for j in ("0", "1")} == before
+    assert {j: file_digest(sweep / j) for j in ("0", "1")} == before
     summaries = {j: json.loads((sweep / j / "summary.json").read_text()) for j in ("0", "1", "2", "3")}
     assert all(s["global_step"] == 6 and s["epochs_completed"] == 2 for s in summaries.values())
     resumed = yaml.safe_load((sweep / "2" / "resume-1.yaml").read_text())
@@ -94,7 +79,7 @@ def test_optuna_sweep_killed_in_trial_3_resumed_to_6_trials_is_one_study(tmp_pat
     from litvision.lifecycle.optuna_study import load_study
 
     runs, marker = tmp_path / "runs", tmp_path / "trained.txt"
-    args = ["hparams_search=digits_cnn_optuna", *TINY, *_kill(3, marker), f"paths.runs_dir={runs}"]
+    args = ["hparams_search=digits_cnn_optuna", *TINY_SWEEP, *_kill(3, marker), f"paths.runs_dir={runs}"]
     first = run_cli("litvision", "sweep", *args, "hydra.sweeper.n_trials=4", env=HELPERS_ENV, timeout=600)
     assert first.returncode == -9, first.stderr[-3000:]
     [sweep] = (runs / "digits_cnn" / "multirun").iterdir()
@@ -103,7 +88,7 @@ def test_optuna_sweep_killed_in_trial_3_resumed_to_6_trials_is_one_study(tmp_pat
         (0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE"), (3, "RUNNING"),
     ]  # fmt: skip
     killed_params = killed.trials[3].params
-    before = {j: _digest(sweep / j) for j in ("0", "1", "2")}
+    before = {j: file_digest(sweep / j) for j in ("0", "1", "2")}
     marker.unlink()
 
     again = run_cli(
@@ -115,7 +100,7 @@ def test_optuna_sweep_killed_in_trial_3_resumed_to_6_trials_is_one_study(tmp_pat
         ("4", "None"),
         ("5", "None"),
     ]
-    assert {j: _digest(sweep / j) for j in ("0", "1", "2")} == before
+    assert {j: file_digest(sweep / j) for j in ("0", "1", "2")} == before
 
     study = load_study(sweep)  # optuna's own Study, loaded from the sweep folder's journal
     assert [t.number for t in study.trials] == [0, 1, 2, 3, 4, 5]
@@ -162,11 +147,11 @@ def test_sweep_resume_that_changes_what_jobs_train_is_refused(tmp_path: Path) ->
     """Catches resume=<sweep> mixing new training settings into a sweep's finished results."""
     sweep = tmp_path / "runs" / "digits_cnn" / "multirun" / "sweep-0123456789"
     sweep.mkdir(parents=True)
-    (sweep / "sweep.yaml").write_text(yaml.safe_dump({"overrides": [*TINY, "seed=1,2"]}))
-    before = _digest(sweep)
+    (sweep / "sweep.yaml").write_text(yaml.safe_dump({"overrides": [*TINY_SWEEP, "seed=1,2"]}))
+    before = file_digest(sweep)
     proc = run_cli("litvision", "sweep", f"resume={sweep}", "model.optimizer.lr=0.5", env=HELPERS_ENV)
     one_line_refusal(proc, "model.optimizer.lr=0.5 would change what its jobs train")
-    assert _digest(sweep) == before and sorted(p.name for p in sweep.iterdir()) == ["sweep.yaml"]
+    assert file_digest(sweep) == before and sorted(p.name for p in sweep.iterdir()) == ["sweep.yaml"]
 
 
 def test_resume_of_an_older_timestamped_sweep_replays_its_multirun_yaml(tmp_path: Path) -> None:
@@ -242,7 +227,7 @@ def test_extended_run_follows_the_replanned_cosine_at_every_step(tmp_path: Path)
     runs = tmp_path / "runs"
     cfg = compose_cfg(
         [
-            *TINY,
+            *TINY_SWEEP,
             "trainer.max_epochs=3",
             "trainer.deterministic=true",
             "model.scheduler.name=cosine",
