@@ -23,7 +23,7 @@ from pathlib import Path
 from conftest import HELPERS_ENV, ROOT, run_cli
 
 # Fast digits settings: a handful of batches per stage, no progress bar or summary tables (the
-# `SMALL` of test_extend_runs.py, whose step counts its tests quote).
+# `SMALL` that test_extend_runs.py takes from here, whose step counts its tests quote).
 DIGITS = [
     "experiment=digits_cnn",
     "++trainer.limit_train_batches=6",
