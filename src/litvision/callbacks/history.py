@@ -1,7 +1,9 @@
 """Every run's learning curve and, for cluster logs, one line per epoch.
 
 - `history.png` in the run folder: train and val loss (log axis) and the monitored metric per
-  epoch, the best epoch marked. Rewritten at each epoch end, so a killed run still has it.
+  epoch, the best epoch marked. Redrawn at epoch ends, so a killed run still has it, but at most
+  10% of the wall time (utils/media.py Throttle: with 0.3 s epochs, every few epochs), and always
+  at the end of fit and when training stops on an error.
 - With no progress bar (`trainer.enable_progress_bar=false`, `callbacks.rich_progress_bar=null`:
   what SLURM logs want), one line per epoch on stdout, as it ends:
 
@@ -24,6 +26,8 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 
+from litvision.utils.media import Throttle
+
 log = logging.getLogger(__name__)
 
 
@@ -45,6 +49,8 @@ class EpochHistory(L.Callback):
         self._loss_sum: torch.Tensor | None = None
         self._steps = 0
         self._started = 0.0
+        self._throttle = Throttle()
+        self._drawn = True
 
     # -- collecting -----------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -102,9 +108,26 @@ class EpochHistory(L.Callback):
                 epoch_line(row, self.monitor, trainer.max_epochs, row["epoch"] == self.best_epoch()),
                 flush=True,
             )
+        self._drawn = False
+        if self._throttle.due():
+            self._draw()
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero and not self._drawn:
+            self._draw()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self.on_fit_end(trainer, pl_module)
+
+    def _draw(self) -> None:
+        self._drawn = True
         if self.path is not None:
             try:
-                draw_history(self.rows, self.monitor, self.best_epoch(), self.path)
+                self._throttle.timed(
+                    lambda: draw_history(self.rows, self.monitor, self.best_epoch(), self.path)
+                )
             except OSError as e:  # a full disk must not end the training
                 log.warning("history.png not written: %s", e)
 

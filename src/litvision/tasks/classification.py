@@ -42,6 +42,7 @@ from litvision.tasks.optim import build_param_groups, configure_optimization
 from litvision.tasks.options import check_class_weights, check_ema_decay, check_tta
 from litvision.tasks.step_logging import step_values_read
 from litvision.tasks.tta import tta_logits
+from litvision.utils.media import EpochFigure
 from litvision.utils.safe_load import PROVENANCE_KEY, plain, provenance
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ class ClassificationTask(L.LightningModule):
         self.test_metrics = _eval_metrics(num_classes, "test/")
         self.val_cm = MulticlassConfusionMatrix(num_classes)
         self.test_cm = MulticlassConfusionMatrix(num_classes)
+        self._val_cm_figure = EpochFigure("val/confusion_matrix")
         # What the loss weighs each class by ({"mode", "weights", "counts"?}), set at setup; None when off.
         # A plain attribute, not a buffer: the EMA copy of this module is made before setup and must
         # keep the same parameters and buffers.
@@ -241,12 +243,17 @@ class ClassificationTask(L.LightningModule):
         from litvision.utils.media import log_figure
         from litvision.utils.plots import confusion_matrix_figure
 
-        log_figure(
-            self.trainer, f"{stage}/confusion_matrix", confusion_matrix_figure(matrix, self.class_names)
-        )
+        make = lambda: confusion_matrix_figure(matrix, self.class_names)  # noqa: E731
+        if stage == "val":  # every epoch: throttled, the last one drawn at the end of fit
+            self._val_cm_figure.offer(self.trainer, make)
+        else:
+            log_figure(self.trainer, f"{stage}/confusion_matrix", make())
 
     def on_validation_epoch_end(self) -> None:
         self._log_confusion("val")
+
+    def on_fit_end(self) -> None:
+        self._val_cm_figure.flush(self.trainer)
 
     def on_test_epoch_end(self) -> None:
         self._log_confusion("test")

@@ -30,6 +30,7 @@ from litvision.tasks.data_contract import adopt_data_contract
 from litvision.tasks.optim import build_param_groups, configure_optimization
 from litvision.tasks.options import check_ema_decay
 from litvision.tasks.step_logging import step_values_read
+from litvision.utils.media import EpochFigure
 from litvision.utils.safe_load import PROVENANCE_KEY, plain, provenance
 
 
@@ -95,6 +96,7 @@ class DetectionTask(L.LightningModule):
         self.val_iou = make_iou_metric()
         self.test_iou = make_iou_metric()
         self._shown: list[tuple[Tensor, dict, dict]] = []
+        self._shown_figure = EpochFigure("val/detections")
         # Filled at the end of testing: class name -> AP, AP50, precision/recall/F1 at draw_score_thresh.
         self.test_per_class_ap: dict[str, dict[str, Any]] | None = None
 
@@ -215,12 +217,13 @@ class DetectionTask(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val", compute_map(self.val_map))
-        if self._shown and not self.trainer.sanity_checking:
-            from litvision.utils.media import log_figure
-
-            fig = detections_figure(self._shown, self.class_names, float(self.hparams.draw_score_thresh))
-            log_figure(self.trainer, "val/detections", fig)
+        if self._shown and not self.trainer.sanity_checking:  # throttled; the last one drawn at fit end
+            shown, thresh = self._shown, float(self.hparams.draw_score_thresh)
+            self._shown_figure.offer(self.trainer, lambda: detections_figure(shown, self.class_names, thresh))
         self._shown = []
+
+    def on_fit_end(self) -> None:
+        self._shown_figure.flush(self.trainer)
 
     def on_test_epoch_end(self) -> None:
         # One COCOeval for the logged mAP, the per-class table and the PR curves (see detection_report).
