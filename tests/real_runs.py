@@ -40,8 +40,11 @@ DIGITS = [
     "callbacks.sample_grid=null",
 ]
 
-# name -> the command line after `python -m litvision` (paths.runs_dir is added).
+# name -> the command line after `python -m litvision` (paths.runs_dir and paths.data_dir are added).
 COMMANDS: dict[str, list[str]] = {
+    # The default experiment exactly as `make train` runs it: test_train.py checks its recipe
+    # accuracy and run folder, test_tuning.py trains the tuner's suggestion against it.
+    "recipe": ["fit", "experiment=digits_cnn"],
     # A short digits_cnn run with a test: export and the console read it.
     "digits": ["fit", *DIGITS, "trainer.max_epochs=3", "trainer.deterministic=true"],
     # Early stopping ends it after 3 epochs: no gain is ever larger than 1.0, patience 2
@@ -101,7 +104,9 @@ class RealRuns:
                 runs = home / "runs"
                 # Wide enough that rich never wraps a path the tests read from the console.
                 env = {**HELPERS_ENV, "COLUMNS": "400"}
-                proc = run_cli("litvision", *COMMANDS[name], f"paths.runs_dir={runs}", env=env, timeout=900)
+                # Data a run generates (the shapes) goes under the tier too, never into the checkout.
+                where = [f"paths.runs_dir={runs}", f"paths.data_dir={home / 'data'}"]
+                proc = run_cli("litvision", *COMMANDS[name], *where, env=env, timeout=900)
                 (home / "console.txt").write_text(proc.stdout + proc.stderr)
                 if proc.returncode != 0:
                     raise AssertionError(

@@ -11,12 +11,10 @@ from conftest import compose_cfg, run_cli, run_folders
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """digits_cnn exactly as `make train` runs it, into a temporary runs folder."""
-    from litvision.train import train
-
-    runs = tmp_path_factory.mktemp("runs")
-    return train(compose_cfg(["experiment=digits_cnn"], runs))
+def trained(real_runs) -> dict:
+    """digits_cnn exactly as `make train` runs it: the real-run tier's "recipe" run, shared with
+    test_tuning.py (tests/real_runs.py)."""
+    return real_runs.summary("recipe")
 
 
 @pytest.mark.slow
