@@ -128,3 +128,45 @@ def test_quiet_console_restores_lightning_and_warnings(verbose: bool) -> None:
         assert warnings.showwarning is not show
     assert warnings.showwarning is show
     assert [(h.level, list(h.filters)) for h in handlers] == before
+
+
+def test_a_libraries_warning_goes_to_the_log_with_one_line_saying_so(tmp_path: Path) -> None:
+    """Lightning warns when an epoch has fewer batches than its logging interval (2 < 10 here): the
+    warning is in train.log, not on the console, which says in one line where it went.
+    Catches: library warnings still shown (the site-packages test inverted), hidden with no trace
+    (not written to the log, or the note line dropped)."""
+    out, log = _fit(tmp_path, "trainer.log_every_n_steps=10")
+    warning = "is smaller than the logging interval Trainer(log_every_n_steps=10)"
+    assert warning not in out and warning in log
+    [note] = [line for line in out.splitlines() if line.startswith("note: ") and "warning" in line]
+    assert note.startswith("note: 1 warning from lightning is in ") and "train.log" in note, note
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_own_and_user_warnings_reach_the_console_library_ones_with_verbose(
+    verbose: bool, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Catches: litvision's own warnings (a clipped COCO box, a skipped image) or a user's callback's
+    hidden with the libraries', or `verbose=true` not showing the libraries' any more."""
+    import warnings
+
+    from litvision.utils import console
+    from litvision.utils.console import quiet_console
+
+    shown: list[str] = []
+    monkeypatch.setattr(warnings, "showwarning", lambda message, *a, **k: shown.append(str(message)))
+    library = str(tmp_path / "lib" / "python3.11" / "site-packages" / "somelib" / "mod.py")
+    own = str(Path(__import__("litvision").__file__).parent / "data" / "x.py")
+    user = str(tmp_path / "my_callbacks.py")
+    # litvision installed without -e: its own files are under site-packages too.
+    installed = tmp_path / "lib" / "python3.11" / "site-packages" / "litvision"
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        with quiet_console(verbose):
+            for n, where in enumerate((library, own, user)):
+                warnings.warn_explicit(f"warning {n}", UserWarning, where, 1)
+            monkeypatch.setattr(console, "_OWN_CODE", str(installed))
+            warnings.warn_explicit("warning 3", UserWarning, str(installed / "data" / "x.py"), 1)
+    assert shown == (["warning 0"] if verbose else []) + ["warning 1", "warning 2", "warning 3"]
+    note = "note: 1 warning from somelib is in"
+    assert (note in capsys.readouterr().out) != verbose

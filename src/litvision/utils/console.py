@@ -3,13 +3,16 @@
 
 Lightning's own console is quietened for the run (`quiet_console`): its tips and environment
 notices ("GPU available: ...", the `srun` hint, the litlogger tip) never reach the terminal, its
-other info lines only with `verbose=true`; every one of them still goes to the run's log file
-(<run folder>/<command>.log), as does the resolved config.
+other info lines only with `verbose=true`; the libraries' Python warnings (Lightning's "number of
+training batches is smaller than the logging interval", torchvision's...) are counted in one line at
+the end of the run. Every one of them still goes to the run's log file (<run folder>/<command>.log),
+as does the resolved config.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -63,7 +66,8 @@ class _DropNoise(logging.Filter):
 @contextmanager
 def quiet_console(verbose: bool) -> Iterator[None]:
     """For the length of a run: Lightning's console handler shows warnings only (all its lines with
-    `verbose`), never its tips; Python warnings that are tips go to the log file only."""
+    `verbose`), never its tips; Python warnings that are tips go to the log file only, and so do the
+    libraries' other warnings (one line at the end counts them), unless `verbose`."""
     handlers = [
         h
         for h in logging.getLogger("lightning").handlers
@@ -77,6 +81,7 @@ def quiet_console(verbose: bool) -> Iterator[None]:
             h.setLevel(max(h.level, logging.WARNING))
     show = warnings.showwarning
     to_file = logging.getLogger("py.warnings")
+    from_libraries: list[str] = []
 
     def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
         text = warnings.formatwarning(message, category, filename, lineno, line).rstrip()
@@ -84,6 +89,9 @@ def quiet_console(verbose: bool) -> Iterator[None]:
             to_file.info(text)  # the root logger's file handler only
             return
         to_file.warning(text)
+        if not verbose and is_library_file(filename):
+            from_libraries.append(library_name(filename))
+            return
         show(message, category, filename, lineno, file, line)
 
     warnings.showwarning = showwarning
@@ -95,11 +103,42 @@ def quiet_console(verbose: bool) -> Iterator[None]:
         yield
     finally:
         warnings.showwarning = show
+        if from_libraries:
+            _say_library_warnings(from_libraries)
         for h, level in zip(handlers, levels):
             h.removeFilter(drop)
             h.setLevel(level)
         _restore_routed()
         _verbose = False
+
+
+_OWN_CODE = os.path.dirname(os.path.abspath(__file__)).rsplit(os.sep, 1)[0]  # src/litvision
+
+
+def is_library_file(filename: str) -> bool:
+    """A warning raised in an installed library (Lightning, torch, torchvision...), not in litvision
+    or in the user's own code (a callback of theirs, a test helper): those reach the console."""
+    path = os.path.abspath(filename)
+    parts = path.split(os.sep)
+    return not path.startswith(_OWN_CODE + os.sep) and ("site-packages" in parts or "dist-packages" in parts)
+
+
+def library_name(filename: str) -> str:
+    parts = os.path.abspath(filename).split(os.sep)
+    where = max(i for i, p in enumerate(parts) if p in ("site-packages", "dist-packages"))
+    return parts[where + 1].split(".")[0] if where + 1 < len(parts) else "?"
+
+
+@rank_zero_only
+def _say_library_warnings(names: list[str]) -> None:
+    """One line for what the libraries warned about during the run: the warnings are in the log file."""
+    files = [h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    where = files[0] if files else "the run's log file"
+    libraries = ", ".join(sorted(set(names)))
+    said = (
+        f"1 warning from {libraries} is" if len(names) == 1 else f"{len(names)} warnings from {libraries} are"
+    )
+    print(f"note: {said} in {where} (verbose=true shows them here)")
 
 
 # (logger, its propagate flag, [(stream handler, its level)]) as they were before route_to_log.
