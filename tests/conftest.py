@@ -224,3 +224,13 @@ def file_digest(folder: Path) -> dict[str, tuple[str, int]]:
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files with more `slow` tests (trainings to a target, the README's commands) run first.
+    `make test` hands whole files to its two workers in collection order: longest first packs them
+    evenly, where alphabetical order left one worker alone on a long file for the last minute."""
+    from collections import Counter
+
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])  # stable: a file's own order is kept
