@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from litvision.config import config_dir
 from litvision.data.pipeline.resolvers import register_resolvers
+from litvision.lifecycle.job_log import close_job_log
 
 # Config resolvers (`${class_count:...}`) must exist before Hydra resolves a config.
 register_resolvers()
@@ -139,27 +140,10 @@ def _run_job(cfg: DictConfig) -> dict[str, Any]:
             _progress.end(trained=False)
         raise
     finally:
-        _close_job_log(run_dir)
+        close_job_log(run_dir)
     if _progress is not None:
         _progress.end(trained)
     return summary
-
-
-def _close_job_log(run_dir: Path) -> None:
-    """Detach and close the job's log file (Hydra's job_logging handler, <job>/<job name>.log) as
-    the job ends. With hydra/hydra_logging=none Hydra no longer resets the root logger after a job,
-    so the handler would stay attached and take what is logged next: the launcher's `#2 : ...` line
-    (appended to a finished job's log, which a rerun must leave as it is) and the closing comparison."""
-    import logging
-
-    job_dir = run_dir.resolve()
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).resolve().is_relative_to(
-            job_dir
-        ):
-            root.removeHandler(handler)
-            handler.close()
 
 
 def _run_job_in(cfg: DictConfig, run_dir: Path) -> tuple[dict[str, Any], bool]:

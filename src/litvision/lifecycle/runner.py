@@ -309,17 +309,6 @@ def _task_overrides() -> list[str]:
     return [str(o) for o in HydraConfig.get().overrides.task]
 
 
-def _configure_logging() -> None:
-    """What Hydra's app would do: the run's log file (train.log) from configs/hydra/job_logging."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.core.utils import configure_log
-    from omegaconf import OmegaConf
-
-    # A root of its own: the composed config no longer carries `hydra`, which job_logging refers to.
-    root = OmegaConf.create({"hydra": OmegaConf.to_container(HydraConfig.get(), resolve=False)})
-    configure_log(root.hydra.job_logging, root.hydra.verbose)
-
-
 def execute(plan: Plan) -> dict[str, Any]:
     """Own the run folder for the plan's command; returns the summary (written on rank zero)."""
     from hydra.core.hydra_config import HydraConfig
@@ -361,7 +350,9 @@ def execute(plan: Plan) -> dict[str, Any]:
         # own and may get here first (or never see the folder, without a shared filesystem), so a
         # worker logs to the file only when the folder is already there.
         if plan.configure_logging and (rank_zero or run.is_dir()):
-            _configure_logging()
+            from litvision.lifecycle.job_log import open_job_log
+
+            open_job_log()
         from litvision.lifecycle.session import Session
         from litvision.utils import console
 
