@@ -101,3 +101,77 @@ def test_wrong_length_is_one_line(tmp_path: Path) -> None:
             ) as e:
                 check(cfg)
             assert "\n" not in str(e.value)
+
+
+# -- resolve_class_weights on the DataModule shapes it meets (the unit level: no training) ----------
+class _DataModule:
+    def __init__(self, train=None, class_names=None) -> None:
+        if train is not None:
+            self.datasets = {"train": train}
+        if class_names is not None:
+            self.class_names = class_names
+
+
+class _Labelled:
+    def __init__(self, labels) -> None:
+        self.labels = labels
+
+
+def test_auto_reads_labels_from_a_tensor_dataset_a_labels_array_or_tensor() -> None:
+    """Catches: the TensorDataset branch dropped or reading the wrong tensor, tensor labels not
+    brought to the CPU as integers, or the counts losing a class (bincount without minlength)."""
+    from torch.utils.data import TensorDataset
+
+    from litvision.tasks.class_weights import resolve_class_weights
+
+    y = torch.tensor([0, 0, 0, 1, 2, 2])
+    expected = {"mode": "auto", "weights": [6 / 9, 6 / 3, 6 / 6], "counts": [3, 1, 2]}
+    for train in (
+        TensorDataset(torch.zeros(6, 1, 2, 2), y),
+        _Labelled(y),
+        _Labelled(y.numpy().tolist()),
+        _Labelled(y.to(torch.int32)),
+    ):
+        got = resolve_class_weights("auto", 3, _DataModule(train))
+        assert got["mode"] == "auto" and got["counts"] == expected["counts"], type(train)
+        np.testing.assert_allclose(got["weights"], expected["weights"], rtol=1e-12)
+        assert all(type(w) is float for w in got["weights"])
+
+
+def test_auto_without_labels_is_one_line_naming_the_fix() -> None:
+    """Catches: a DataModule without datasets (or without a train split, or a split without labels)
+    crashing with an AttributeError instead of the one-line refusal."""
+    from torch.utils.data import Dataset
+
+    from litvision.errors import UserError
+    from litvision.tasks.class_weights import resolve_class_weights
+
+    class NoLabels(Dataset):
+        def __len__(self) -> int:
+            return 1
+
+    for dm in (object(), _DataModule(), _DataModule(NoLabels())):
+        with pytest.raises(UserError) as err:
+            resolve_class_weights("auto", 3, dm)
+        assert str(err.value) == (
+            "model.class_weights=auto needs the training split's labels, and this DataModule has none; "
+            "give the weights as a list instead."
+        )
+
+
+@pytest.mark.parametrize("names", [None, ["cat", "dog", "owl", "eel"]])
+def test_a_class_missing_from_the_training_split_is_named(names) -> None:
+    """The last class absent (bincount would not even count it) and one in the middle: both named,
+    by the DataModule's class names when it has them, else by index. Catches: the check dropped
+    (a division by zero, inf weights), names ignored, or the absent top class missed."""
+    from litvision.errors import UserError
+    from litvision.tasks.class_weights import resolve_class_weights
+
+    dm = _DataModule(_Labelled(np.array([0, 0, 2, 2, 2])), class_names=names)
+    with pytest.raises(UserError) as err:
+        resolve_class_weights("auto", 4, dm)
+    missing = "dog, eel" if names else "1, 3"
+    assert str(err.value) == (
+        f"model.class_weights=auto: the training split has no images of class(es) {missing}; "
+        "add some, or give the weights as a list."
+    )

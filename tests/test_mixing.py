@@ -189,3 +189,86 @@ def test_bad_mixing_values_are_one_line(override: str, key: str, tmp_path: Path)
         with pytest.raises(UserError, match=key.replace(".", r"\.")) as e:
             check(cfg)
         assert "\n" not in str(e.value)
+
+
+# -- the pieces, at the unit level ------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "said"),
+    [
+        ({"mixup_alpha": -1}, "data.mixup_alpha=-1 must be >= 0"),
+        ({"cutmix_alpha": -0.5}, "data.cutmix_alpha=-0.5 must be >= 0"),
+        ({"mix_prob": 2}, "data.mix_prob=2 is a probability"),
+        ({"random_erasing": -0.1}, "data.random_erasing=-0.1 is a probability"),
+    ],
+)
+def test_each_bad_value_names_its_own_key(kwargs: dict, said: str) -> None:
+    """Catches: a message naming another key (the key strings in check_mixing's loops changed), or
+    the defaults of check_mixing refusing a call that gives no value."""
+    from litvision.data.transforms.mixing import check_mixing
+    from litvision.errors import UserError
+
+    check_mixing()  # the defaults are valid: mixing off
+    with pytest.raises(UserError) as err:
+        check_mixing(**kwargs)
+    assert str(err.value).startswith(said), str(err.value)
+
+
+def test_the_configured_alphas_and_erasing_probability_reach_torchvision() -> None:
+    """Catches: MixUp/CutMix built with torchvision's default alpha (1.0) instead of the configured
+    one, or RandomErasing with its default p (0.5)."""
+    from torchvision.transforms import v2
+
+    assert BatchMixing(mixup_alpha=0.2)._mixer(K).alpha == 0.2
+    assert BatchMixing(cutmix_alpha=0.7)._mixer(K).alpha == 0.7
+    both = BatchMixing(mixup_alpha=0.2, cutmix_alpha=0.7)._mixer(K)
+    assert isinstance(both, v2.RandomChoice) and [t.alpha for t in both.transforms] == [0.2, 0.7]
+    erasing = BatchMixing(random_erasing=0.25)
+    erasing(*_batch(), K)
+    assert erasing._eraser.p == 0.25
+
+
+def test_unmixed_targets_are_k_wide_in_the_images_dtype_and_int_images_are_refused() -> None:
+    """A batch without the last class still gets K-wide one-hot targets (one_hot without
+    num_classes would make them as wide as the batch's largest label), in the images' dtype.
+    Catches those, and an integer batch passing silently."""
+    images = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    labels = torch.zeros(4, dtype=torch.long)
+    never = BatchMixing(mixup_alpha=1.0, mix_prob=1e-12)
+    _, soft = never(images, labels, K)
+    assert soft.shape == (4, K) and soft.dtype == torch.float64
+    assert torch.equal(soft, torch.nn.functional.one_hot(labels, K).double())
+    with pytest.raises(
+        TypeError, match=r"^BatchMixing needs normalised float images; apply it after normalisation\.$"
+    ):
+        never(torch.zeros(4, 3, 8, 8, dtype=torch.uint8), labels, K)
+
+
+def test_only_an_images_and_labels_batch_of_a_training_trainer_is_mixed() -> None:
+    """Catches: mixing outside training (validation, test, predict), with mixing off, on a DataModule
+    without `mixing` or `trainer`, or on a batch that is not (images, labels)."""
+    from types import SimpleNamespace
+
+    from litvision.data.transforms.mixing import mix_training_batch
+
+    images, labels = _batch()
+    on, off = BatchMixing(mixup_alpha=1.0), BatchMixing()
+    training, evaluating = SimpleNamespace(training=True), SimpleNamespace(training=False)
+
+    def dm(**kw):
+        return SimpleNamespace(num_classes=K, **kw)
+
+    batch = (images, labels)
+    for module in (
+        dm(),
+        dm(mixing=on),
+        dm(trainer=training),
+        dm(mixing=None, trainer=training),
+        dm(mixing=off, trainer=training),
+        dm(mixing=on, trainer=evaluating),
+        dm(mixing=on, trainer=None),
+    ):
+        assert mix_training_batch(module, batch) is batch, module
+    for other in ({"image": images}, (images, labels, labels), [images]):
+        assert mix_training_batch(dm(mixing=on, trainer=training), other) is other
+    _, soft = mix_training_batch(dm(mixing=on, trainer=training), batch)
+    assert soft.shape == (8, K)

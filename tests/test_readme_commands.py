@@ -12,8 +12,9 @@ A README command known to fail goes in EXPECTED_BROKEN with the reason: it is st
 (strict xfail), so the entry is removed the day it works. It is empty: every README command works.
 
 Cost: the coverage and refusal checks take about a minute; the `slow` groups run ~45 tiny trainings, each a
-fresh process (12-19 min for the whole file on the 2-core VM shared with five other jobs, 2026-11-27;
-the `logger=wandb` line alone took 134-333 s there, 19 s by hand: not understood yet).
+fresh process: 320 s of the suite's 1500 s of test time (764 s wall on two workers, idle 2-core VM,
+2026-12-05). The `logger=wandb` line once took 103-333 s in the suite and 8 s by hand: the other worker's
+idle OpenMP threads were spinning on its core (15 s since each test process runs one thread: conftest.py).
 """
 
 from __future__ import annotations
