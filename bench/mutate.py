@@ -172,6 +172,40 @@ CLI_TESTS: list[str] = [
 # Survivors that change no behaviour a user or a caller can observe, keyed by mutmut's mutant name,
 # with the reason. A key that no longer names a survivor (the code moved) is reported as stale.
 EQUIVALENT: dict[str, str] = {
+    "litvision.data.transforms.mixing.x_check_mixing__mutmut_1": (
+        "check_mixing's default mixup_alpha 1.0 instead of 0.0: every caller passes all four values, and 1.0 "
+        "is valid, so check_mixing() passes either way"
+    ),
+    "litvision.data.transforms.mixing.x_check_mixing__mutmut_2": (
+        "the same for cutmix_alpha's default (1.0 is a valid alpha)"
+    ),
+    "litvision.data.transforms.mixing.x_check_mixing__mutmut_4": (
+        "the same for random_erasing's default (1.0 is a valid probability)"
+    ),
+    "litvision.data.transforms.mixing.xǁBatchMixingǁ_erase__mutmut_6": (
+        "RandomErasing without value=0: torchvision's default value is 0 too"
+    ),
+    "litvision.data.transforms.mixing.xǁBatchMixingǁ__call____mutmut_14": (
+        "rand() <= mix_prob instead of <: a continuous draw equals mix_prob with probability 0"
+    ),
+    "litvision.tasks.class_weights.x_training_labels__mutmut_34": (
+        "np.asarray without dtype=int64: integer labels stay an integer array, which bincount counts the same"
+    ),
+    "litvision.tasks.class_weights.x_training_labels__mutmut_36": "the same, the dtype argument dropped",
+    "litvision.tasks.class_weights.x_training_labels__mutmut_37": (
+        "labels.cpu() skipped: np.asarray reads a CPU tensor the same; a Dataset's labels are never on a GPU "
+        "(batches move at transfer)"
+    ),
+    "litvision.tasks.class_weights.x_training_labels__mutmut_39": "the same, .cpu() skipped",
+    "litvision.tasks.class_weights.x_training_labels__mutmut_43": "the same, .cpu() skipped",
+    "litvision.tasks.class_weights.x_training_labels__mutmut_44": "the same, .cpu() skipped",
+    "litvision.tasks.class_weights.x_inverse_frequency__mutmut_19": (
+        "astype(None) is float64, as astype(float) is"
+    ),
+    "litvision.tasks.class_weights.x_resolve_class_weights__mutmut_50": (
+        "bincount without minlength in the reported counts: a class with no image is refused just before, "
+        "so every class is present and the lengths agree"
+    ),
     "litvision.data.pipeline.samplers.xǁEpochWeightedSamplerǁ__init____mutmut_9": (
         "drops replacement=True: WeightedRandomSampler's replacement already defaults to True"
     ),

@@ -175,3 +175,16 @@ def test_a_class_missing_from_the_training_split_is_named(names) -> None:
         f"model.class_weights=auto: the training split has no images of class(es) {missing}; "
         "add some, or give the weights as a list."
     )
+
+
+def test_resolve_checks_a_given_list_against_the_class_count() -> None:
+    """Catches resolve_class_weights passing the spec or the class count on to its check as None
+    (a 2-weight list for 3 classes reaching the loss)."""
+    from litvision.errors import UserError
+    from litvision.tasks.class_weights import resolve_class_weights
+
+    assert resolve_class_weights([1, 2, 3], 3) == {"mode": "given", "weights": [1.0, 2.0, 3.0]}
+    with pytest.raises(UserError, match=r"has 2 values but there are 3 classes"):
+        resolve_class_weights([1.0, 2.0], 3)
+    with pytest.raises(UserError, match=r"must be auto, null or a list"):
+        resolve_class_weights("balanced", 3)
