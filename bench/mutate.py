@@ -72,6 +72,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/test_class_weights.py",
             "tests/test_ema.py",
             "tests/test_mixing.py",
+            "tests/test_training_options.py",
             "tests/test_training_options_cli.py",
         ],
     ),
