@@ -50,7 +50,6 @@ class EpochHistory(L.Callback):
         self._steps = 0
         self._started = 0.0
         self._throttle = Throttle()
-        self._drawn = True
 
     # -- collecting -----------------------------------------------------------------------------
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -108,13 +107,10 @@ class EpochHistory(L.Callback):
                 epoch_line(row, self.monitor, trainer.max_epochs, row["epoch"] == self.best_epoch()),
                 flush=True,
             )
-        self._drawn = False
-        if self._throttle.due():
-            self._draw()
+        self._throttle.offer(self._draw)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.is_global_zero and not self._drawn:
-            self._draw()
+        self._throttle.flush()  # only rank zero offers: a no-op on the others
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
@@ -122,12 +118,9 @@ class EpochHistory(L.Callback):
         self.on_fit_end(trainer, pl_module)
 
     def _draw(self) -> None:
-        self._drawn = True
         if self.path is not None:
             try:
-                self._throttle.timed(
-                    lambda: draw_history(self.rows, self.monitor, self.best_epoch(), self.path)
-                )
+                draw_history(self.rows, self.monitor, self.best_epoch(), self.path)
             except OSError as e:  # a full disk must not end the training
                 log.warning("history.png not written: %s", e)
 

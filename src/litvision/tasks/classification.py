@@ -253,7 +253,7 @@ class ClassificationTask(L.LightningModule):
         self._log_confusion("val")
 
     def on_fit_end(self) -> None:
-        self._val_cm_figure.flush(self.trainer)
+        self._val_cm_figure.flush()
 
     def on_test_epoch_end(self) -> None:
         self._log_confusion("test")

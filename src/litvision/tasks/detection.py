@@ -223,7 +223,7 @@ class DetectionTask(L.LightningModule):
         self._shown = []
 
     def on_fit_end(self) -> None:
-        self._shown_figure.flush(self.trainer)
+        self._shown_figure.flush()
 
     def on_test_epoch_end(self) -> None:
         # One COCOeval for the logged mAP, the per-class table and the PR curves (see detection_report).

@@ -42,14 +42,16 @@ PLOT_TIME_SHARE = 0.1
 
 
 class Throttle:
-    """Whether a costly side job (drawing a figure) is due: it is when the time since the last one
-    ended is at least (1 / share - 1) times what that one took, so such jobs take at most `share`
-    of the wall time. The first one is always due."""
+    """Runs a costly side job (drawing a figure) only when it is due: when the time since the last
+    one ended is at least (1 / share - 1) times what that one took, so such jobs take at most `share`
+    of the wall time. The first one is always due. A job offered when it is not due is kept, and
+    `flush` runs the last one kept (at the end of fit: the last epoch is always drawn)."""
 
     def __init__(self, share: float | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.share = PLOT_TIME_SHARE if share is None else share
         self.clock = clock
         self._next = -math.inf
+        self._pending: Callable[[], Any] | None = None
 
     def due(self) -> bool:
         return self.clock() >= self._next
@@ -63,26 +65,31 @@ class Throttle:
             ended = self.clock()
             self._next = ended + (ended - started) * (1 / self.share - 1)
 
+    def offer(self, job: Callable[[], Any]) -> None:
+        """Run `job` now if due, else keep it (replacing any job kept before) for `flush`."""
+        if self.due():
+            self._pending = None
+            self.timed(job)
+        else:
+            self._pending = job
+
+    def flush(self) -> None:
+        if self._pending is not None:
+            job, self._pending = self._pending, None
+            self.timed(job)
+
 
 class EpochFigure:
-    """A figure logged at the end of validation epochs (a confusion matrix, the detections shown),
-    through a Throttle: an epoch that is not due keeps its figure's maker, and `flush` (at the end
-    of fit) logs the last one kept, so the run's last validation is always in media/ and the loggers."""
+    """A figure logged at the end of validation epochs (a confusion matrix, the detections shown)
+    through a Throttle, so the run's last validation is always in media/ and the loggers."""
 
     def __init__(self, tag: str, share: float | None = None) -> None:
         self.tag = tag
         self.throttle = Throttle(share)
-        self._pending: Callable[[], Any] | None = None
 
     def offer(self, trainer: Any, make: Callable[[], Any]) -> None:
         """`make` builds the figure from data it has captured (not from state the next epoch changes)."""
-        if self.throttle.due():
-            self._pending = None
-            self.throttle.timed(lambda: log_figure(trainer, self.tag, make()))
-        else:
-            self._pending = make
+        self.throttle.offer(lambda: log_figure(trainer, self.tag, make()))
 
-    def flush(self, trainer: Any) -> None:
-        if self._pending is not None:
-            make, self._pending = self._pending, None
-            self.throttle.timed(lambda: log_figure(trainer, self.tag, make()))
+    def flush(self) -> None:
+        self.throttle.flush()
