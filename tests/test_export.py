@@ -12,7 +12,8 @@ import pytest
 import torch
 from conftest import compose_cfg, run_cli
 
-from litvision.deploy.export import export_checkpoint, main
+from litvision.cli import main as cli_main
+from litvision.deploy.export import export_checkpoint
 from litvision.deploy.exporters import FORMATS
 from litvision.deploy.parity import detection_set_difference
 from litvision.errors import UserError
@@ -251,7 +252,7 @@ def test_force_replaces_the_previous_export_and_records_what_it_wrote(
 
 def _one_line_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
     with pytest.raises(SystemExit) as exit_info:
-        main(argv)
+        cli_main(["export", *argv])
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err, err
@@ -289,6 +290,131 @@ def test_unknown_format_is_one_line(digits_run: dict, tmp_path: Path, capsys: py
     )
     assert "'tflite' is not one of onnx, torchscript, exported_program" in err
     assert not (tmp_path / "o").exists()
+
+
+# -- export through the lifecycle: the key=value form, --cfg, refusals, and the folder it owns -----------
+def test_key_value_form_exports_like_the_flag_form(digits_run: dict, tmp_path: Path) -> None:
+    """`litvision export source=... format=... out_dir=...` (configs/export.yaml's keys, as every other
+    command takes them) is the flag form's export. Catches a key the runner does not read (format
+    ignored: model.onnx written) and out_dir ignored (the default folder beside the run)."""
+    out = tmp_path / "kv"
+    run = Path(digits_run["run_dir"])
+    proc = run_cli(
+        "litvision",
+        "export",
+        f"source={run}",
+        "format=torchscript",
+        f"out_dir={out}",
+        "batch_size=3",
+        check=True,
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.torchscript.pt"], proc.stdout
+    record = json.loads((out / "export.json").read_text())
+    assert record["format"] == "torchscript" and record["checkpoint"] == str(
+        Path(digits_run["best_checkpoint"])
+    )
+    # batch_size=3 reached the parity check: its two batches are 3 and 4 images.
+    assert [c["input_shape"][0] for c in record["checks"]] == [3, 4], record["checks"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["/tmp/my exports/v1", "/tmp/a,b=c [1] (it's)", "C:\\\\x\\y", "out dir'\\"],
+)
+def test_flag_values_reach_the_config_whole(value: str) -> None:
+    """A flag's value (a path with spaces, commas, brackets, `=`, quotes or backslashes) is the key's
+    value after Hydra reads it. Catches the value passed unquoted (Hydra splits or refuses it) and a
+    quote or backslash left unescaped."""
+    from litvision.commands.export import flag_overrides
+    from litvision.config import compose_checked
+
+    overrides = flag_overrides(
+        [value, "--out-dir", value, "--image-size", "480x640", "--batch-size", "5", "--force"]
+    )
+    cfg = compose_checked(overrides, "export")
+    assert (cfg.source, cfg.out_dir, cfg.image_size, cfg.batch_size, cfg.force) == (
+        value,
+        value,
+        "480x640",
+        5,
+        True,
+    )
+    assert (cfg.format, compose_checked(flag_overrides(["r", "--format=onnx"]), "export").format) == (
+        "onnx",
+        "onnx",
+    )
+
+
+def test_export_cfg_prints_its_keys_and_writes_nothing(
+    digits_run: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--cfg shows the composed export config, as for the other commands, and exports nothing."""
+    cli_main(
+        [
+            "export",
+            digits_run["run_dir"],
+            "--format",
+            "exported_program",
+            "--out-dir",
+            str(tmp_path / "o"),
+            "--cfg",
+        ]
+    )
+    shown = capsys.readouterr().out
+    assert f"source: {digits_run['run_dir']}" in shown and "format: exported_program" in shown, shown
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, wanted",
+    [
+        (["--format", "onnx"], "export needs a checkpoint: litvision export <run folder or .ckpt>"),
+        (["{run}", "formt=onnx"], "formt"),
+        (["{run}", "{run}"], "takes one run folder or .ckpt, not 2"),
+        (["{run}", "--batch-size", "two"], "--batch-size='two' must be a whole number"),
+        (["{run}", "image_size=[8,0]"], "--image-size=[8, 0] is not valid"),
+        (["{run}", "--out-dir"], "--out-dir needs a value"),
+    ],
+)
+def test_export_request_refusals_are_one_line(
+    digits_run: dict, tmp_path: Path, capsys: pytest.CaptureFixture, argv: list[str], wanted: str
+) -> None:
+    """Catches a missing source reaching Hydra's MissingMandatoryValue (a traceback), an unknown key
+    accepted, a second path silently taken as the source, a list image_size refused as an OmegaConf
+    list (or accepted with a zero side), and a flag at the end read as the source."""
+    run = digits_run["run_dir"]
+    before = sorted(Path(run).parent.rglob("*"))
+    err = _one_line_error(capsys, [a.replace("{run}", run) for a in argv])
+    assert wanted in err, err
+    assert sorted(Path(run).parent.rglob("*")) == before
+
+
+def test_a_failure_before_the_record_leaves_no_folder(
+    digits_run: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after the model file is written (during the parity check): the lifecycle removes the
+    folder the export made, as for a refused run; a later export into the same place then works.
+    Catches the lifecycle's discard dropped (a model without its export.json left behind), and a
+    discard that removes a folder which was there before the export."""
+    import litvision.deploy.parity as parity_module
+    from litvision.cli import run as cli_run
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    out = tmp_path / "new" / "export"
+    with monkeypatch.context() as m:
+        m.setattr(parity_module, "parity", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            cli_run("export", [digits_run["run_dir"], "--out-dir", str(out)])
+        assert not (tmp_path / "new").exists()
+        kept = tmp_path / "kept"
+        kept.mkdir()
+        with pytest.raises(KeyboardInterrupt):
+            cli_run("export", [digits_run["run_dir"], "--out-dir", str(kept)])
+        assert kept.is_dir() and list(kept.iterdir()) == []
+    record = cli_run("export", [digits_run["run_dir"], "--out-dir", str(out)])
+    assert record["parity_passed"] and sorted(p.name for p in out.iterdir()) == ["export.json", "model.onnx"]
 
 
 def test_detection_set_difference_ignores_order_and_sees_changes() -> None:

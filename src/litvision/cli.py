@@ -24,7 +24,7 @@ from litvision.errors import UserError, guarded
 if TYPE_CHECKING:
     from litvision.lifecycle.runner import Command
 
-# -- run commands (fit, test, predict, tune): their help ---------------------------------------------------------------
+# -- run commands (fit, test, predict, tune, export): their help ---------------------------------------------------------------
 _HELP = {
     "fit": """usage: litvision fit [key=value ...] [resume=<run folder>] [--cfg]
 
@@ -51,6 +51,19 @@ Test a checkpoint on its experiment's test split, in a run folder of its own
 Lightning's batch-size finder, then its LR finder, on one device (DDP is refused). Writes
 runs/<experiment>/tune/<stamp>/ with lr_find.png and summary.json (the suggested
 data.batch_size and model.optimizer.lr as overrides to paste into `litvision fit`).""",
+    "export": """usage: litvision export <run folder or .ckpt> [--format onnx|torchscript|exported_program]
+                        [--out-dir <folder>] [--force] [--image-size H|HxW] [--batch-size N] [--cfg]
+       litvision export source=<run folder or .ckpt> [format=...] [out_dir=...] [force=true] ...
+
+Export a trained checkpoint (a run folder: its best checkpoint) and check the exported model against
+PyTorch. Writes runs/<experiment>/export/<stamp>/ (or --out-dir: a new or empty folder; a non-empty
+one only with --force, never a run folder) holding model.<ext> and export.json: the preprocessing
+from an image file to the input, the input and output shapes, each parity check with its largest
+difference and tolerance, and every file written. The keys are configs/export.yaml's.
+
+  litvision export runs/digits_cnn/<stamp>                          ONNX (onnxruntime parity)
+  litvision export runs/yolov1_shapes/<stamp> --format torchscript
+  litvision export runs/digits_cnn/<stamp> --out-dir deploy/digits --image-size 8""",
     "predict": """usage: litvision predict ckpt_path=<file.ckpt> input=<folder> [key=value ...]
 
 Classify or detect every image in a folder with a trained checkpoint; writes
@@ -67,11 +80,14 @@ def run_command(name: str, args: list[str]) -> None:
     from litvision.lifecycle.runner import execute, plan_run
 
     os.environ.setdefault("LITVISION_ROOT", str(project_root()))
+    command = lifecycle_command(name)
+    if command.flags is not None:
+        args = command.flags(args)
     show_cfg = "--cfg" in args
     unknown = [a for a in args if a.startswith("-") and a != "--cfg"]
     if unknown:
         raise UserError(f"Unknown option {unknown[0]} for `litvision {name}`: see `litvision {name} --help`.")
-    plan = plan_run(lifecycle_command(name), [a for a in args if a != "--cfg"])
+    plan = plan_run(command, [a for a in args if a != "--cfg"])
     if show_cfg:
         from omegaconf import OmegaConf
 
@@ -81,10 +97,12 @@ def run_command(name: str, args: list[str]) -> None:
 
 
 def run(name: str, args: list[str]) -> dict[str, Any]:
-    """`litvision <name> <args>` in this process (tests, notebooks); returns the run's summary."""
+    """`litvision <name> <args>` in this process (tests, notebooks); returns the run's summary
+    (export: what export.json holds)."""
     from litvision.lifecycle.runner import execute, plan_run
 
-    return execute(plan_run(lifecycle_command(name), args))
+    command = lifecycle_command(name)
+    return execute(plan_run(command, command.flags(args) if command.flags else args))
 
 
 # -- tools ------------------------------------------------------------------------------------------
@@ -198,14 +216,6 @@ def sweep(args: list[str]) -> None:
     os.execv(sys.executable, [sys.executable, "-m", "litvision.train", "--multirun", *args])
 
 
-def export(args: list[str]) -> None:
-    from litvision.deploy.export import main as export_main
-
-    code = export_main(args)
-    if code:
-        raise SystemExit(code)
-
-
 def submit(args: list[str]) -> None:
     from litvision.submit import main as submit_main
 
@@ -234,6 +244,12 @@ def _predict() -> Command:
     return COMMAND
 
 
+def _export() -> Command:
+    from litvision.commands.export import COMMAND
+
+    return COMMAND
+
+
 def _tune() -> Command:
     from litvision.tuning import COMMAND
 
@@ -258,7 +274,9 @@ COMMANDS: dict[str, CliCommand] = {
     "test": CliCommand("test a checkpoint on its experiment's test split", command=_test, help=_HELP["test"]),
     "predict": CliCommand("classify/detect a folder of images", command=_predict, help=_HELP["predict"]),
     "tune": CliCommand("LR and batch-size finders on one device", command=_tune, help=_HELP["tune"]),
-    "export": CliCommand("ONNX / TorchScript / ExportedProgram with a parity check", run=export),
+    "export": CliCommand(
+        "ONNX / TorchScript / ExportedProgram with a parity check", command=_export, help=_HELP["export"]
+    ),
     "list": CliCommand("every experiment with its description (`list models`: models)", run=list_experiments),
     "compare": CliCommand("table and curves of runs (make compare)", run=compare),
     "sweep": CliCommand("a Hydra grid or Optuna sweep (make sweep)", run=sweep),
@@ -268,7 +286,7 @@ ALIASES = {"train": "fit", "eval": "test"}
 
 
 def lifecycle_command(name: str) -> Command:
-    """The lifecycle spec of run command `name` (fit, test, predict, tune)."""
+    """The lifecycle spec of run command `name` (fit, test, predict, tune, export)."""
     make = COMMANDS[name].command
     if make is None:
         raise ValueError(f"`litvision {name}` does not run through the lifecycle")

@@ -1,11 +1,14 @@
 """`litvision export`: a trained checkpoint as ONNX, TorchScript or a torch.export ExportedProgram,
 proven to compute what the PyTorch model computes.
 
-    litvision export runs/digits_cnn/<stamp> --format onnx
+    litvision export runs/digits_cnn/<stamp> --format onnx        # = source=... format=onnx
     litvision export runs/yolov1_shapes/<stamp>/checkpoints/last.ckpt --format torchscript
     litvision export runs/digits_cnn/<stamp> --out-dir deploy/digits --image-size 8
     export_checkpoint(Path("runs/digits_cnn/<stamp>"), "exported_program")   # -> the export.json dict
 
+`litvision export` runs through the lifecycle like fit, test, predict and tune (its command spec,
+configs/export.yaml and the flag form: litvision.commands.export): the request is checked and the
+folder planned before anything is loaded, and a failure before export.json removes what was made.
 An export is a run like the others: it writes its own folder, by default
 `runs/<experiment>/export/<stamp>/` beside the source run (the run folder itself stays read-only
 once finished); `--out-dir` names a new or empty folder (a non-empty one only with `--force`,
@@ -22,9 +25,7 @@ scale, channels, mean/std; litvision.data.preprocessing). Modules: source.py (ch
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,6 +76,25 @@ def _run_reference(module: Any, example: Any, size: tuple[int, int], image_size:
         ) from None
 
 
+def check_request(fmt: str, image_size: Any, batch_size: Any) -> None:
+    """The export's own settings, each refused in one line before anything is loaded."""
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UserError(f"--batch-size={batch_size} must be at least 1.")
+    check_image_size(image_size)
+
+
+def plan_folder(source: str | Path, out_dir: str | Path | None, force: bool) -> Any:
+    """The export's folder (deploy/out_dir.OutDir), checked but not made: a run folder, an occupied
+    or unwritable place, or a source that is no checkpoint is refused here."""
+    from litvision.deploy import out_dir as outs
+    from litvision.deploy.source import resolve_source
+
+    src = resolve_source(source)
+    return outs.plan_out_dir(out_dir, src.run_dir, src.checkpoint, force)
+
+
 def export_checkpoint(
     source: str | Path,
     fmt: str = "onnx",
@@ -86,8 +106,22 @@ def export_checkpoint(
     """Export `source` (run folder or .ckpt) as `fmt`, check it against PyTorch, write export.json.
 
     Returns what export.json holds. Bad input raises UserError; until the checkpoint has loaded, its
-    input size is known and the model has run on the example, nothing is written.
+    input size is known and the model has run on the example, nothing is written. The same work as
+    `litvision export`, without its command line (`litvision.cli.run("export", [...])` has it).
     """
+    check_request(fmt, image_size, batch_size)
+    out = plan_folder(source, out_dir, force)
+    try:
+        return export_into(out, source, fmt, image_size, batch_size)
+    except BaseException:
+        out.discard()  # a failed export (a refusal, a bug, Ctrl-C) leaves nothing half-written
+        raise
+
+
+def export_into(out: Any, source: str | Path, fmt: str, image_size: Any, batch_size: int) -> dict[str, Any]:
+    """The export itself, into the planned folder `out` (made here, once the model has run on the
+    example). A failure before export.json leaves `out` for the caller to discard; a parity failure
+    keeps it (export.json shows the difference) and raises UserError."""
     from litvision.deploy import out_dir as outs
     from litvision.deploy.source import (
         _load_checkpoint,
@@ -99,15 +133,8 @@ def export_checkpoint(
     )
     from litvision.tasks.restore import preprocessing
 
-    if fmt not in FORMATS:
-        raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UserError(f"--batch-size={batch_size} must be at least 1.")
-    check_image_size(image_size)
     started = time.time()
     src = resolve_source(source)
-    out = outs.plan_out_dir(out_dir, src.run_dir, src.checkpoint, force)
-
     ckpt = _load_checkpoint(src.checkpoint)
     task, kind = load_task(ckpt, src.checkpoint)
     detection = kind == "detection"
@@ -136,25 +163,22 @@ def export_checkpoint(
         batches = [example, torch.randn(batch_size + 1, c, h, w, generator=gen)]
     _run_reference(module, example, (h, w), image_size)
 
-    outs.make(out)
+    out.make()
     path = out.path / FORMATS[fmt]
-    try:
-        from litvision.deploy.exporters import write_format
+    from litvision.deploy.exporters import write_format
 
-        how = write_format(fmt, module, example, path, detection, arch)
-        from litvision.deploy.parity import parity, tolerance
+    how = write_format(fmt, module, example, path, detection, arch)
+    from litvision.deploy.parity import parity, tolerance
 
-        checked = parity(fmt, path, module, batches, detection, max(h, w))
-        record = _record(fmt, path, src, pre, hp, task, detection, arch, how, checked)
-        record["tolerance"] = tolerance(detection, max(h, w))
-        record["files"] = outs.written_files(out)
-        record["wall_time_s"] = round(time.time() - started, 2)
-        from litvision.utils.run import _json_safe
+    checked = parity(fmt, path, module, batches, detection, max(h, w))
+    record = _record(fmt, path, src, pre, hp, task, detection, arch, how, checked)
+    record["tolerance"] = tolerance(detection, max(h, w))
+    record["files"] = outs.written_files(out)
+    record["wall_time_s"] = round(time.time() - started, 2)
+    from litvision.utils.run import _json_safe
 
-        (out.path / EXPORT_JSON).write_text(json.dumps(_json_safe(record), indent=2) + "\n")
-    except BaseException:
-        outs.discard(out)  # a failed export (a refusal, a bug, Ctrl-C) leaves nothing half-written
-        raise
+    (out.path / EXPORT_JSON).write_text(json.dumps(_json_safe(record), indent=2) + "\n")
+    out.recorded = True
     if not checked["passed"]:
         raise UserError(
             f"the {fmt} export of {src.checkpoint} differs from the PyTorch model by {checked['max_abs_diff']:.3g} "
@@ -216,45 +240,3 @@ def _record(
         "file_bytes": path.stat().st_size,
         "exported_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="litvision export",
-        description="Export a checkpoint and check the exported model against PyTorch (export.json).",
-    )
-    parser.add_argument("source", help="a run folder (runs/<experiment>/<stamp>) or a .ckpt file")
-    parser.add_argument("--format", default="onnx", help=f"one of {', '.join(FORMATS)} (default onnx)")
-    parser.add_argument(
-        "--out-dir",
-        default=None,
-        help="a new or empty folder for the file and export.json (default: runs/<experiment>/export/<stamp>/)",
-    )
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help="write into a non-empty --out-dir, replacing a previous export there",
-    )
-    parser.add_argument("--image-size", default=None, help="input side H or HxW (default: the training size)")
-    parser.add_argument("--batch-size", type=int, default=2, help="parity-check batch (classification)")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    from litvision.errors import guarded
-
-    record = guarded(
-        export_checkpoint,
-        args.source,
-        args.format,
-        args.out_dir,
-        args.image_size,
-        args.batch_size,
-        args.force,
-    )
-    print(
-        f"{record['format']}: {record['file']} (max abs diff {record['max_abs_diff']:.3g}, "
-        f"outputs {json.dumps(record['checks'][0]['output_shapes'])}) -> {Path(record['file']).parent / EXPORT_JSON}"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

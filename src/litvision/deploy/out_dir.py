@@ -39,6 +39,17 @@ class OutDir:
     made: Path | None = None
     #: name -> (size, mtime_ns) of the files there before the export: what it wrote differs.
     before: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: export.json is written: the folder is complete (a parity failure keeps it, to show it).
+    recorded: bool = False
+
+    # The lifecycle's artifact folder (litvision.lifecycle.runner.ArtifactFolder): the command makes
+    # it when it is ready to write; the lifecycle discards it when the command fails before its record.
+    def make(self) -> None:
+        make(self)
+
+    def discard(self) -> None:
+        if not self.recorded:
+            discard(self)
 
 
 def _marks(folder: Path) -> list[str]:

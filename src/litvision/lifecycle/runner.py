@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from omegaconf import DictConfig
 
@@ -57,6 +57,25 @@ class Command:
     check_checkpoint: bool = True
     #: Prints the summary at the end; None: the metrics table (`console.print_summary`).
     report: Callable[[dict[str, Any]], None] | None = None
+    #: "run": a run folder the lifecycle owns (config.yaml, logs, checkpoints, summary.json).
+    #: "artifact": a folder holding only what the command writes and its own record (export:
+    #: model.<ext> and export.json), planned by `plan_folder` before anything is loaded, made by the
+    #: command when it is ready to write, discarded by the lifecycle if the command fails before
+    #: its record is written.
+    folder: str = "run"
+    plan_folder: Callable[[DictConfig], ArtifactFolder] | None = None
+    #: Reads the command's own flags (`--format onnx`) into its config keys, before composing.
+    flags: Callable[[list[str]], list[str]] | None = None
+
+
+class ArtifactFolder(Protocol):
+    """An artifact command's folder (litvision.deploy.out_dir.OutDir)."""
+
+    path: Path
+
+    def make(self) -> None: ...
+
+    def discard(self) -> None: ...
 
 
 @dataclass
@@ -76,6 +95,8 @@ class Plan:
     configure_logging: bool = True
     #: The config as composed, before interpolations were resolved (.hydra/config.yaml).
     composed_yaml: str | None = None
+    #: An artifact command's planned folder (Command.folder == "artifact"); run_dir is its path.
+    artifact: ArtifactFolder | None = None
 
     @property
     def extending(self) -> bool:
@@ -111,6 +132,8 @@ def plan_run(command: Command, args: list[str]) -> Plan:
     from litvision.lifecycle.resume import check_extension, check_resume_changes, replayable
 
     args = [a for a in args if a not in ("-m", "--multirun")]
+    if command.folder == "artifact":
+        return _plan_artifact(command, args)
     worker = process_rank() != 0
     exp = value_of(args, "experiment")
     if exp is not None:
@@ -213,6 +236,32 @@ def plan_run(command: Command, args: list[str]) -> Plan:
     return plan
 
 
+def _plan_artifact(command: Command, args: list[str]) -> Plan:
+    """An artifact command (export): compose its entry config, check its keys, plan its folder;
+    nothing is written and no checkpoint is loaded yet."""
+    from litvision.config import compose_checked
+
+    if command.plan_folder is None:
+        raise ValueError(f"artifact command {command.name} has no plan_folder")
+    cfg = compose_checked(args, command.config_name)
+    composed_yaml = _resolve(cfg)
+    if command.precheck:
+        command.precheck(cfg)
+    folder = command.plan_folder(cfg)
+    return Plan(
+        command=command,
+        cfg=cfg,
+        run_dir=folder.path,
+        mode="new",
+        ckpt_path=None,
+        overrides=list(args),
+        composed_yaml=composed_yaml,
+        fresh_folder=False,
+        configure_logging=False,
+        artifact=folder,
+    )
+
+
 def _resolve(cfg: DictConfig) -> str:
     """Resolve every interpolation once: the run reads fixed values, whatever a resolver would say
     later. Returns the config as composed (with its interpolations), for .hydra/config.yaml."""
@@ -311,6 +360,8 @@ def _task_overrides() -> list[str]:
 
 def execute(plan: Plan) -> dict[str, Any]:
     """Own the run folder for the plan's command; returns the summary (written on rank zero)."""
+    if plan.artifact is not None:
+        return _execute_artifact(plan)
     from hydra.core.hydra_config import HydraConfig
 
     from litvision.utils.run import write_summary
@@ -398,6 +449,26 @@ def execute(plan: Plan) -> dict[str, Any]:
     finally:
         if lock is not None:
             lock.release()
+
+
+def _execute_artifact(plan: Plan) -> dict[str, Any]:
+    """Run an artifact command: its record is its summary (export.json), and whatever it made
+    before writing that record is removed when it fails (a refusal, a bug, Ctrl-C)."""
+    from litvision.lifecycle.session import Session
+
+    session = Session(plan.cfg, plan.run_dir, None, rank_zero=True)
+    session.artifact = plan.artifact
+    try:
+        record = plan.command.runner(session)
+    except BaseException as e:
+        plan.artifact.discard()
+        user_error = find_user_error(e) if isinstance(e, Exception) else None
+        if user_error is None:
+            raise
+        raise user_error from None
+    if plan.command.report is not None:
+        plan.command.report(record)
+    return record
 
 
 def _provenance(plan: Plan) -> dict[str, Any]:

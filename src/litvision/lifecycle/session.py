@@ -23,6 +23,8 @@ class Session:
         self.rank_zero = rank_zero
         self._built: dict[str, Any] = {}
         self._after: list[Callable[[dict[str, Any]], None]] = []
+        #: An artifact command's folder (lifecycle.runner.ArtifactFolder), made by the command.
+        self.artifact: Any = None
 
     def _once(self, key: str, make: Callable[[], Any]) -> Any:
         if key not in self._built:
