@@ -59,26 +59,57 @@ def _select(node: Any, key: str) -> Any:
         return None
 
 
+def sample_images(base: Path, limit: int = SAMPLE) -> list[str]:
+    """Up to `limit` image files under `base`, spread over its sub-folders (each folder's share taken
+    in turn), read without listing the whole folder: a class folder's directory is read only until its
+    share is found, so a million-file folder costs a few directory reads, not a million entries and
+    stats. The sample is the folder's own listing order, sorted: the same folder gives the same one."""
+    import os
+
+    from litvision.data.pipeline.decode import IMG_EXTENSIONS
+
+    def is_image(name: str) -> bool:
+        return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMG_EXTENSIONS
+
+    per_folder: list[list[str]] = []
+    level, found = [str(base)], 0
+    while level and found < limit * 4:
+        share = max(1, math.ceil(limit / len(level)))
+        below: list[str] = []
+        for folder in sorted(level):
+            files: list[str] = []
+            try:
+                with os.scandir(folder) as entries:
+                    for e in entries:
+                        if e.is_dir(follow_symlinks=False):
+                            below.append(e.path)
+                        elif is_image(e.name) and e.is_file():
+                            files.append(e.path)
+                        if len(files) >= share:
+                            break  # its share: the rest of a class folder is not read
+            except OSError:  # unreadable: the reader's up-front checks name it in one line
+                continue
+            if files:
+                per_folder.append(sorted(files))
+                found += len(files)
+        level = below
+    picked: list[str] = []
+    for depth in range(max((len(f) for f in per_folder), default=0)):  # one from each folder in turn
+        picked += [files[depth] for files in per_folder if depth < len(files)]
+    return sorted(picked[:limit])
+
+
 def _folder_side(root: str | None) -> tuple[int, int] | None:
     """(median shorter side, images looked at) of a sample of image headers under `root`, or None."""
     if not root:
         return None
     from PIL import Image
 
-    from litvision.data.pipeline.decode import is_image_file
-
     base = Path(str(root)).expanduser()
-    try:
-        if not base.is_dir():
-            return None
-        files = sorted(p for p in base.rglob("*") if p.is_file() and is_image_file(p))
-    except OSError:  # a name too long, no permission: the up-front path checks name it in one line
+    if not base.is_dir():
         return None
-    if not files:
-        return None
-    step = max(1, len(files) // SAMPLE)
     sides = []
-    for path in files[::step][:SAMPLE]:
+    for path in sample_images(base):
         try:
             with Image.open(path) as im:
                 sides.append(min(im.size))
