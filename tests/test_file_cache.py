@@ -155,3 +155,97 @@ def test_folder_scan_keeps_the_order_the_split_was_drawn_over(tmp_path: Path) ->
     want = [str(p) for p in sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))]
     assert image_files(root) == want
     assert not any("outside" in p or "link" in p for p in want)
+
+
+def _pid_and_square(i: int) -> tuple[int, int]:
+    import time
+
+    if i < 1005:  # the first chunk is the slowest: values gathered as they finish come out of order
+        time.sleep(0.001)
+    return os.getpid(), i * i
+
+
+def test_misses_are_computed_on_every_core_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first run's checks (a read and a decode per file) are spread over forked workers, and their
+    values come back in the order of the files. Catches: the workers never used (one process does
+    it all), results gathered as they finish (imap_unordered: values paired with the wrong files),
+    and a chunk dropped or repeated."""
+    from litvision.data.pipeline.filecache import PARALLEL_FROM, check_workers, compute_all
+
+    todo = list(range(5, 4505))
+    monkeypatch.setenv("LITVISION_CHECK_WORKERS", "2")
+    assert check_workers(len(todo)) == 2
+    out = compute_all(_pid_and_square, todo)
+    assert [v for _, v in out] == [i * i for i in todo]
+    pids = {pid for pid, _ in out}
+    assert len(pids) == 2 and os.getpid() not in pids
+    monkeypatch.setenv("LITVISION_CHECK_WORKERS", "1")
+    assert {pid for pid, _ in compute_all(_pid_and_square, todo[:50])} == {os.getpid()}
+    monkeypatch.delenv("LITVISION_CHECK_WORKERS")
+    assert check_workers(10) == 1  # a few files: not worth starting workers
+    assert check_workers(PARALLEL_FROM) == min(len(os.sched_getaffinity(0)), 8)  # many: every core
+
+
+def test_a_parallel_first_setup_finds_what_the_serial_one_finds(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file check and the duplicate check of a first set-up give the same splits, the same skipped
+    file and the same duplicates in 2 worker processes as in one. Catches values written to the cache
+    under the wrong file (a truncated file kept, or a duplicate lost) when computed in workers."""
+    import shutil
+
+    from litvision.build import build_datamodule
+
+    root = tmp_path / "folder"
+    shutil.copytree(folder, root)
+    classes = sorted(p for p in root.iterdir() if p.is_dir())
+    some = sorted(p for p in classes[0].iterdir())
+    for i, src in enumerate(some[:6]):  # the same pixels again, under another name in another class
+        shutil.copy(src, classes[1] / f"copy_{i}{src.suffix}")
+    data = some[7].read_bytes()
+    some[7].write_bytes(data[: len(data) // 2])  # truncated: no end marker
+
+    def first_setup(workers: str) -> tuple[dict, dict]:
+        monkeypatch.setenv("LITVISION_CACHE_DIR", str(tmp_path / f"cache{workers}"))
+        monkeypatch.setenv("LITVISION_CHECK_WORKERS", workers)
+        dm = build_datamodule(
+            compose_cfg(
+                ["data=image_folder", f"data.root={root}", "data.skip_corrupt=true"], tmp_path / "runs"
+            )
+        )
+        dm.setup("fit")
+        splits = {k: [str(ds.source.paths[int(j)]) for j in ds.indices] for k, ds in dm.datasets.items()}
+        found = {k: v for k, v in dm.data_checks["duplicates"].items() if k != "seconds"}
+        return splits, found
+
+    serial, parallel = first_setup("1"), first_setup("2")
+    assert parallel == serial
+    assert str(some[7]) not in {p for paths in serial[0].values() for p in paths}
+    assert serial[1]["within"]["train"]["count"] >= 1, serial[1]
+
+
+def test_one_setup_stats_each_file_once(
+    folder: Path, cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file check and the duplicate check of one set-up validate their cache entries with one stat
+    per file (a million-file folder: a million stats at each start, not two), and the next set-up
+    stats again (a file changed in between is seen). Catches the set-up's stat memo dropped, and a
+    memo kept across set-ups (a touched file's old result served)."""
+    from collections import Counter
+
+    _setup(folder, tmp_path / "runs")  # fills the cache
+    images = {str(p) for p in folder.rglob("*") if p.is_file()}
+    counts: Counter[str] = Counter()
+    real_stat = os.stat
+
+    def counting(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        if isinstance(path, str) and path in images:
+            counts[path] += 1
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", counting)
+    assert _setup(folder, tmp_path / "runs") == []
+    assert set(counts) == images and set(counts.values()) == {1}, counts.most_common(3)
+    counts.clear()
+    _setup(folder, tmp_path / "runs")
+    assert set(counts.values()) == {1}

@@ -226,6 +226,12 @@ class ClassificationDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
+        from litvision.data.pipeline.filecache import stat_once
+
+        with stat_once():
+            self._setup_splits()
+
+    def _setup_splits(self) -> None:
         self.transforms.normalize_on = self._resolve_normalize_on()
         raw = self._read()
         self._check_num_classes(len(raw.class_names), f" in {self.root}")

@@ -55,19 +55,25 @@ def image_files(folder: Path) -> list[str]:
     entry, which at a million files is most of the scan's time."""
     out: list[str] = []
     stack = [str(folder)]
+    nested = False
     while stack:
         with os.scandir(stack.pop()) as entries:
             for e in entries:
                 if e.is_dir(follow_symlinks=False):
                     stack.append(e.path)
+                    nested = True
                 elif (
                     not e.name.startswith(".")
                     and os.path.splitext(e.name)[1].lower() in IMG_EXTENSIONS
                     and e.is_file()
                 ):
                     out.append(e.path)
-    # The split is drawn over this order: keep the order `sorted(Path(...).rglob("*"))` gave.
-    out.sort(key=lambda p: p.split(os.sep))
+    # The split is drawn over this order: keep the order `sorted(Path(...).rglob("*"))` gave. In a flat
+    # folder every path has the same parent, so plain string order is that order, at a third of the cost.
+    if nested:
+        out.sort(key=lambda p: p.split(os.sep))
+    else:
+        out.sort()
     return out
 
 

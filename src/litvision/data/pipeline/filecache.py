@@ -18,11 +18,13 @@ they would without it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +46,39 @@ def cache_dir() -> Path | None:
 
 def file_key(path: str | Path) -> tuple[int, int] | None:
     """(size, mtime_ns) of a file, or None when it cannot be stat'ed (the check then reads it and says why)."""
+    if _stat_memo is not None:
+        key = os.fspath(path)
+        if key not in _stat_memo:
+            _stat_memo[key] = _stat(key)
+        return _stat_memo[key]
+    return _stat(path)
+
+
+def _stat(path: str | Path) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns
+
+
+_stat_memo: dict[str, tuple[int, int] | None] | None = None
+
+
+@contextlib.contextmanager
+def stat_once() -> Iterator[None]:
+    """Inside the block each file is stat'ed once: one set-up's file check and duplicate check validate
+    their entries with the same (size, mtime_ns), and a million-file folder costs a million stats, not
+    two. Outside it (and in the next set-up) every call stats again."""
+    global _stat_memo
+    outer = _stat_memo
+    if outer is None:
+        _stat_memo = {}
+    try:
+        yield
+    finally:
+        if outer is None:
+            _stat_memo = None
 
 
 class FileCache:
@@ -96,7 +126,8 @@ class FileCache:
                 for path, size, mtime, value in rows:
                     i = where[path]
                     if keys[i] == (size, mtime):
-                        out[i] = json.loads(value)
+                        # A good file check is stored as null: most rows, no parser needed.
+                        out[i] = None if value == "null" else json.loads(value)
         except sqlite3.Error as e:
             log.info("File-check cache unreadable (%s): %s", self.folder, e)
             return [MISS] * len(paths)
@@ -144,23 +175,80 @@ def cached(
     check's `near` mode needs a hash an `exact` run did not store). The file's key is taken before `compute` reads it, so a file that
         changes while it is read is stored under its old key and read again next time.
     """
-    names = [os.path.abspath(p) for p in paths]
+    # The readers' paths are absolute already (from an absolute root): normalising a million of them
+    # again would cost a second at every start.
+    names = [q if os.path.isabs(q) else os.path.abspath(q) for q in map(os.fspath, paths)]
     keys = [file_key(p) for p in names]
     cache = FileCache(table, folder)
     try:
         values = cache.get(names, keys)
+        todo = [i for i, v in enumerate(values) if v is MISS or not usable(v)]
         fresh: list[tuple[str, tuple[int, int], Any]] = []
-        computed = 0
-        for i, v in enumerate(values):
-            if v is MISS or not usable(v):
-                values[i] = v = compute(i)
-                computed += 1
-                if keys[i] is not None and keep(v):
-                    fresh.append((names[i], keys[i], v))
+        for i, v in zip(todo, compute_all(compute, todo), strict=True):
+            values[i] = v
+            if keys[i] is not None and keep(v):
+                fresh.append((names[i], keys[i], v))
         cache.put(fresh)
+        computed = len(todo)
     finally:
         cache.close()
     return values, computed
+
+
+# -- computing the misses on every core ----------------------------------------------------------------
+PARALLEL_FROM = 2000  # files: below this, starting the workers costs more than it saves
+_CHUNK_FILES = 1000
+_job: Callable[[int], Any] | None = None
+
+
+def check_workers(n: int) -> int:
+    """Processes that compute `n` misses: one per core this process may use (at most 8), one below
+    PARALLEL_FROM files, inside a daemonic process (a DataLoader worker may not have children) or
+    where fork is missing. `LITVISION_CHECK_WORKERS=<n>` sets it (1: in this process)."""
+    import multiprocessing
+
+    env = os.environ.get("LITVISION_CHECK_WORKERS", "").strip()
+    if env.isdigit():
+        wanted = max(1, int(env))
+    else:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        wanted = min(cores, 8) if n >= PARALLEL_FROM else 1
+    if wanted > 1 and (
+        multiprocessing.current_process().daemon or "fork" not in multiprocessing.get_all_start_methods()
+    ):
+        return 1
+    return max(1, min(wanted, n))
+
+
+def _worker_start() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)  # the workers share the cores: no OpenMP pool per worker
+
+
+def _run_chunk(indices: list[int]) -> list[Any]:
+    assert _job is not None
+    return [_job(i) for i in indices]
+
+
+def compute_all(compute: Callable[[int], Any], todo: list[int]) -> list[Any]:
+    """`[compute(i) for i in todo]`, spread over `check_workers` forked processes: a first run over a
+    million files reads and decodes each once, and that is most of its set-up. The workers inherit
+    `compute` and what it reads through fork (nothing is pickled but the JSON values coming back),
+    and return their chunks in order, so the result is the serial one."""
+    global _job
+    workers = check_workers(len(todo))
+    if workers <= 1:
+        return [compute(i) for i in todo]
+    import multiprocessing
+
+    chunks = [todo[lo : lo + _CHUNK_FILES] for lo in range(0, len(todo), _CHUNK_FILES)]
+    _job = compute
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_start) as pool:
+            return [v for part in pool.imap(_run_chunk, chunks) for v in part]
+    finally:
+        _job = None
 
 
 # -- parsed indexes (a COCO file's arrays) --------------------------------------------------------------
