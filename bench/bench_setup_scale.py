@@ -3,6 +3,9 @@
     python -m bench setup_scale            # 10k and 100k files, COCO at 10/50/100%; ~10 min on 2 cores
     python -m bench setup_scale --small    # a few hundred files, COCO at 1% (what the test suite runs)
     BENCH_SETUP_SCALE_1M=1 python -m bench setup_scale   # adds the 1M-file folder (~6 GB, ~20 min)
+    BENCH_SETUP_SCALE_FOLDERS=1000000 BENCH_SETUP_SCALE_KEEP=/data/scale python -m bench setup_scale
+                                           # that size alone, into the last full run's results; the
+                                           # folder is generated once into KEEP and reused
 
 Everything is generated into a temporary folder and measured in fresh processes (peak RSS is the
 process's `ru_maxrss`):
@@ -287,10 +290,17 @@ def _child(call: str, env: dict[str, str] | None = None, timeout: float = 3600) 
     return json.loads(lines[-1][len("RESULT ") :])
 
 
-def _folder_case(tmp: Path, n: int, out: dict[str, Any]) -> Path:
-    root = tmp / f"folder_{n}"
+def _folder_case(tmp: Path, n: int, out: dict[str, Any], keep: Path | None = None) -> Path:
+    """One folder size, first and second run. `keep`: generate the folder there (or reuse the one a
+    previous bench left complete), so that a rerun of one size does not write a million files again."""
+    root = (keep or tmp) / f"folder_{n}"
+    done = root / ".complete"
     started = time.perf_counter()
-    write_folder(root, n)
+    if not done.is_file():
+        shutil.rmtree(root, ignore_errors=True)
+        write_folder(root, n)
+        if keep is not None:
+            done.write_text(str(n))
     cache = {"LITVISION_CACHE_DIR": str(tmp / f"cache_{n}")}
     runs = str(tmp / "runs")
     row: dict[str, Any] = {"files": n, "generate_s": round(time.perf_counter() - started, 1)}
@@ -305,8 +315,29 @@ def _folder_case(tmp: Path, n: int, out: dict[str, Any]) -> Path:
     return root
 
 
+def _folders_only(sizes: list[int]) -> dict[str, Any]:
+    """BENCH_SETUP_SCALE_FOLDERS=1000000: rerun those folder sizes alone (the 1M case takes its own
+    window of an idle machine), into the results of the last full run; each rerun row has its date."""
+    previous = ROOT / "bench" / "results" / "setup_scale.json"
+    result = json.loads(previous.read_text()) if previous.is_file() else {}
+    for key in ("benchmark", "date", "machine", "bench_wall_s"):
+        result.pop(key, None)
+    result.setdefault("image_folder", {})
+    keep = os.environ.get("BENCH_SETUP_SCALE_KEEP")
+    with tempfile.TemporaryDirectory(prefix="setup_scale-") as name:
+        for n in sizes:
+            row: dict[str, Any] = {}
+            _folder_case(Path(name), n, row, Path(keep) if keep else None)
+            row[str(n)]["date"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            result["image_folder"][str(n)] = row[str(n)]
+    return result
+
+
 def run(small: bool = False) -> dict[str, Any]:
     global IN_PROCESS
+    only = os.environ.get("BENCH_SETUP_SCALE_FOLDERS", "").strip()
+    if only and not small:
+        return _folders_only([int(v) for v in only.split(",")])
     sizes = SMALL if small else FULL
     IN_PROCESS = small
     result: dict[str, Any] = {"small": small, "image_folder": {}, "coco": {}, "worker_memory": {}}
