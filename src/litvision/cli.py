@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from litvision.errors import UserError, guarded
 
 if TYPE_CHECKING:
-    from litvision.lifecycle.runner import Command
+    from litvision.lifecycle.spec import Command
 
 # -- run commands (fit, test, predict, tune, export): their help ---------------------------------------------------------------
 _HELP = {
@@ -224,7 +224,7 @@ def submit(args: list[str]) -> None:
         raise SystemExit(code)
 
 
-# The run commands' lifecycle specs (litvision.lifecycle.runner.Command), each declared beside its
+# The run commands' lifecycle specs (litvision.lifecycle.spec.Command), each declared beside its
 # runner and imported only when that command runs: `litvision --help` imports none of them.
 def _fit() -> Command:
     from litvision.commands.fit import COMMAND

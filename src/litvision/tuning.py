@@ -40,7 +40,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from litvision.errors import UserError
-from litvision.lifecycle.runner import Command
+from litvision.lifecycle.spec import Command
 
 LR_PLOT = "lr_find.png"
 DEFAULTS: dict[str, Any] = {

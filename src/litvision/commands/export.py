@@ -21,8 +21,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from litvision.errors import UserError
-from litvision.lifecycle.runner import Command
 from litvision.lifecycle.session import Session
+from litvision.lifecycle.spec import Command
 
 #: flag -> key of configs/export.yaml (argparse would take `key=value` for the source: it is not used).
 _FLAGS = {

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from litvision.lifecycle.runner import Command
 from litvision.lifecycle.session import Session
+from litvision.lifecycle.spec import Command
 
 
 def _checkpoint_callback(trainer: Any) -> Any:

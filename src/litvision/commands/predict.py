@@ -45,7 +45,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from litvision.errors import UserError
-from litvision.lifecycle.runner import Command
+from litvision.lifecycle.spec import Command
 from litvision.tasks.restore import inference_transform, load_task
 
 log = logging.getLogger(__name__)

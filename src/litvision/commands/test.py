@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litvision.lifecycle.runner import Command
 from litvision.lifecycle.session import Session
+from litvision.lifecycle.spec import Command
 
 
 def run(session: Session) -> dict[str, Any]:

@@ -42,7 +42,7 @@ class OutDir:
     #: export.json is written: the folder is complete (a parity failure keeps it, to show it).
     recorded: bool = False
 
-    # The lifecycle's artifact folder (litvision.lifecycle.runner.ArtifactFolder): the command makes
+    # The lifecycle's artifact folder (litvision.lifecycle.spec.ArtifactFolder): the command makes
     # it when it is ready to write; the lifecycle discards it when the command fails before its record.
     def make(self) -> None:
         make(self)

@@ -18,11 +18,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -30,79 +28,10 @@ from litvision.errors import UserError, find_user_error
 from litvision.hardware import process_rank
 from litvision.lifecycle import run_folder as folders
 
-if TYPE_CHECKING:
-    from litvision.lifecycle.session import Session
+# Command and Plan lived here before spec.py; importing them from here keeps working.
+from litvision.lifecycle.spec import ArtifactFolder, Command, Plan  # noqa: F401
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Command:
-    """What the lifecycle needs to know of a run command. Each command module declares its own
-    (`litvision.commands.fit.COMMAND`, ...) beside its runner; the CLI's one table (`litvision.cli`)
-    lists them. The lifecycle imports no command: it is handed one."""
-
-    name: str
-    #: Entry config in configs/ (train.yaml, eval.yaml, predict.yaml); also the run's log file name.
-    config_name: str
-    #: Takes the Session and returns the command's summary fields.
-    runner: Callable[[Session], dict[str, Any]]
-    needs_checkpoint: bool = False
-    #: hydra.run.dir when the entry config's hydra group does not set it.
-    run_dir: str | None = None
-    #: Checks the command's own keys before any folder exists.
-    precheck: Callable[[DictConfig], None] | None = None
-    #: Whether the lifecycle checks the checkpoint (safe load, same experiment) before the folder;
-    #: predict does it itself, from the checkpoint alone.
-    check_checkpoint: bool = True
-    #: Prints the summary at the end; None: the metrics table (`console.print_summary`).
-    report: Callable[[dict[str, Any]], None] | None = None
-    #: "run": a run folder the lifecycle owns (config.yaml, logs, checkpoints, summary.json).
-    #: "artifact": a folder holding only what the command writes and its own record (export:
-    #: model.<ext> and export.json), planned by `plan_folder` before anything is loaded, made by the
-    #: command when it is ready to write, discarded by the lifecycle if the command fails before
-    #: its record is written.
-    folder: str = "run"
-    plan_folder: Callable[[DictConfig], ArtifactFolder] | None = None
-    #: Reads the command's own flags (`--format onnx`) into its config keys, before composing.
-    flags: Callable[[list[str]], list[str]] | None = None
-
-
-class ArtifactFolder(Protocol):
-    """An artifact command's folder (litvision.deploy.out_dir.OutDir)."""
-
-    path: Path
-
-    def make(self) -> None: ...
-
-    def discard(self) -> None: ...
-
-
-@dataclass
-class Plan:
-    command: Command
-    cfg: DictConfig
-    run_dir: Path
-    #: new: a fresh folder; resume: continue an interrupted run in its folder; fork: a new run that
-    #: starts from a finished run's checkpoint; job: a folder Hydra's multirun made for this job.
-    mode: str
-    ckpt_path: str | None
-    overrides: list[str]
-    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
-    source_run: Path | None = None
-    #: From the command line: the folder must not exist yet (a new run never reuses a folder).
-    fresh_folder: bool = True
-    configure_logging: bool = True
-    #: The config as composed, before interpolations were resolved (.hydra/config.yaml).
-    composed_yaml: str | None = None
-    #: An artifact command's planned folder (Command.folder == "artifact"); run_dir is its path.
-    artifact: ArtifactFolder | None = None
-
-    @property
-    def extending(self) -> bool:
-        """A fork of a finished run, or a resume given more epochs or steps than the run had."""
-        grown = any(k in self.changes for k in ("trainer.max_epochs", "trainer.max_steps"))
-        return self.ckpt_path is not None and (self.mode == "fork" or (self.mode == "resume" and grown))
 
 
 def value_of(args: list[str], key: str) -> str | None:
@@ -133,7 +62,11 @@ def plan_run(command: Command, args: list[str]) -> Plan:
 
     args = [a for a in args if a not in ("-m", "--multirun")]
     if command.folder == "artifact":
-        return _plan_artifact(command, args)
+        from litvision.config import compose_checked
+        from litvision.lifecycle.artifact import plan_artifact
+
+        cfg = compose_checked(args, command.config_name)
+        return plan_artifact(command, cfg, args, _resolve(cfg))
     worker = process_rank() != 0
     exp = value_of(args, "experiment")
     if exp is not None:
@@ -236,32 +169,6 @@ def plan_run(command: Command, args: list[str]) -> Plan:
     return plan
 
 
-def _plan_artifact(command: Command, args: list[str]) -> Plan:
-    """An artifact command (export): compose its entry config, check its keys, plan its folder;
-    nothing is written and no checkpoint is loaded yet."""
-    from litvision.config import compose_checked
-
-    if command.plan_folder is None:
-        raise ValueError(f"artifact command {command.name} has no plan_folder")
-    cfg = compose_checked(args, command.config_name)
-    composed_yaml = _resolve(cfg)
-    if command.precheck:
-        command.precheck(cfg)
-    folder = command.plan_folder(cfg)
-    return Plan(
-        command=command,
-        cfg=cfg,
-        run_dir=folder.path,
-        mode="new",
-        ckpt_path=None,
-        overrides=list(args),
-        composed_yaml=composed_yaml,
-        fresh_folder=False,
-        configure_logging=False,
-        artifact=folder,
-    )
-
-
 def _resolve(cfg: DictConfig) -> str:
     """Resolve every interpolation once: the run reads fixed values, whatever a resolver would say
     later. Returns the config as composed (with its interpolations), for .hydra/config.yaml."""
@@ -361,7 +268,9 @@ def _task_overrides() -> list[str]:
 def execute(plan: Plan) -> dict[str, Any]:
     """Own the run folder for the plan's command; returns the summary (written on rank zero)."""
     if plan.artifact is not None:
-        return _execute_artifact(plan)
+        from litvision.lifecycle.artifact import execute_artifact
+
+        return execute_artifact(plan)
     from hydra.core.hydra_config import HydraConfig
 
     from litvision.utils.run import write_summary
@@ -449,26 +358,6 @@ def execute(plan: Plan) -> dict[str, Any]:
     finally:
         if lock is not None:
             lock.release()
-
-
-def _execute_artifact(plan: Plan) -> dict[str, Any]:
-    """Run an artifact command: its record is its summary (export.json), and whatever it made
-    before writing that record is removed when it fails (a refusal, a bug, Ctrl-C)."""
-    from litvision.lifecycle.session import Session
-
-    session = Session(plan.cfg, plan.run_dir, None, rank_zero=True)
-    session.artifact = plan.artifact
-    try:
-        record = plan.command.runner(session)
-    except BaseException as e:
-        plan.artifact.discard()
-        user_error = find_user_error(e) if isinstance(e, Exception) else None
-        if user_error is None:
-            raise
-        raise user_error from None
-    if plan.command.report is not None:
-        plan.command.report(record)
-    return record
 
 
 def _provenance(plan: Plan) -> dict[str, Any]:

@@ -23,7 +23,7 @@ class Session:
         self.rank_zero = rank_zero
         self._built: dict[str, Any] = {}
         self._after: list[Callable[[dict[str, Any]], None]] = []
-        #: An artifact command's folder (lifecycle.runner.ArtifactFolder), made by the command.
+        #: An artifact command's folder (lifecycle.spec.ArtifactFolder), made by the command.
         self.artifact: Any = None
 
     def _once(self, key: str, make: Callable[[], Any]) -> Any:
