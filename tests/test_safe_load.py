@@ -227,3 +227,32 @@ def test_check_compatible_names_both(trained: dict, tmp_path: Path) -> None:
     with pytest.raises(UserError) as err:
         check_compatible(old, compose_cfg(["experiment=yolov1_shapes"], runs), path)
     assert_one_line(err, "(classification task, SmallCNN", "(detection task, YOLOv1")
+
+
+def test_a_checkpoint_without_the_record_tells_its_task_by_its_network() -> None:
+    """Checkpoints written before the `litvision` record and without a task hyper-parameter that tells
+    (label_smoothing, class_metrics): the network's package decides, else the experiment's task, else
+    one line. Catches the detection package rule dropped (a YOLO read as a classifier) and the
+    classification rule dropped (the experiment's task then decides, wrongly for a foreign config)."""
+    from omegaconf import OmegaConf
+
+    from litvision.tasks.restore import task_kind
+    from litvision.utils.safe_load import checkpoint_record
+
+    def old(target: str) -> dict:
+        return {"hyper_parameters": {"net": {"_target_": target}, "num_classes": 3}}
+
+    yolo, cnn = (
+        old("litvision.models.detection.yolo.YOLOv1"),
+        old("litvision.models.classification.cnn.SmallCNN"),
+    )
+    assert (
+        checkpoint_record(yolo)["task"] == "detection" and checkpoint_record(cnn)["task"] == "classification"
+    )
+    detector_cfg = OmegaConf.create({"model": {"_target_": "litvision.tasks.detection.DetectionTask"}})
+    assert task_kind(cnn, Path("old.ckpt"), detector_cfg) == "classification"  # the checkpoint wins
+    foreign = old("torchvision.models.resnet18")
+    assert checkpoint_record(foreign)["task"] is None
+    assert task_kind(foreign, Path("old.ckpt"), detector_cfg) == "detection"  # then the experiment
+    with pytest.raises(UserError, match="Cannot tell whether checkpoint old.ckpt is a classification"):
+        task_kind(foreign, Path("old.ckpt"))

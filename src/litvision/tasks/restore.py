@@ -49,19 +49,13 @@ def _task_class(kind: str) -> type:
 
 
 def task_kind(ckpt: Mapping[str, Any], path: Path, cfg: DictConfig | None = None) -> str:
-    """ "classification" | "detection": what the checkpoint records, else what its hyper-parameters or
-    its network's package tell (checkpoints written before the record), else the experiment's task."""
+    """ "classification" | "detection": what the checkpoint says (utils/safe_load.checkpoint_record: its
+    record, or for one written before the record its hyper-parameters and network), else the
+    experiment's task. The rules are safe_load's alone: the checks before a run read the same."""
     from litvision.utils.safe_load import checkpoint_record
     from litvision.utils.safe_load import task_kind as kind_of_target
 
     kind = checkpoint_record(ckpt).get("task")
-    if kind is None:
-        net = (ckpt.get("hyper_parameters") or {}).get("net") or {}
-        target = str(net.get("_target_", "")) if isinstance(net, Mapping) else ""
-        if target.startswith("litvision.models.detection."):
-            kind = "detection"
-        elif target.startswith("litvision.models."):
-            kind = "classification"
     if kind is None and cfg is not None:
         kind = kind_of_target(cfg.model.get("_target_"))
     if kind not in ("classification", "detection"):

@@ -169,10 +169,16 @@ def checkpoint_record(ckpt: Mapping[str, Any]) -> dict[str, Any]:
         return dict(rec)
     hp = ckpt.get("hyper_parameters") or {}
     net = hp.get("net") if isinstance(hp.get("net"), Mapping) else {}
+    # Written before the record: the task's own hyper-parameters tell, else its network's package.
+    target = str(net.get("_target_", "")) if net else ""
     if "label_smoothing" in hp:
         task = "classification"
-    elif "class_metrics" in hp or "draw_score_thresh" in hp:
+    elif (
+        "class_metrics" in hp or "draw_score_thresh" in hp or target.startswith("litvision.models.detection.")
+    ):
         task = "detection"
+    elif target.startswith("litvision.models."):
+        task = "classification"
     else:
         task = None
     return {
