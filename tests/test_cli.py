@@ -133,3 +133,27 @@ def test_plus_keys_nothing_reads_are_refused(overrides: list[str], needle: str) 
     with pytest.raises(UserError) as err:
         compose_checked(overrides)
     assert needle in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+@pytest.mark.parametrize("command", ["list", "fit --help", "export --help"])
+def test_output_cut_short_by_a_pipe_is_not_an_error(command: str) -> None:
+    """`litvision list | head -1`: the reader leaves early. Catches a BrokenPipeError traceback on stderr
+    (from the print, or from Python's flush of stdout at exit)."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "COLUMNS": "200"}
+    proc = subprocess.run(
+        # `true` exits at once: the write finds the pipe closed (head may have read it all first).
+        f"{sys.executable} -m litvision {command} | true",
+        shell=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.stderr == "", proc.stderr[-2000:]
