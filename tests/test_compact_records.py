@@ -110,3 +110,19 @@ def test_large_coco_file_loads_into_the_compact_index_with_the_plain_readers_rec
         elif isinstance(value, (list, dict, tuple)):
             assert len(value) < 100, f"COCODetection.{name} holds {len(value)} Python objects"
     assert held <= 64 * BOXES + 64 * IMAGES, held
+
+
+@pytest.mark.parametrize("names", [["a/b.png", "c.png", "dd/e f.jpg"], ["a/b.png", "ü/é.png", "c.png"]])
+def test_path_table_texts_are_the_paths_at_the_indices(names: list[str]) -> None:
+    """`texts(indices)` (the duplicate check's paths, decoded in one pass) equals `text(i)` for each
+    index, in the indices' order, with negative indices and non-ASCII names. Catches byte offsets used
+    as string offsets for a non-ASCII buffer, the order of `indices` lost, and an index off by one."""
+    from litvision.data.pipeline.records import PathTable
+
+    table = PathTable([f"/data/{n}" for n in names])
+    idx = [2, 0, -2, 0]
+    assert table.texts(idx) == [table.text(i) for i in idx] == [f"/data/{names[i]}" for i in idx]
+    assert table.texts() == [f"/data/{n}" for n in names]
+    assert table.texts([]) == []
+    with pytest.raises(IndexError):
+        table.texts([3])

@@ -249,3 +249,29 @@ def test_one_setup_stats_each_file_once(
     counts.clear()
     _setup(folder, tmp_path / "runs")
     assert set(counts.values()) == {1}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "0f" * 16,
+        f"{'ab' * 16} -4611686018427387904",
+        'say "hi"',
+        "ü",
+        "a\\b",
+        "",
+        {"a": 1},
+        [1, "x"],
+        3,
+    ],
+)
+def test_cached_values_read_back_as_written(value: object) -> None:
+    """A cached value reads back as json.dumps wrote it; the shortcuts for null and plain strings (a
+    million rows at every start) change nothing. Catches a string with an escaped quote, a backslash
+    or a non-ASCII character cut at the wrong place, and the empty string."""
+    import json
+
+    from litvision.data.pipeline.filecache import _loads
+
+    assert _loads(json.dumps(value)) == value
