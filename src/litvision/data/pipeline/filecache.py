@@ -54,6 +54,16 @@ def file_key(path: str | Path) -> tuple[int, int] | None:
     return _stat(path)
 
 
+def file_keys(paths: Sequence[str]) -> list[tuple[int, int] | None]:
+    """`file_key` of each path (one loop, not a call per path: a million of them at every start)."""
+    memo = _stat_memo
+    if memo is None:
+        return [_stat(p) for p in paths]
+    missing = [p for p in paths if p not in memo]
+    memo.update(zip(missing, map(_stat, missing)))
+    return [memo[p] for p in paths]
+
+
 def _stat(path: str | Path) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -187,7 +197,7 @@ def cached(
     # The readers' paths are absolute already (from an absolute root): normalising a million of them
     # again would cost a second at every start.
     names = [q if os.path.isabs(q) else os.path.abspath(q) for q in map(os.fspath, paths)]
-    keys = [file_key(p) for p in names]
+    keys = file_keys(names)
     cache = FileCache(table, folder)
     try:
         values = cache.get(names, keys)
