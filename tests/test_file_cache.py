@@ -275,3 +275,24 @@ def test_cached_values_read_back_as_written(value: object) -> None:
     from litvision.data.pipeline.filecache import _loads
 
     assert _loads(json.dumps(value)) == value
+
+
+def _workers_in_a_daemon(queue: object) -> None:
+    from litvision.data.pipeline.filecache import check_workers
+
+    queue.put(check_workers(10_000))  # type: ignore[attr-defined]
+
+
+def test_no_workers_inside_a_daemonic_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A set-up inside a daemonic process (a DataLoader worker, a Pool's worker) computes in that
+    process: Python refuses a daemon's children. Catches the daemon check dropped."""
+    import multiprocessing
+
+    monkeypatch.delenv("LITVISION_CHECK_WORKERS", raising=False)
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_workers_in_a_daemon, args=(queue,), daemon=True)
+    proc.start()
+    got = queue.get(timeout=60)
+    proc.join(60)
+    assert got == 1

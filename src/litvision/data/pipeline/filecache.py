@@ -221,9 +221,9 @@ _job: Callable[[int], Any] | None = None
 
 
 def check_workers(n: int) -> int:
-    """Processes that compute `n` misses: one per core this process may use (at most 8), one below
+    """Processes that compute `n` misses: one per core this process may use (at most 8); one below
     PARALLEL_FROM files, inside a daemonic process (a DataLoader worker may not have children) or
-    where fork is missing. `LITVISION_CHECK_WORKERS=<n>` sets it (1: in this process)."""
+    off Linux. `LITVISION_CHECK_WORKERS=<n>` sets it (1: in this process)."""
     import multiprocessing
 
     env = os.environ.get("LITVISION_CHECK_WORKERS", "").strip()
@@ -232,9 +232,8 @@ def check_workers(n: int) -> int:
     else:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         wanted = min(cores, 8) if n >= PARALLEL_FROM else 1
-    if wanted > 1 and (
-        multiprocessing.current_process().daemon or "fork" not in multiprocessing.get_all_start_methods()
-    ):
+    # fork only on Linux: macOS lists it but its system libraries are not safe to fork after use.
+    if wanted > 1 and (multiprocessing.current_process().daemon or not sys.platform.startswith("linux")):
         return 1
     return max(1, min(wanted, n))
 
