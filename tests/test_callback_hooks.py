@@ -143,6 +143,9 @@ def test_checkpoint_every_n_train_steps_still_saves_at_batch_end(tmp_path: Path,
     trainer.fit(_Tiny.module(), _Tiny.loader(6))
     saved = sorted(p.name for p in (tmp_path / "ckpt").glob("*.ckpt"))
     assert saved == (["step=2.ckpt", "step=4.ckpt", "step=6.ckpt"] if every_n else ["step=6.ckpt"])
+    # Nothing to do at a batch's end without every_n_train_steps (nor last_every_n_train_steps): the
+    # hook was skipped for the run; with it, kept.
+    assert (ckpt.on_train_batch_end is None) == (every_n is None)
 
 
 def test_sample_grid_stops_being_called_once_done() -> None:
