@@ -160,3 +160,36 @@ def test_sample_grid_stops_being_called_once_done() -> None:
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
     cb.on_train_batch_start(trainer, L.LightningModule(), torch.rand(2, 3, 4, 4), 0)
     assert cb.logged and cb.on_train_batch_start is None
+
+
+def test_tasks_set_the_hook_name_directly_and_everything_else_through_nn_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`_current_fx_name`, which Lightning sets around every hook call, skips nn.Module.__setattr__
+    (tasks/hook_name.py); a parameter, a module or any other attribute still goes through it and is
+    registered as before."""
+    from litvision.build import build_task
+    from litvision.tasks.detection import DetectionTask
+    from litvision.tasks.hook_name import DirectHookName
+
+    assert issubclass(DetectionTask, DirectHookName)
+    task = build_task(compose_cfg(["experiment=digits_cnn"], tmp_path))
+    assert isinstance(task, DirectHookName)
+    seen: list[str] = []
+    original = torch.nn.Module.__setattr__
+
+    def spy(self: Any, name: str, value: Any) -> None:
+        if self is task:
+            seen.append(name)
+        original(self, name, value)
+
+    monkeypatch.setattr(torch.nn.Module, "__setattr__", spy)
+    task._current_fx_name = "training_step"
+    assert task._current_fx_name == "training_step" and "_current_fx_name" in vars(task)
+    task._current_fx_name = None
+    assert seen == []
+    task.extra_head = torch.nn.Linear(2, 2)
+    task.extra_scale = torch.nn.Parameter(torch.ones(1))
+    task.plain_value = 3
+    assert seen == ["extra_head", "extra_scale", "plain_value"]
+    assert "extra_head" in task._modules and "extra_scale" in task._parameters

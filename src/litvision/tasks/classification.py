@@ -38,6 +38,7 @@ from litvision.models.weights import build_net, without_pretrained
 from litvision.tasks.data_contract import adopt_data_contract
 from litvision.tasks.finetune import freeze as apply_freeze
 from litvision.tasks.finetune import layer_decay_param_groups, sync_batchnorm_modes
+from litvision.tasks.hook_name import DirectHookName
 from litvision.tasks.optim import build_param_groups, configure_optimization
 from litvision.tasks.options import check_class_weights, check_ema_decay, check_tta
 from litvision.tasks.step_logging import step_values_read
@@ -60,7 +61,7 @@ def _eval_metrics(num_classes: int, prefix: str) -> MetricCollection:
     )
 
 
-class ClassificationTask(L.LightningModule):
+class ClassificationTask(DirectHookName, L.LightningModule):
     def __init__(
         self,
         net: Mapping[str, Any],
