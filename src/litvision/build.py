@@ -80,7 +80,10 @@ def build_callbacks(cfg: DictConfig) -> list[Any]:
             compile=bool(cfg.get("compile")), channels_last=bool(cfg.get("channels_last"))
         )
         callbacks.append(switches)
-    return callbacks
+    # Lightning would call each callback's empty per-batch hooks at every step (callbacks/hooks.py).
+    from litvision.callbacks.hooks import skip_empty_batch_hooks
+
+    return skip_empty_batch_hooks(callbacks)
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:

@@ -59,6 +59,13 @@ class SampleGrid(L.Callback):
         self.ncols = ncols
         self.tag = tag
         self.logged = False
+        if num_images <= 0:
+            self._done()
+
+    def _done(self) -> None:
+        # Nothing more to do at any batch: Lightning skips a hook that is None (callbacks/hooks.py),
+        # instead of calling this one at every step of the run to return at once.
+        self.on_train_batch_start = None  # type: ignore[method-assign,assignment]
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
@@ -66,6 +73,7 @@ class SampleGrid(L.Callback):
         if self.logged or self.num_images <= 0:
             return
         self.logged = True
+        self._done()
         # fast_dev_run swaps the loggers for dummies and keeps no media: nothing would be shown.
         if trainer.fast_dev_run or not trainer.is_global_zero:
             return

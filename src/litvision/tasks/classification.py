@@ -38,6 +38,7 @@ from litvision.models.weights import build_net, without_pretrained
 from litvision.tasks.data_contract import adopt_data_contract
 from litvision.tasks.finetune import freeze as apply_freeze
 from litvision.tasks.finetune import layer_decay_param_groups, sync_batchnorm_modes
+from litvision.tasks.hook_name import DirectHookName
 from litvision.tasks.optim import build_param_groups, configure_optimization
 from litvision.tasks.options import check_class_weights, check_ema_decay, check_tta
 from litvision.tasks.step_logging import step_values_read
@@ -60,7 +61,7 @@ def _eval_metrics(num_classes: int, prefix: str) -> MetricCollection:
     )
 
 
-class ClassificationTask(L.LightningModule):
+class ClassificationTask(DirectHookName, L.LightningModule):
     def __init__(
         self,
         net: Mapping[str, Any],
@@ -112,13 +113,15 @@ class ClassificationTask(L.LightningModule):
         apply_freeze(self.net, self.hparams.freeze)
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
-        # Training accuracy as two counters on the device (micro accuracy: hits / images), not a
-        # torchmetrics Metric: its update() validates and reshapes its inputs in Python at every step,
-        # the largest per-step cost the task had left (bench step_overhead). Not saved in checkpoints,
-        # as a Metric's state was not.
+        # Training accuracy (micro: hits / images) as a counter of hits on the device and a count of
+        # images on the host, not a torchmetrics Metric: its update() validates and reshapes its inputs
+        # in Python at every step, the largest per-step cost the task had left (bench step_overhead).
+        # The number of images is known on the host (the batch's shape): a device counter for it
+        # was one more kernel launch per step. Not saved in checkpoints, as a Metric's state was not.
         self.register_buffer("_train_hits", torch.zeros((), dtype=torch.long), persistent=False)
-        self.register_buffer("_train_seen", torch.zeros((), dtype=torch.long), persistent=False)
-        self._train_counted = False
+        # [steps, images] of this epoch; a list, so that counting does not go through
+        # nn.Module.__setattr__ at every step.
+        self._train_tally = [0, 0]
         self.val_metrics = _eval_metrics(num_classes, "val/")
         self.test_metrics = _eval_metrics(num_classes, "test/")
         self.val_cm = MulticlassConfusionMatrix(num_classes)
@@ -187,13 +190,14 @@ class ClassificationTask(L.LightningModule):
         logits = self(x)
         loss = self._loss(logits, y)
         hard = y.argmax(dim=-1) if y.ndim == 2 else y
-        # In place on local names: `self.x += ...` would also run nn.Module.__setattr__ each step.
-        hits, seen = self._train_hits, self._train_seen
-        with torch.no_grad():  # no host sync: both stay on the device until the epoch ends
-            hits += (logits.argmax(dim=-1) == hard).sum()
-            seen += hard.numel()
-        if not self._train_counted:
-            self._train_counted = True
+        # In place on a local name: `self.x += ...` would also run nn.Module.__setattr__ each step.
+        # No host sync: the hits stay on the device until the epoch ends. No torch.no_grad() either:
+        # an arg-max has no gradient, so neither the comparison nor its sum is recorded by autograd.
+        hits = self._train_hits
+        hits += (logits.argmax(dim=-1) == hard).sum()
+        tally = self._train_tally
+        tally[0] += 1
+        tally[1] += hard.numel()
         # Not prog_bar: Lightning would call .item() on it after every step, a GPU sync per step;
         # the progress bar (callbacks/progress_bar.py) shows it, read once a second. Only on the
         # steps whose values are read: self.log is most of the task's per-step cost (step_logging.py).
@@ -204,14 +208,14 @@ class ClassificationTask(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         # Logged once an epoch, not from every step: Lightning's self.log costs about as much CPU
         # time per step as a small network's launches. Under DDP the counts of every rank are summed.
-        if self._train_counted:
+        steps, images = self._train_tally
+        if steps:
             reduce = self.trainer.strategy.reduce
             hits = reduce(self._train_hits.clone(), reduce_op="sum")
-            seen = reduce(self._train_seen.clone(), reduce_op="sum")
+            seen = reduce(torch.tensor(images, device=hits.device), reduce_op="sum")
             self.log("train/acc", hits.float() / seen.clamp(min=1))
         self._train_hits.zero_()
-        self._train_seen.zero_()
-        self._train_counted = False
+        self._train_tally = [0, 0]
 
     def _eval_step(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
         x, y = batch

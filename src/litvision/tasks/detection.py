@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from litvision.metrics.detection import compute_map, make_iou_metric, make_map_metric, metric_targets
 from litvision.tasks.data_contract import adopt_data_contract
+from litvision.tasks.hook_name import DirectHookName
 from litvision.tasks.optim import build_param_groups, configure_optimization
 from litvision.tasks.options import check_ema_decay
 from litvision.tasks.step_logging import step_values_read
@@ -49,7 +50,7 @@ def _split_batch(batch: Any) -> tuple[list[Tensor], list[dict[str, Any]]]:
     return list(images), list(targets)
 
 
-class DetectionTask(L.LightningModule):
+class DetectionTask(DirectHookName, L.LightningModule):
     def __init__(
         self,
         net: Mapping[str, Any],

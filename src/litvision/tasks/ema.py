@@ -40,6 +40,11 @@ class EMA(EMAWeightAveraging):
         check_ema_decay(decay)
         super().__init__(decay=decay, use_buffers=True)
         self.decay = decay
+        # The task adds this callback itself, after build_callbacks: its empty per-batch hooks are
+        # skipped here (litvision/callbacks/hooks.py).
+        from litvision.callbacks.hooks import skip_empty_batch_hooks
+
+        skip_empty_batch_hooks([self])
 
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
