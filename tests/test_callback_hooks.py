@@ -1,4 +1,4 @@
-"""Callbacks' empty per-batch hooks are not dispatched (callbacks/hooks.py), and what the callbacks do
+"""Callbacks' empty per-batch hooks are not dispatched (utils/callback_hooks.py), and what the callbacks do
 at a batch is unchanged: the hooks a callback overrides still run at every batch, the others are
 never called, and Lightning's own batch-end checkpoint (`every_n_train_steps`) still saves."""
 
@@ -49,7 +49,7 @@ def test_default_callbacks_keep_only_the_batch_hooks_they_override(tmp_path: Pat
     from lightning.pytorch import Callback
 
     from litvision.build import build_callbacks
-    from litvision.callbacks.hooks import BATCH_HOOKS
+    from litvision.utils.callback_hooks import BATCH_HOOKS
 
     cfg = compose_cfg(["experiment=digits_cnn"], tmp_path)
     callbacks = build_callbacks(cfg)
@@ -71,7 +71,7 @@ def test_pruned_callback_runs_its_own_hooks_and_never_the_empty_ones(tmp_path: P
     import lightning as L
     from lightning.pytorch import Callback
 
-    from litvision.callbacks.hooks import BATCH_HOOKS, skip_empty_batch_hooks
+    from litvision.utils.callback_hooks import BATCH_HOOKS, skip_empty_batch_hooks
 
     class Counting(Callback):
         def __init__(self) -> None:

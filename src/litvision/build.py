@@ -80,8 +80,8 @@ def build_callbacks(cfg: DictConfig) -> list[Any]:
             compile=bool(cfg.get("compile")), channels_last=bool(cfg.get("channels_last"))
         )
         callbacks.append(switches)
-    # Lightning would call each callback's empty per-batch hooks at every step (callbacks/hooks.py).
-    from litvision.callbacks.hooks import skip_empty_batch_hooks
+    # Lightning would call each callback's empty per-batch hooks at every step (utils/callback_hooks.py).
+    from litvision.utils.callback_hooks import skip_empty_batch_hooks
 
     return skip_empty_batch_hooks(callbacks)
 

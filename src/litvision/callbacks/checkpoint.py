@@ -169,7 +169,7 @@ class ModelCheckpoint(_LightningModelCheckpoint):
         self._trainer = proxy(trainer)
         # With none of every_n_train_steps, train_time_interval and last_every_n_train_steps set (the
         # default), a batch's end has nothing to do: the hook is skipped for this run
-        # (callbacks/hooks.py) rather than dispatched at every step to return at once.
+        # (utils/callback_hooks.py) rather than dispatched at every step to return at once.
         idle = self._every_n_train_steps < 1 and self._train_time_interval is None
         if idle and not self.last_every_n_train_steps:
             self.on_train_batch_end = None  # type: ignore[method-assign,assignment]

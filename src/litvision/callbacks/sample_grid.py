@@ -63,7 +63,7 @@ class SampleGrid(L.Callback):
             self._done()
 
     def _done(self) -> None:
-        # Nothing more to do at any batch: Lightning skips a hook that is None (callbacks/hooks.py),
+        # Nothing more to do at any batch: Lightning skips a hook that is None (utils/callback_hooks.py),
         # instead of calling this one at every step of the run to return at once.
         self.on_train_batch_start = None  # type: ignore[method-assign,assignment]
 

@@ -41,8 +41,8 @@ class EMA(EMAWeightAveraging):
         super().__init__(decay=decay, use_buffers=True)
         self.decay = decay
         # The task adds this callback itself, after build_callbacks: its empty per-batch hooks are
-        # skipped here (litvision/callbacks/hooks.py).
-        from litvision.callbacks.hooks import skip_empty_batch_hooks
+        # skipped here (litvision/utils/callback_hooks.py).
+        from litvision.utils.callback_hooks import skip_empty_batch_hooks
 
         skip_empty_batch_hooks([self])
 
