@@ -56,7 +56,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/test_scale.py::test_scaled_lr_reaches_every_group_and_the_config_is_not_mutated",
         ],
     ),
-    "ema": ("tasks/ema.py", ["tests/test_ema.py"]),
+    "ema": ("tasks/ema.py", ["tests/test_ema_callback.py", "tests/test_ema.py"]),
     "tta": ("tasks/tta.py", ["tests/test_tta.py"]),
     "class_weights": (
         "tasks/class_weights.py",
@@ -206,6 +206,14 @@ EQUIVALENT: dict[str, str] = {
     "litvision.tasks.class_weights.x_resolve_class_weights__mutmut_50": (
         "bincount without minlength in the reported counts: a class with no image is refused just before, "
         "so every class is present and the lengths agree"
+    ),
+    "litvision.tasks.ema.xǁEMAǁ__init____mutmut_5": (
+        "drops use_buffers=True: Lightning's EMAWeightAveraging defaults use_buffers to True (the BatchNorm "
+        "statistics are still averaged; tests/test_ema_callback.py checks them)"
+    ),
+    "litvision.tasks.ema.xǁEMAǁon_load_checkpoint__mutmut_2": (
+        "passes trainer=None to WeightAveraging.on_load_checkpoint, which (Lightning 2.6) reads only "
+        "pl_module and checkpoint"
     ),
     "litvision.data.pipeline.samplers.xǁEpochWeightedSamplerǁ__init____mutmut_9": (
         "drops replacement=True: WeightedRandomSampler's replacement already defaults to True"
@@ -409,6 +417,15 @@ import inspect as _mm_inspect
 
 _MM_MODULE = {module!r}
 _MM_CLI = {cli!r}
+
+
+# The mutated copy must be the code the tests import: mutmut puts mutants/src first on sys.path, but a
+# PYTHONPATH or an editable install pointing at another checkout would otherwise make every mutant
+# invisible (nothing killed, every mutant "surviving" for the wrong reason, or worse, a run that looks
+# fine while testing the original). Refuse to run instead. ROOT is this conftest's copy (mutants/).
+_mm_file = Path(_mm_importlib.import_module(_MM_MODULE).__file__).resolve()
+if ROOT.resolve() / "src" not in _mm_file.parents or "__mutmut_orig" not in _mm_file.read_text():
+    raise RuntimeError(f"bench/mutate.py: the tests import {{_MM_MODULE}} from {{_mm_file}}, not the mutated copy")
 
 
 def _mm_functions() -> list[str]:
