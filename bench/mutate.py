@@ -467,6 +467,7 @@ def _commit() -> str:
 def run_module(key: str) -> dict:
     source, tests = MODULES[key]
     work = SCRATCH / key
+    commit = _commit()  # the code copied now, whatever the tree becomes while mutmut runs
     _copy_tree(work)
     pyproject = (ROOT / "pyproject.toml").read_text()
     (work / "pyproject.toml").write_text(pyproject + _config(source, tests))
@@ -506,7 +507,7 @@ def run_module(key: str) -> dict:
     ran = len(killed) + len(survived)
     return {
         "source": f"src/litvision/{source}",
-        "commit": _commit(),
+        "commit": commit,
         "tests": tests,
         "cli_tests": cli,
         "seconds": seconds,
