@@ -215,6 +215,33 @@ EQUIVALENT: dict[str, str] = {
         "passes trainer=None to WeightAveraging.on_load_checkpoint, which (Lightning 2.6) reads only "
         "pl_module and checkpoint"
     ),
+    **{
+        f"litvision.callbacks.sample_grid.x_unnormalize__mutmut_{n}": (
+            "mean/std viewed as (C, 1, 1) instead of (1, C, 1, 1): broadcasting against the (N, C, H, W) "
+            "images gives the same (1, C, 1, 1) shape"
+        )
+        for n in (17, 35)
+    },
+    **{
+        f"litvision.callbacks.sample_grid.x_unnormalize__mutmut_{n}": (
+            "torch.tensor(mean/std) without dtype=images.dtype: the images were made float32 by .float() "
+            "just before, and a tensor of Python floats is float32 (litvision never changes torch's "
+            "default dtype)"
+        )
+        for n in (22, 24, 40, 42)
+    },
+    "litvision.callbacks.sample_grid.x_sample_grid_figure__mutmut_32": (
+        'ax.axis("OFF"): matplotlib lower-cases the string, the same as "off"'
+    ),
+    **{
+        f"litvision.callbacks.sample_grid.x_sample_grid_figure__mutmut_{n}": (
+            "zip(..., strict=None) / without strict: both are the original strict=False"
+        )
+        for n in (36, 40)
+    },
+    "litvision.callbacks.sample_grid.xǁSampleGridǁ__init____mutmut_8": (
+        "logged = None instead of False: only its truth is read (`if self.logged`), and None is falsy"
+    ),
     "litvision.data.pipeline.samplers.xǁEpochWeightedSamplerǁ__init____mutmut_9": (
         "drops replacement=True: WeightedRandomSampler's replacement already defaults to True"
     ),
