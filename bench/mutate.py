@@ -44,7 +44,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         ["tests/test_optim_and_splits.py", "tests/test_data_splits_samplers.py", "tests/test_data_checks.py"],
     ),
     "samplers": ("data/pipeline/samplers.py", ["tests/test_data_splits_samplers.py"]),
-    "duplicates": ("data/pipeline/duplicates.py", ["tests/test_data_checks.py"]),
+    "duplicates": (
+        "data/pipeline/duplicates.py",
+        ["tests/test_duplicates_unit.py", "tests/test_data_checks.py"],
+    ),
     "device_cache": ("data/pipeline/device_cache.py", ["tests/test_device_cache.py"]),
     "mixing": ("data/transforms/mixing.py", ["tests/test_mixing.py"]),
     "optim": (
@@ -241,6 +244,80 @@ EQUIVALENT: dict[str, str] = {
     },
     "litvision.callbacks.sample_grid.xǁSampleGridǁ__init____mutmut_8": (
         "logged = None instead of False: only its truth is read (`if self.logged`), and None is falsy"
+    ),
+    **{
+        f"litvision.data.pipeline.duplicates.x_content_hash__mutmut_{n}": (
+            "a torch tensor handed to np.ascontiguousarray without .numpy(): numpy converts a CPU tensor "
+            "through __array__ to the same array (tests/test_duplicates_unit.py hashes both forms)"
+        )
+        for n in (3, 5, 9, 10)
+    },
+    "litvision.data.pipeline.duplicates.x_content_hash__mutmut_13": (
+        "a 17-byte digest instead of 16: hashes are only compared with each other (and cached per file "
+        "under the same code), never read as numbers"
+    ),
+    "litvision.data.pipeline.duplicates.x_content_hash__mutmut_20": (
+        "memoryview cast to signed bytes ('b') instead of unsigned ('B'): the hash reads the same bytes"
+    ),
+    **{
+        f"litvision.data.pipeline.duplicates.x_dhash_batch__mutmut_{n}": (
+            "sum of a uint64 array without dtype=uint64: numpy sums uint64 as uint64 already"
+        )
+        for n in (26, 28)
+    },
+    **{
+        f"litvision.data.pipeline.duplicates.xǁ_Splitǁ__init____mutmut_{n}": (
+            "another initial value of exact/near/valid: every hashing path (_hash_arrays, _hash_splits, "
+            "_hash_files) assigns exact, and near/valid whenever near is on, before anything reads them"
+        )
+        for n in (3, 4, 5)
+    },
+    "litvision.data.pipeline.duplicates.x__hash_arrays__mutmut_11": (
+        "shape[2:] instead of shape[1:] in the in-memory key: two rows of the same byte length with the same "
+        "H and W have the same channel count, so the key tells the same images apart"
+    ),
+    "litvision.data.pipeline.duplicates.x__hash_arrays__mutmut_13": (
+        "rows of exactly 64 KiB keyed by their digest instead of their bytes: both keys are equal exactly "
+        "when the bytes are (barring a 128-bit hash collision)"
+    ),
+    **{
+        f"litvision.data.pipeline.duplicates.x__near_matches__mutmut_{n}": (
+            "an internal assert relaxed to `or`: near and valid are both set whenever this runs"
+        )
+        for n in (1, 4)
+    },
+    "litvision.data.pipeline.duplicates.x__near_matches__mutmut_10": (
+        "blocks of 1025 instead of 1024 rows: the block size only splits the same distance matrix "
+        "(start and slice use the same block)"
+    ),
+    "litvision.data.pipeline.duplicates.x__near_matches__mutmut_31": (
+        "`<=` lets an image pair with itself within a split: it is then dropped by the `not "
+        "pixel-identical` test (a.exact[i] == b.exact[i]; two unreadable Nones are equal too)"
+    ),
+    **{
+        f"litvision.data.pipeline.duplicates.x__near_matches__mutmut_{n}": (
+            "zip(rows, cols, strict=None/False/omitted): np.nonzero returns index arrays of one length"
+        )
+        for n in (42, 45, 46)
+    },
+    "litvision.data.pipeline.duplicates.x_find_duplicates__mutmut_20": (
+        "99 -> 100 for split names outside train/val/test: all of them get the same rank, then sort by name"
+    ),
+    "litvision.data.pipeline.duplicates.x_find_duplicates__mutmut_84": (
+        "_near_matches(a, b, None, ...) across splits: None is falsy, the same as the original False"
+    ),
+    **{
+        f"litvision.data.pipeline.duplicates.x__hash_files__mutmut_{n}": (
+            "the dtype of the near/valid arrays of a file split left to numpy: a list of Python ints that "
+            "fit int64 is int64, a list of bools is bool"
+        )
+        for n in (47, 49, 58, 60)
+    },
+    "litvision.data.pipeline.duplicates.x__hash_files__mutmut_55": (
+        "an unreadable file's placeholder dHash 1 instead of 0: valid=False masks it out of every match"
+    ),
+    "litvision.data.pipeline.duplicates.x__hash_splits__mutmut_27": (
+        "an unreadable image's placeholder dHash 1 instead of 0: valid=False masks it out of every match"
     ),
     "litvision.data.pipeline.samplers.xǁEpochWeightedSamplerǁ__init____mutmut_9": (
         "drops replacement=True: WeightedRandomSampler's replacement already defaults to True"
