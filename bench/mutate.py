@@ -242,6 +242,13 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (36, 40)
     },
+    "litvision.callbacks.sample_grid.x_sample_grid_figure__mutmut_25": (
+        "fig.subplots(squeeze=None): matplotlib tests `if squeeze`, and None is falsy like the original False"
+    ),
+    "litvision.callbacks.sample_grid.xǁSampleGridǁon_train_batch_start__mutmut_30": (
+        "getattr(trainer, 'datamodule') without a default: a Lightning Trainer always has the property "
+        "(None when fit got no DataModule)"
+    ),
     "litvision.callbacks.sample_grid.xǁSampleGridǁ__init____mutmut_8": (
         "logged = None instead of False: only its truth is read (`if self.logged`), and None is falsy"
     ),
