@@ -15,6 +15,10 @@ from test_detection_map import synthetic_detections
 
 from litvision.metrics.detection import RECALL_POINTS, make_map_metric
 from litvision.metrics.detection_report import (
+    CONFIDENCES,
+    ClassMatches,
+    DetectionReport,
+    _precision_recall_at,
     confusion_figure,
     detection_report,
     f1_curve_figure,
@@ -241,3 +245,85 @@ def test_yolov1_shapes_run_has_the_images_and_the_table(
     )
     for name, row in table.items():
         assert row["ap"] == pytest.approx(float(logged[f"test/ap/{name}"]), abs=1e-4), name
+
+
+# --- What the figures and the curves say, read back from them -------------------------------------------
+
+
+def _lines(fig) -> dict:
+    return {line.get_label(): line for line in fig.axes[0].get_lines()}
+
+
+def test_pr_and_f1_figures_show_the_report_with_readable_axes() -> None:
+    """The PR and F1 figures plot one line per class that has objects (a class with none, here `eel`, is
+    left out), plus a thick black all-class line: the mean of the class curves, labelled with mAP50 (PR) or
+    the best mean F1 and its confidence (F1); axes named, on [0, 1] x [0, 1.02], titled with the IoU.
+    Catches: a class without objects drawn (or its -1 AP averaged in), the mean over other curves,
+    the F1 lines drawn against their index or without their class name, axis names, limits or titles
+    lost, the all-class line not told apart."""
+    preds, targets = hand_made()
+    report = detection_report(preds, targets, [*CLASSES, "eel"])
+    assert report.ap_50[2] == -1
+    pr = pr_curve_figure(report)
+    lines = _lines(pr)
+    mean_label = f"all classes mAP50 {report.ap_50[:2].mean():.3f}"
+    assert set(lines) == {f"{n} AP50 {report.ap_50[c]:.3f}" for c, n in enumerate(CLASSES)} | {mean_label}
+    np.testing.assert_allclose(lines[mean_label].get_ydata(), report.pr_precision[:2].mean(0))
+    _, _, f1 = report.f1_curves()
+    f1_fig = f1_curve_figure(report)
+    f1_lines = _lines(f1_fig)
+    mean = f1[:2].mean(0)
+    best = int(mean.argmax())
+    f1_label = f"all classes {mean[best]:.2f} at {CONFIDENCES[best]:.2f}"
+    assert set(f1_lines) == {*CLASSES, f1_label}
+    for c, name in enumerate(CLASSES):
+        np.testing.assert_allclose(f1_lines[name].get_xdata(), CONFIDENCES)
+        np.testing.assert_allclose(f1_lines[name].get_ydata(), f1[c])
+    np.testing.assert_allclose(f1_lines[f1_label].get_ydata(), mean)
+    for fig, mean_line, (xlabel, ylabel, title) in (
+        (pr, lines[mean_label], ("recall", "precision", "precision-recall, IoU 0.5")),
+        (f1_fig, f1_lines[f1_label], ("confidence", "F1", "F1 against confidence, IoU 0.5")),
+    ):
+        ax = fig.axes[0]
+        assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == (xlabel, ylabel, title)
+        assert ax.get_xlim() == (0, 1) and ax.get_ylim() == (0, 1.02)
+        assert mean_line.get_color() == "black"
+        assert mean_line.get_linewidth() > max(
+            ln.get_linewidth() for ln in ax.get_lines() if ln is not mean_line
+        )
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+            ln.get_label() for ln in ax.get_lines()
+        ]
+
+
+def test_confusion_figure_names_the_background_and_the_threshold() -> None:
+    """Catches: the background row/column unnamed or misnamed, the confidence threshold not said."""
+    preds, targets = hand_made()
+    fig = confusion_figure(detection_report(preds, targets, CLASSES, conf_thresh=0.3))
+    assert fig._suptitle.get_text() == "IoU 0.5, confidence >= 0.3"
+    ticks = {t.get_text() for ax in fig.axes for t in [*ax.get_xticklabels(), *ax.get_yticklabels()]}
+    assert {"cat", "dog", "background"} <= ticks
+
+
+def test_precision_recall_and_f1_at_each_confidence() -> None:
+    """Worked by hand on one class's matches (scores 0.9 TP, 0.6 FP, 0.4 TP; 4 objects): at a confidence
+    the detections scoring at least it count. With none kept, precision is 0, or 1 for a class with no
+    objects (nothing to miss, nothing wrong), and F1 is 0 where precision and recall are both 0.
+    Catches: a detection at exactly the confidence left out, the cumulative counts shifted, the empty
+    case's precision (1 when objects exist, 0 without), recall for a class without objects, F1's guard."""
+    m = ClassMatches(np.array([0.9, 0.6, 0.4]), np.array([True, False, True]), num_gt=4)
+    p, r = _precision_recall_at(m, np.array([0.95, 0.9, 0.6, 0.5, 0.4, 0.0]))
+    np.testing.assert_allclose(p, [0.0, 1.0, 0.5, 0.5, 2 / 3, 2 / 3])
+    np.testing.assert_allclose(r, [0.0, 0.25, 0.25, 0.25, 0.5, 0.5])
+    none = ClassMatches(np.array([0.8]), np.array([False]), num_gt=0)
+    p, r = _precision_recall_at(none, np.array([0.9, 0.5]))
+    np.testing.assert_allclose(p, [1.0, 0.0])
+    np.testing.assert_allclose(r, [0.0, 0.0])
+    report = DetectionReport(
+        ["a", "b"], 0.5, [m, none], np.zeros(2), np.zeros(2), np.zeros((2, 101)), np.zeros((3, 3))
+    )
+    _, _, f1 = report.f1_curves()
+    at = {round(float(c), 2): i for i, c in enumerate(CONFIDENCES)}
+    assert f1[0, at[0.5]] == pytest.approx(2 * 0.5 * 0.25 / 0.75)
+    assert f1[0, at[0.95]] == 0.0 and f1[1, at[0.5]] == 0.0
+    assert f1[1, at[0.9]] == 0.0  # precision 1, recall 0
