@@ -326,6 +326,29 @@ EQUIVALENT: dict[str, str] = {
     "litvision.data.pipeline.duplicates.x__hash_splits__mutmut_27": (
         "an unreadable image's placeholder dHash 1 instead of 0: valid=False masks it out of every match"
     ),
+    **{
+        f"litvision.metrics.detection_report.{name}": "zip(..., strict=None/False/omitted): the zipped sequences have one length here"
+        for name in (
+            *(f"x__coco_datasets__mutmut_{n}" for n in (5, 8, 9, 60, 65, 66, 112, 129)),
+            *(f"x_detection_report__mutmut_{n}" for n in (98, 103, 110)),
+            *(f"x_metric_states__mutmut_{n}" for n in (29, 33, 34, 49, 55)),
+        )
+    },
+    **{
+        f"litvision.metrics.detection_report.x_{fig}_curve_figure__mutmut_{n}": 'color="BLACK": matplotlib reads colour names case-insensitively'
+        for fig, n in (("pr", 33), ("f1", 31))
+    },
+    **{
+        f"litvision.metrics.detection_report.x_detection_report__mutmut_{n}": (
+            "np.asarray without dtype of a list of Python floats (scores) or bools (tp): numpy gives float64 "
+            "and bool, the dtypes asked for"
+        )
+        for n in (130, 132, 143, 145, 147, 149)
+    },
+    **{
+        f"litvision.metrics.detection_report.x_detection_report__mutmut_{n}": "np.zeros(0) without dtype: an empty array, never read"
+        for n in (72, 74)
+    },
     "litvision.data.pipeline.samplers.xǁEpochWeightedSamplerǁ__init____mutmut_9": (
         "drops replacement=True: WeightedRandomSampler's replacement already defaults to True"
     ),

@@ -261,6 +261,8 @@ def test_pr_and_f1_figures_show_the_report_with_readable_axes() -> None:
     Catches: a class without objects drawn (or its -1 AP averaged in), the mean over other curves,
     the F1 lines drawn against their index or without their class name, axis names, limits or titles
     lost, the all-class line not told apart."""
+    from matplotlib.colors import to_rgba
+
     preds, targets = hand_made()
     report = detection_report(preds, targets, [*CLASSES, "eel"])
     assert report.ap_50[2] == -1
@@ -287,7 +289,7 @@ def test_pr_and_f1_figures_show_the_report_with_readable_axes() -> None:
         ax = fig.axes[0]
         assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == (xlabel, ylabel, title)
         assert ax.get_xlim() == (0, 1) and ax.get_ylim() == (0, 1.02)
-        assert mean_line.get_color() == "black"
+        assert to_rgba(mean_line.get_color()) == (0, 0, 0, 1)
         assert mean_line.get_linewidth() > max(
             ln.get_linewidth() for ln in ax.get_lines() if ln is not mean_line
         )
