@@ -349,6 +349,55 @@ EQUIVALENT: dict[str, str] = {
         f"litvision.metrics.detection_report.x_detection_report__mutmut_{n}": "np.zeros(0) without dtype: an empty array, never read"
         for n in (72, 74)
     },
+    **{
+        f"litvision.metrics.detection_report.x__coco_datasets__mutmut_{n}": (
+            "another area for an object or a detection in the COCO data of the F1/confusion pass (the given "
+            "area ignored, >= or > 1 for > 0, the box's area miscomputed): that pass reads only COCOeval's "
+            "area range 'all' ([0, 1e10]), which every area of a box with x2 > x1 and y2 > y1 lies in, so no "
+            "ignore flag changes (AP and the PR curves come from the torchmetrics evaluation)"
+        )
+        for n in (43, 44, 45, 46, 48, 85, 90, 91, 92, 93, 94, 148, 149, 150)
+    },
+    **{
+        f"litvision.metrics.detection_report.x__coco_datasets__mutmut_{n}": (
+            "object or detection ids counted from 2: still unique and non-zero (COCOeval reads id 0 as no match)"
+        )
+        for n in (71, 134)
+    },
+    **{
+        f"litvision.metrics.detection_report.x__coco_datasets__mutmut_{n}": "the categories' names: COCOeval never reads them"
+        for n in (159, 160, 161)
+    },
+    **{
+        f"litvision.metrics.detection_report.x__coco_eval__mutmut_{n}": (
+            "the detections' COCO object without images or categories: createIndex skips a missing key and "
+            "COCOeval takes the image and category ids from the ground truth"
+        )
+        for n in (6, 7, 10, 11)
+    },
+    **{
+        name: (
+            "the IoU-0.5 index computed as argmin(None) (0) or argmin(|thr + 0.5|) (the smallest threshold): "
+            "index 0 either way, IoU 0.5"
+        )
+        for name in (
+            "litvision.metrics.detection_report.x__per_class_ap__mutmut_29",
+            "litvision.metrics.detection_report.x__per_class_ap__mutmut_31",
+            "litvision.metrics.detection_report.x_detection_report__mutmut_28",
+            "litvision.metrics.detection_report.x_detection_report__mutmut_30",
+        )
+    },
+    **{
+        f"litvision.metrics.detection_report.x__per_class_ap__mutmut_{n}": (
+            "`>= -1` / `> -2` when averaging a class's precision: the branch runs only for a class with "
+            "objects, whose COCOeval precision has no -1 entry (-1 marks a class without objects)"
+        )
+        for n in (55, 57, 60, 62)
+    },
+    "litvision.metrics.detection_report.x__per_class_ap__mutmut_65": (
+        "clip(None, None) of a class's PR curve: for a class with objects COCOeval's precision is never negative"
+    ),
+    "litvision.metrics.detection_report.x_detection_report__mutmut_56": "`- 0 * n_img` for `+ 0 * n_img`: the same index",
     "litvision.data.pipeline.samplers.xǁEpochWeightedSamplerǁ__init____mutmut_9": (
         "drops replacement=True: WeightedRandomSampler's replacement already defaults to True"
     ),

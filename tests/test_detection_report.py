@@ -329,3 +329,75 @@ def test_precision_recall_and_f1_at_each_confidence() -> None:
     assert f1[0, at[0.5]] == pytest.approx(2 * 0.5 * 0.25 / 0.75)
     assert f1[0, at[0.95]] == 0.0 and f1[1, at[0.5]] == 0.0
     assert f1[1, at[0.9]] == 0.0  # precision 1, recall 0
+
+
+def test_per_class_table_worked_by_hand(capfd) -> None:
+    """One image: cats A and B, dog C, fox D; detections: a cat on A (0.9), a second cat on A (0.8, a
+    duplicate: false positive), a cat on nothing (0.5), a dog on C exactly at the default threshold 0.25.
+    `eel` has no objects. Each row, by hand (AP: COCO's 101-point interpolation, recall 1/2 at precision 1
+    gives 51/101 at every IoU, the boxes being exact). The evaluation prints nothing.
+    Catches: the default threshold, a detection at exactly the threshold left out, a duplicate counted as
+    a second true positive (a detection id 0, which COCOeval reads as "unmatched"), F1's guard (a class
+    with neither precision nor recall, or both below 1 in sum), AP of a class without objects or with
+    AP 0 shown wrong, keys or rounding of the row, pycocotools' prints on the terminal."""
+    target = _gt([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50], [80, 80, 90, 90]], [0, 0, 1, 3])
+    det = _det(
+        [[0, 0, 10, 10], [0, 0, 10, 10], [60, 60, 70, 70], [40, 40, 50, 50]],
+        [0.9, 0.8, 0.5, 0.25],
+        [0, 0, 0, 1],
+    )
+    capfd.readouterr()
+    report = detection_report([det], [target], ["cat", "dog", "eel", "fox"])
+    assert capfd.readouterr().out == ""
+    assert report.conf_thresh == 0.25
+    cat_ap = round(51 / 101, 6)
+    assert report.per_class == {
+        "cat": {
+            "ap": cat_ap,
+            "ap_50": cat_ap,
+            "precision": round(1 / 3, 6),
+            "recall": 0.5,
+            "f1": 0.4,
+            "objects": 2,
+            "detections": 3,
+        },
+        "dog": {
+            "ap": 1.0,
+            "ap_50": 1.0,
+            "precision": 1.0,
+            "recall": 1.0,
+            "f1": 1.0,
+            "objects": 1,
+            "detections": 1,
+        },
+        "eel": {
+            "ap": None,
+            "ap_50": None,
+            "precision": 1.0,
+            "recall": 0.0,
+            "f1": 0.0,
+            "objects": 0,
+            "detections": 0,
+        },
+        "fox": {
+            "ap": 0.0,
+            "ap_50": 0.0,
+            "precision": 0.0,
+            "recall": 0.0,
+            "f1": 0.0,
+            "objects": 1,
+            "detections": 0,
+        },
+    }
+    assert report.ap[2] == report.ap_50[2] == -1  # documented: -1 for a class without objects
+
+
+def test_an_evaluation_from_another_metric_is_refused() -> None:
+    """Catches: the wrong-shape message lost (or a TypeError instead of the ValueError that names
+    make_map_metric)."""
+    preds, targets = hand_made()
+    bad = {"precision": torch.zeros(3, 101, 2, 4, 3), "classes": torch.tensor([0, 1])}
+    with pytest.raises(
+        ValueError, match=r"precision is \(3, 101, 2, 4, 3\): build the metric with make_map_metric"
+    ):
+        detection_report(preds, targets, CLASSES, evaluation=bad)
