@@ -401,3 +401,22 @@ def test_an_evaluation_from_another_metric_is_refused() -> None:
         ValueError, match=r"precision is \(3, 101, 2, 4, 3\): build the metric with make_map_metric"
     ):
         detection_report(preds, targets, CLASSES, evaluation=bad)
+
+
+def test_metric_states_keep_crowd_flags_and_areas() -> None:
+    """The targets read back from a metric keep each object's crowd flag and area, so a report built from
+    them ignores a detection on a crowd, as the metric did. Catches: iscrowd or area stored under another
+    key (the crowd then counts as an object and the detection on it as a true positive)."""
+    from litvision.metrics.detection_report import metric_states
+
+    target = _gt([[0, 0, 10, 10], [50, 50, 70, 70]], [0, 0], crowd=[0, 1])
+    target["area"] = torch.tensor([90.0, 400.0])
+    det = _det([[0, 0, 10, 10], [51, 51, 70, 70]], [0.9, 0.8], [0, 0])
+    metric = make_map_metric()
+    metric.update([det], [target])
+    [pred], [back] = metric_states(metric)
+    torch.testing.assert_close(pred["boxes"], det["boxes"])
+    torch.testing.assert_close(back["boxes"], target["boxes"])
+    assert back["iscrowd"].tolist() == [0, 1] and back["area"].tolist() == [90.0, 400.0]
+    row = detection_report([pred], [back], ["cat"]).per_class["cat"]
+    assert (row["objects"], row["detections"], row["precision"]) == (1, 1, 1.0)
