@@ -333,18 +333,21 @@ def test_precision_recall_and_f1_at_each_confidence() -> None:
 
 def test_per_class_table_worked_by_hand(capfd) -> None:
     """One image: cats A and B, dog C, fox D; detections: a cat on A (0.9), a second cat on A (0.8, a
-    duplicate: false positive), a cat on nothing (0.5), a dog on C exactly at the default threshold 0.25.
-    `eel` has no objects. Each row, by hand (AP: COCO's 101-point interpolation, recall 1/2 at precision 1
-    gives 51/101 at every IoU, the boxes being exact). The evaluation prints nothing.
+    duplicate: false positive), a cat on nothing (0.5), a dog on cat B (0.3, IoU 7/12 with B), a dog on C
+    exactly at the default threshold 0.25. `eel` has no objects. Each row, the confusion matrix and the PR
+    figure's classes, by hand (AP: COCO's 101-point interpolation; cat: recall 1/2 at precision 1 gives
+    51/101 at every IoU, the boxes being exact; dog: precision 1/2 up to recall 1). Nothing is printed.
     Catches: the default threshold, a detection at exactly the threshold left out, a duplicate counted as
     a second true positive (a detection id 0, which COCOeval reads as "unmatched"), F1's guard (a class
     with neither precision nor recall, or both below 1 in sum), AP of a class without objects or with
-    AP 0 shown wrong, keys or rounding of the row, pycocotools' prints on the terminal."""
-    target = _gt([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50], [80, 80, 90, 90]], [0, 0, 1, 3])
+    AP 0 shown wrong (or a class with AP 0 left out of the PR figure and its mean), keys or rounding of the
+    row, the cross-class pairing's boxes converted wrongly (the dog on B then background and B missed),
+    pycocotools' prints on the terminal."""
+    target = _gt([[0, 0, 10, 10], [20, 40, 30, 52], [40, 40, 50, 50], [80, 80, 90, 90]], [0, 0, 1, 3])
     det = _det(
-        [[0, 0, 10, 10], [0, 0, 10, 10], [60, 60, 70, 70], [40, 40, 50, 50]],
-        [0.9, 0.8, 0.5, 0.25],
-        [0, 0, 0, 1],
+        [[0, 0, 10, 10], [0, 0, 10, 10], [60, 60, 70, 70], [20, 40, 30, 47], [40, 40, 50, 50]],
+        [0.9, 0.8, 0.5, 0.3, 0.25],
+        [0, 0, 0, 1, 1],
     )
     capfd.readouterr()
     report = detection_report([det], [target], ["cat", "dog", "eel", "fox"])
@@ -362,13 +365,13 @@ def test_per_class_table_worked_by_hand(capfd) -> None:
             "detections": 3,
         },
         "dog": {
-            "ap": 1.0,
-            "ap_50": 1.0,
-            "precision": 1.0,
+            "ap": 0.5,
+            "ap_50": 0.5,
+            "precision": 0.5,
             "recall": 1.0,
-            "f1": 1.0,
+            "f1": round(2 / 3, 6),
             "objects": 1,
-            "detections": 1,
+            "detections": 2,
         },
         "eel": {
             "ap": None,
@@ -389,7 +392,18 @@ def test_per_class_table_worked_by_hand(capfd) -> None:
             "detections": 0,
         },
     }
+    # rows: true cat, dog, eel, fox, background; columns: predicted, the same order
+    assert report.confusion.tolist() == [
+        [1, 1, 0, 0, 0],
+        [0, 1, 0, 0, 0],
+        [0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 1],
+        [2, 0, 0, 0, 0],
+    ]
     assert report.ap[2] == report.ap_50[2] == -1  # documented: -1 for a class without objects
+    labels = {line.get_label() for line in pr_curve_figure(report).axes[0].get_lines()}
+    mean = (51 / 101 + 0.5 + 0.0) / 3
+    assert labels == {"cat AP50 0.505", "dog AP50 0.500", "fox AP50 0.000", f"all classes mAP50 {mean:.3f}"}
 
 
 def test_an_evaluation_from_another_metric_is_refused() -> None:
