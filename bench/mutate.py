@@ -279,11 +279,11 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (3, 4, 5)
     },
-    "litvision.data.pipeline.duplicates.x__hash_arrays__mutmut_11": (
+    "litvision.data.pipeline.duplicates.x__hash_arrays__mutmut_12": (
         "shape[2:] instead of shape[1:] in the in-memory key: two rows of the same byte length with the same "
         "H and W have the same channel count, so the key tells the same images apart"
     ),
-    "litvision.data.pipeline.duplicates.x__hash_arrays__mutmut_13": (
+    "litvision.data.pipeline.duplicates.x__hash_arrays__mutmut_14": (
         "rows of exactly 64 KiB keyed by their digest instead of their bytes: both keys are equal exactly "
         "when the bytes are (barring a 128-bit hash collision)"
     ),
@@ -323,6 +323,12 @@ EQUIVALENT: dict[str, str] = {
     "litvision.data.pipeline.duplicates.x__hash_files__mutmut_55": (
         "an unreadable file's placeholder dHash 1 instead of 0: valid=False masks it out of every match"
     ),
+    **{
+        f"litvision.data.pipeline.duplicates.x__hash_splits__mutmut_{n}": (
+            "the valid mask of images read one by one without dtype=bool: a list of bools is a bool array"
+        )
+        for n in (41, 43)
+    },
     "litvision.data.pipeline.duplicates.x__hash_splits__mutmut_27": (
         "an unreadable image's placeholder dHash 1 instead of 0: valid=False masks it out of every match"
     ),
