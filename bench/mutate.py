@@ -403,6 +403,21 @@ EQUIVALENT: dict[str, str] = {
     "litvision.metrics.detection_report.x__per_class_ap__mutmut_65": (
         "clip(None, None) of a class's PR curve: for a class with objects COCOeval's precision is never negative"
     ),
+    "litvision.metrics.detection_report.x__coco_eval__mutmut_1": (
+        "redirect_stdout(None): print() with sys.stdout None writes nothing, so pycocotools stays as quiet "
+        "(tests/test_detection_report.py checks that nothing is printed)"
+    ),
+    "litvision.metrics.detection_report.xǁDetectionReportǁf1_curves__mutmut_19": (
+        "`p + r >= 0` for `> 0`: where p + r is 0 the formula gives 2 * 0 / 1e-12 = 0, the fallback value"
+    ),
+    **{
+        f"litvision.metrics.detection_report.x_detection_report__mutmut_{n}": (
+            "argsort without kind='mergesort' (or spelled 'MERGESORT', which numpy reads by its first letter): "
+            "only the order among detections of equal score changes, and a confidence keeps all of those or "
+            "none (searchsorted side='right'), so no precision, recall or F1 changes"
+        )
+        for n in (125, 127, 134)
+    },
     "litvision.metrics.detection_report.x_detection_report__mutmut_56": "`- 0 * n_img` for `+ 0 * n_img`: the same index",
     "litvision.data.pipeline.samplers.xǁEpochWeightedSamplerǁ__init____mutmut_9": (
         "drops replacement=True: WeightedRandomSampler's replacement already defaults to True"
