@@ -401,9 +401,27 @@ def test_per_class_table_worked_by_hand(capfd) -> None:
         [2, 0, 0, 0, 0],
     ]
     assert report.ap[2] == report.ap_50[2] == -1  # documented: -1 for a class without objects
-    labels = {line.get_label() for line in pr_curve_figure(report).axes[0].get_lines()}
+    lines = _lines(pr_curve_figure(report))
     mean = (51 / 101 + 0.5 + 0.0) / 3
-    assert labels == {"cat AP50 0.505", "dog AP50 0.500", "fox AP50 0.000", f"all classes mAP50 {mean:.3f}"}
+    assert set(lines) == {
+        "cat AP50 0.505",
+        "dog AP50 0.500",
+        "fox AP50 0.000",
+        f"all classes mAP50 {mean:.3f}",
+    }
+    np.testing.assert_allclose(
+        lines[f"all classes mAP50 {mean:.3f}"].get_ydata(), report.pr_precision[[0, 1, 3]].mean(0)
+    )
+
+
+def test_a_class_with_detections_but_no_objects_has_no_ap() -> None:
+    """Catches: a class that only has false positives given an AP (or a NaN) instead of none."""
+    target = _gt([[0, 0, 10, 10]], [0])
+    det = _det([[0, 0, 10, 10], [30, 30, 40, 40]], [0.9, 0.8], [0, 1])
+    report = detection_report([det], [target], ["cat", "eel"])
+    assert report.per_class["eel"]["ap"] is None and report.per_class["eel"]["ap_50"] is None
+    assert report.ap[1] == report.ap_50[1] == -1
+    assert report.per_class["cat"]["ap_50"] == 1.0
 
 
 def test_an_evaluation_from_another_metric_is_refused() -> None:
