@@ -79,7 +79,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/test_training_options_cli.py",
         ],
     ),
-    "finetune": ("tasks/finetune.py", ["tests/test_transfer.py", "tests/test_training_mechanics.py"]),
+    "finetune": (
+        "tasks/finetune.py",
+        ["tests/test_finetune_unit.py", "tests/test_transfer.py", "tests/test_training_mechanics.py"],
+    ),
     "restore": (
         "tasks/restore.py",
         [
@@ -419,6 +422,16 @@ EQUIVALENT: dict[str, str] = {
         for n in (125, 127, 134)
     },
     "litvision.metrics.detection_report.x_detection_report__mutmut_56": "`- 0 * n_img` for `+ 0 * n_img`: the same index",
+    **{
+        f"litvision.tasks.finetune.x_sync_batchnorm_modes__mutmut_{n}": (
+            "a BatchNorm's parameters with recurse=None (falsy, as False) or True: a BatchNorm has no child "
+            "modules, so the list is the same"
+        )
+        for n in (7, 8)
+    },
+    "litvision.tasks.finetune.x_layer_decay_param_groups__mutmut_14": (
+        "group_matcher(coarse=None): timm's matchers test `if coarse`, and None is falsy like the original False"
+    ),
     "litvision.data.pipeline.samplers.xǁEpochWeightedSamplerǁ__init____mutmut_9": (
         "drops replacement=True: WeightedRandomSampler's replacement already defaults to True"
     ),
