@@ -429,6 +429,13 @@ EQUIVALENT: dict[str, str] = {
         )
         for n in (7, 8)
     },
+    **{
+        f"litvision.tasks.finetune.x_freeze__mutmut_{n}": (
+            "split('.') without maxsplit, or with 2, in the top-level module names: only element [0] is "
+            "used, and it is the same"
+        )
+        for n in (20, 23)
+    },
     "litvision.tasks.finetune.x_layer_decay_param_groups__mutmut_14": (
         "group_matcher(coarse=None): timm's matchers test `if coarse`, and None is falsy like the original False"
     ),
