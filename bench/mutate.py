@@ -44,7 +44,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
         ["tests/test_optim_and_splits.py", "tests/test_data_splits_samplers.py", "tests/test_data_checks.py"],
     ),
     "samplers": ("data/pipeline/samplers.py", ["tests/test_data_splits_samplers.py"]),
-    "duplicates": ("data/pipeline/duplicates.py", ["tests/test_data_checks.py"]),
+    "duplicates": (
+        "data/pipeline/duplicates.py",
+        ["tests/test_duplicates_unit.py", "tests/test_data_checks.py"],
+    ),
     "device_cache": ("data/pipeline/device_cache.py", ["tests/test_device_cache.py"]),
     "mixing": ("data/transforms/mixing.py", ["tests/test_mixing.py"]),
     "optim": (
@@ -56,7 +59,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/test_scale.py::test_scaled_lr_reaches_every_group_and_the_config_is_not_mutated",
         ],
     ),
-    "ema": ("tasks/ema.py", ["tests/test_ema.py"]),
+    "ema": ("tasks/ema.py", ["tests/test_ema_callback.py", "tests/test_ema.py"]),
     "tta": ("tasks/tta.py", ["tests/test_tta.py"]),
     "class_weights": (
         "tasks/class_weights.py",
@@ -76,7 +79,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
             "tests/test_training_options_cli.py",
         ],
     ),
-    "finetune": ("tasks/finetune.py", ["tests/test_transfer.py", "tests/test_training_mechanics.py"]),
+    "finetune": (
+        "tasks/finetune.py",
+        ["tests/test_finetune_unit.py", "tests/test_transfer.py", "tests/test_training_mechanics.py"],
+    ),
     "restore": (
         "tasks/restore.py",
         [
@@ -206,6 +212,232 @@ EQUIVALENT: dict[str, str] = {
     "litvision.tasks.class_weights.x_resolve_class_weights__mutmut_50": (
         "bincount without minlength in the reported counts: a class with no image is refused just before, "
         "so every class is present and the lengths agree"
+    ),
+    "litvision.tasks.ema.xǁEMAǁ__init____mutmut_5": (
+        "drops use_buffers=True: Lightning's EMAWeightAveraging defaults use_buffers to True (the BatchNorm "
+        "statistics are still averaged; tests/test_ema_callback.py checks them)"
+    ),
+    "litvision.tasks.ema.xǁEMAǁon_load_checkpoint__mutmut_2": (
+        "passes trainer=None to WeightAveraging.on_load_checkpoint, which (Lightning 2.6) reads only "
+        "pl_module and checkpoint"
+    ),
+    **{
+        f"litvision.callbacks.sample_grid.x_unnormalize__mutmut_{n}": (
+            "mean/std viewed as (C, 1, 1) instead of (1, C, 1, 1): broadcasting against the (N, C, H, W) "
+            "images gives the same (1, C, 1, 1) shape"
+        )
+        for n in (17, 35)
+    },
+    **{
+        f"litvision.callbacks.sample_grid.x_unnormalize__mutmut_{n}": (
+            "torch.tensor(mean/std) without dtype=images.dtype: the images were made float32 by .float() "
+            "just before, and a tensor of Python floats is float32 (litvision never changes torch's "
+            "default dtype)"
+        )
+        for n in (22, 24, 40, 42)
+    },
+    "litvision.callbacks.sample_grid.x_sample_grid_figure__mutmut_32": (
+        'ax.axis("OFF"): matplotlib lower-cases the string, the same as "off"'
+    ),
+    **{
+        f"litvision.callbacks.sample_grid.x_sample_grid_figure__mutmut_{n}": (
+            "zip(..., strict=None) / without strict: both are the original strict=False"
+        )
+        for n in (36, 40)
+    },
+    "litvision.callbacks.sample_grid.x_sample_grid_figure__mutmut_25": (
+        "fig.subplots(squeeze=None): matplotlib tests `if squeeze`, and None is falsy like the original False"
+    ),
+    "litvision.callbacks.sample_grid.xǁSampleGridǁon_train_batch_start__mutmut_30": (
+        "getattr(trainer, 'datamodule') without a default: a Lightning Trainer always has the property "
+        "(None when fit got no DataModule)"
+    ),
+    "litvision.callbacks.sample_grid.xǁSampleGridǁ__init____mutmut_8": (
+        "logged = None instead of False: only its truth is read (`if self.logged`), and None is falsy"
+    ),
+    **{
+        f"litvision.data.pipeline.duplicates.x_content_hash__mutmut_{n}": (
+            "a torch tensor handed to np.ascontiguousarray without .numpy(): numpy converts a CPU tensor "
+            "through __array__ to the same array (tests/test_duplicates_unit.py hashes both forms)"
+        )
+        for n in (3, 5, 9, 10)
+    },
+    "litvision.data.pipeline.duplicates.x_content_hash__mutmut_13": (
+        "a 17-byte digest instead of 16: hashes are only compared with each other (and cached per file "
+        "under the same code), never read as numbers"
+    ),
+    "litvision.data.pipeline.duplicates.x_content_hash__mutmut_20": (
+        "memoryview cast to signed bytes ('b') instead of unsigned ('B'): the hash reads the same bytes"
+    ),
+    **{
+        f"litvision.data.pipeline.duplicates.x_dhash_batch__mutmut_{n}": (
+            "sum of a uint64 array without dtype=uint64: numpy sums uint64 as uint64 already"
+        )
+        for n in (26, 28)
+    },
+    **{
+        f"litvision.data.pipeline.duplicates.xǁ_Splitǁ__init____mutmut_{n}": (
+            "another initial value of exact/near/valid: every hashing path (_hash_arrays, _hash_splits, "
+            "_hash_files) assigns exact, and near/valid whenever near is on, before anything reads them"
+        )
+        for n in (3, 4, 5)
+    },
+    "litvision.data.pipeline.duplicates.x__hash_arrays__mutmut_12": (
+        "shape[2:] instead of shape[1:] in the in-memory key: two rows of the same byte length with the same "
+        "H and W have the same channel count, so the key tells the same images apart"
+    ),
+    "litvision.data.pipeline.duplicates.x__hash_arrays__mutmut_14": (
+        "rows of exactly 64 KiB keyed by their digest instead of their bytes: both keys are equal exactly "
+        "when the bytes are (barring a 128-bit hash collision)"
+    ),
+    **{
+        f"litvision.data.pipeline.duplicates.x__near_matches__mutmut_{n}": (
+            "an internal assert relaxed to `or`: near and valid are both set whenever this runs"
+        )
+        for n in (1, 4)
+    },
+    "litvision.data.pipeline.duplicates.x__near_matches__mutmut_10": (
+        "blocks of 1025 instead of 1024 rows: the block size only splits the same distance matrix "
+        "(start and slice use the same block)"
+    ),
+    "litvision.data.pipeline.duplicates.x__near_matches__mutmut_31": (
+        "`<=` lets an image pair with itself within a split: it is then dropped by the `not "
+        "pixel-identical` test (a.exact[i] == b.exact[i]; two unreadable Nones are equal too)"
+    ),
+    **{
+        f"litvision.data.pipeline.duplicates.x__near_matches__mutmut_{n}": (
+            "zip(rows, cols, strict=None/False/omitted): np.nonzero returns index arrays of one length"
+        )
+        for n in (42, 45, 46)
+    },
+    "litvision.data.pipeline.duplicates.x_find_duplicates__mutmut_20": (
+        "99 -> 100 for split names outside train/val/test: all of them get the same rank, then sort by name"
+    ),
+    "litvision.data.pipeline.duplicates.x_find_duplicates__mutmut_84": (
+        "_near_matches(a, b, None, ...) across splits: None is falsy, the same as the original False"
+    ),
+    **{
+        f"litvision.data.pipeline.duplicates.x__hash_files__mutmut_{n}": (
+            "the dtype of the near/valid arrays of a file split left to numpy: a list of Python ints that "
+            "fit int64 is int64, a list of bools is bool"
+        )
+        for n in (47, 49, 58, 60)
+    },
+    "litvision.data.pipeline.duplicates.x__hash_files__mutmut_55": (
+        "an unreadable file's placeholder dHash 1 instead of 0: valid=False masks it out of every match"
+    ),
+    **{
+        f"litvision.data.pipeline.duplicates.x__hash_splits__mutmut_{n}": (
+            "the valid mask of images read one by one without dtype=bool: a list of bools is a bool array"
+        )
+        for n in (41, 43)
+    },
+    "litvision.data.pipeline.duplicates.x__hash_splits__mutmut_27": (
+        "an unreadable image's placeholder dHash 1 instead of 0: valid=False masks it out of every match"
+    ),
+    **{
+        f"litvision.metrics.detection_report.{name}": "zip(..., strict=None/False/omitted): the zipped sequences have one length here"
+        for name in (
+            *(f"x__coco_datasets__mutmut_{n}" for n in (5, 8, 9, 60, 65, 66, 112, 129)),
+            *(f"x_detection_report__mutmut_{n}" for n in (98, 103, 110)),
+            *(f"x_metric_states__mutmut_{n}" for n in (29, 33, 34, 49, 55)),
+        )
+    },
+    **{
+        f"litvision.metrics.detection_report.x_{fig}_curve_figure__mutmut_{n}": 'color="BLACK": matplotlib reads colour names case-insensitively'
+        for fig, n in (("pr", 33), ("f1", 31))
+    },
+    **{
+        f"litvision.metrics.detection_report.x_detection_report__mutmut_{n}": (
+            "np.asarray without dtype of a list of Python floats (scores) or bools (tp): numpy gives float64 "
+            "and bool, the dtypes asked for"
+        )
+        for n in (130, 132, 143, 145, 147, 149)
+    },
+    **{
+        f"litvision.metrics.detection_report.x_detection_report__mutmut_{n}": "np.zeros(0) without dtype: an empty array, never read"
+        for n in (72, 74)
+    },
+    **{
+        f"litvision.metrics.detection_report.x__coco_datasets__mutmut_{n}": (
+            "another area for an object or a detection in the COCO data of the F1/confusion pass (the given "
+            "area ignored, >= or > 1 for > 0, the box's area miscomputed): that pass reads only COCOeval's "
+            "area range 'all' ([0, 1e10]), which every area of a box with x2 > x1 and y2 > y1 lies in, so no "
+            "ignore flag changes (AP and the PR curves come from the torchmetrics evaluation)"
+        )
+        for n in (43, 44, 45, 46, 48, 85, 90, 91, 92, 93, 94, 148, 149, 150)
+    },
+    **{
+        f"litvision.metrics.detection_report.x__coco_datasets__mutmut_{n}": (
+            "object or detection ids counted from 2: still unique and non-zero (COCOeval reads id 0 as no match)"
+        )
+        for n in (71, 134)
+    },
+    **{
+        f"litvision.metrics.detection_report.x__coco_datasets__mutmut_{n}": "the categories' names: COCOeval never reads them"
+        for n in (159, 160, 161)
+    },
+    **{
+        f"litvision.metrics.detection_report.x__coco_eval__mutmut_{n}": (
+            "the detections' COCO object without images or categories: createIndex skips a missing key and "
+            "COCOeval takes the image and category ids from the ground truth"
+        )
+        for n in (6, 7, 10, 11)
+    },
+    **{
+        name: (
+            "the IoU-0.5 index computed as argmin(None) (0) or argmin(|thr + 0.5|) (the smallest threshold): "
+            "index 0 either way, IoU 0.5"
+        )
+        for name in (
+            "litvision.metrics.detection_report.x__per_class_ap__mutmut_29",
+            "litvision.metrics.detection_report.x__per_class_ap__mutmut_31",
+            "litvision.metrics.detection_report.x_detection_report__mutmut_28",
+            "litvision.metrics.detection_report.x_detection_report__mutmut_30",
+        )
+    },
+    **{
+        f"litvision.metrics.detection_report.x__per_class_ap__mutmut_{n}": (
+            "`>= -1` / `> -2` when averaging a class's precision: the branch runs only for a class with "
+            "objects, whose COCOeval precision has no -1 entry (-1 marks a class without objects)"
+        )
+        for n in (55, 57, 60, 62)
+    },
+    "litvision.metrics.detection_report.x__per_class_ap__mutmut_65": (
+        "clip(None, None) of a class's PR curve: for a class with objects COCOeval's precision is never negative"
+    ),
+    "litvision.metrics.detection_report.x__coco_eval__mutmut_1": (
+        "redirect_stdout(None): print() with sys.stdout None writes nothing, so pycocotools stays as quiet "
+        "(tests/test_detection_report.py checks that nothing is printed)"
+    ),
+    "litvision.metrics.detection_report.xǁDetectionReportǁf1_curves__mutmut_19": (
+        "`p + r >= 0` for `> 0`: where p + r is 0 the formula gives 2 * 0 / 1e-12 = 0, the fallback value"
+    ),
+    **{
+        f"litvision.metrics.detection_report.x_detection_report__mutmut_{n}": (
+            "argsort without kind='mergesort' (or spelled 'MERGESORT', which numpy reads by its first letter): "
+            "only the order among detections of equal score changes, and a confidence keeps all of those or "
+            "none (searchsorted side='right'), so no precision, recall or F1 changes"
+        )
+        for n in (125, 127, 134)
+    },
+    "litvision.metrics.detection_report.x_detection_report__mutmut_56": "`- 0 * n_img` for `+ 0 * n_img`: the same index",
+    **{
+        f"litvision.tasks.finetune.x_sync_batchnorm_modes__mutmut_{n}": (
+            "a BatchNorm's parameters with recurse=None (falsy, as False) or True: a BatchNorm has no child "
+            "modules, so the list is the same"
+        )
+        for n in (7, 8)
+    },
+    **{
+        f"litvision.tasks.finetune.x_freeze__mutmut_{n}": (
+            "split('.') without maxsplit, or with 2, in the top-level module names: only element [0] is "
+            "used, and it is the same"
+        )
+        for n in (20, 23)
+    },
+    "litvision.tasks.finetune.x_layer_decay_param_groups__mutmut_14": (
+        "group_matcher(coarse=None): timm's matchers test `if coarse`, and None is falsy like the original False"
     ),
     "litvision.data.pipeline.samplers.xǁEpochWeightedSamplerǁ__init____mutmut_9": (
         "drops replacement=True: WeightedRandomSampler's replacement already defaults to True"
@@ -411,6 +643,15 @@ _MM_MODULE = {module!r}
 _MM_CLI = {cli!r}
 
 
+# The mutated copy must be the code the tests import: mutmut puts mutants/src first on sys.path, but a
+# PYTHONPATH or an editable install pointing at another checkout would otherwise make every mutant
+# invisible (nothing killed, every mutant "surviving" for the wrong reason, or worse, a run that looks
+# fine while testing the original). Refuse to run instead. ROOT is this conftest's copy (mutants/).
+_mm_file = Path(_mm_importlib.import_module(_MM_MODULE).__file__).resolve()
+if ROOT.resolve() / "src" not in _mm_file.parents or "__mutmut_orig" not in _mm_file.read_text():
+    raise RuntimeError(f"bench/mutate.py: the tests import {{_MM_MODULE}} from {{_mm_file}}, not the mutated copy")
+
+
 def _mm_functions() -> list[str]:
     mod = _mm_importlib.import_module(_MM_MODULE)
     names = [n for n in vars(mod) if n.endswith("__mutmut_orig")]
@@ -450,6 +691,7 @@ def _commit() -> str:
 def run_module(key: str) -> dict:
     source, tests = MODULES[key]
     work = SCRATCH / key
+    commit = _commit()  # the code copied now, whatever the tree becomes while mutmut runs
     _copy_tree(work)
     pyproject = (ROOT / "pyproject.toml").read_text()
     (work / "pyproject.toml").write_text(pyproject + _config(source, tests))
@@ -489,7 +731,7 @@ def run_module(key: str) -> dict:
     ran = len(killed) + len(survived)
     return {
         "source": f"src/litvision/{source}",
-        "commit": _commit(),
+        "commit": commit,
         "tests": tests,
         "cli_tests": cli,
         "seconds": seconds,

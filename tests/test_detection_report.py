@@ -15,6 +15,10 @@ from test_detection_map import synthetic_detections
 
 from litvision.metrics.detection import RECALL_POINTS, make_map_metric
 from litvision.metrics.detection_report import (
+    CONFIDENCES,
+    ClassMatches,
+    DetectionReport,
+    _precision_recall_at,
     confusion_figure,
     detection_report,
     f1_curve_figure,
@@ -241,3 +245,210 @@ def test_yolov1_shapes_run_has_the_images_and_the_table(
     )
     for name, row in table.items():
         assert row["ap"] == pytest.approx(float(logged[f"test/ap/{name}"]), abs=1e-4), name
+
+
+# --- What the figures and the curves say, read back from them -------------------------------------------
+
+
+def _lines(fig) -> dict:
+    return {line.get_label(): line for line in fig.axes[0].get_lines()}
+
+
+def test_pr_and_f1_figures_show_the_report_with_readable_axes() -> None:
+    """The PR and F1 figures plot one line per class that has objects (a class with none, here `eel`, is
+    left out), plus a thick black all-class line: the mean of the class curves, labelled with mAP50 (PR) or
+    the best mean F1 and its confidence (F1); axes named, on [0, 1] x [0, 1.02], titled with the IoU.
+    Catches: a class without objects drawn (or its -1 AP averaged in), the mean over other curves,
+    the F1 lines drawn against their index or without their class name, axis names, limits or titles
+    lost, the all-class line not told apart."""
+    from matplotlib.colors import to_rgba
+
+    preds, targets = hand_made()
+    report = detection_report(preds, targets, [*CLASSES, "eel"])
+    assert report.ap_50[2] == -1
+    pr = pr_curve_figure(report)
+    lines = _lines(pr)
+    mean_label = f"all classes mAP50 {report.ap_50[:2].mean():.3f}"
+    assert set(lines) == {f"{n} AP50 {report.ap_50[c]:.3f}" for c, n in enumerate(CLASSES)} | {mean_label}
+    np.testing.assert_allclose(lines[mean_label].get_ydata(), report.pr_precision[:2].mean(0))
+    _, _, f1 = report.f1_curves()
+    f1_fig = f1_curve_figure(report)
+    f1_lines = _lines(f1_fig)
+    mean = f1[:2].mean(0)
+    best = int(mean.argmax())
+    f1_label = f"all classes {mean[best]:.2f} at {CONFIDENCES[best]:.2f}"
+    assert set(f1_lines) == {*CLASSES, f1_label}
+    for c, name in enumerate(CLASSES):
+        np.testing.assert_allclose(f1_lines[name].get_xdata(), CONFIDENCES)
+        np.testing.assert_allclose(f1_lines[name].get_ydata(), f1[c])
+    np.testing.assert_allclose(f1_lines[f1_label].get_ydata(), mean)
+    for fig, mean_line, (xlabel, ylabel, title) in (
+        (pr, lines[mean_label], ("recall", "precision", "precision-recall, IoU 0.5")),
+        (f1_fig, f1_lines[f1_label], ("confidence", "F1", "F1 against confidence, IoU 0.5")),
+    ):
+        ax = fig.axes[0]
+        assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == (xlabel, ylabel, title)
+        assert ax.get_xlim() == (0, 1) and ax.get_ylim() == (0, 1.02)
+        assert to_rgba(mean_line.get_color()) == (0, 0, 0, 1)
+        assert mean_line.get_linewidth() > max(
+            ln.get_linewidth() for ln in ax.get_lines() if ln is not mean_line
+        )
+        assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+            ln.get_label() for ln in ax.get_lines()
+        ]
+
+
+def test_confusion_figure_names_the_background_and_the_threshold() -> None:
+    """Catches: the background row/column unnamed or misnamed, the confidence threshold not said."""
+    preds, targets = hand_made()
+    fig = confusion_figure(detection_report(preds, targets, CLASSES, conf_thresh=0.3))
+    assert fig._suptitle.get_text() == "IoU 0.5, confidence >= 0.3"
+    ticks = {t.get_text() for ax in fig.axes for t in [*ax.get_xticklabels(), *ax.get_yticklabels()]}
+    assert {"cat", "dog", "background"} <= ticks
+
+
+def test_precision_recall_and_f1_at_each_confidence() -> None:
+    """Worked by hand on one class's matches (scores 0.9 TP, 0.6 FP, 0.4 TP; 4 objects): at a confidence
+    the detections scoring at least it count. With none kept, precision is 0, or 1 for a class with no
+    objects (nothing to miss, nothing wrong), and F1 is 0 where precision and recall are both 0.
+    Catches: a detection at exactly the confidence left out, the cumulative counts shifted, the empty
+    case's precision (1 when objects exist, 0 without), recall for a class without objects, F1's guard."""
+    m = ClassMatches(np.array([0.9, 0.6, 0.4]), np.array([True, False, True]), num_gt=4)
+    p, r = _precision_recall_at(m, np.array([0.95, 0.9, 0.6, 0.5, 0.4, 0.0]))
+    np.testing.assert_allclose(p, [0.0, 1.0, 0.5, 0.5, 2 / 3, 2 / 3])
+    np.testing.assert_allclose(r, [0.0, 0.25, 0.25, 0.25, 0.5, 0.5])
+    none = ClassMatches(np.array([0.8]), np.array([False]), num_gt=0)
+    p, r = _precision_recall_at(none, np.array([0.9, 0.5]))
+    np.testing.assert_allclose(p, [1.0, 0.0])
+    np.testing.assert_allclose(r, [0.0, 0.0])
+    report = DetectionReport(
+        ["a", "b"], 0.5, [m, none], np.zeros(2), np.zeros(2), np.zeros((2, 101)), np.zeros((3, 3))
+    )
+    _, _, f1 = report.f1_curves()
+    at = {round(float(c), 2): i for i, c in enumerate(CONFIDENCES)}
+    assert f1[0, at[0.5]] == pytest.approx(2 * 0.5 * 0.25 / 0.75)
+    assert f1[0, at[0.95]] == 0.0 and f1[1, at[0.5]] == 0.0
+    assert f1[1, at[0.9]] == 0.0  # precision 1, recall 0
+
+
+def test_per_class_table_worked_by_hand(capfd) -> None:
+    """One image: cats A and B, dog C, fox D; detections: a cat on A (0.9), a second cat on A (0.8, a
+    duplicate: false positive), a cat on nothing (0.5), a dog on cat B (0.3, IoU 7/12 with B), a dog on C
+    exactly at the default threshold 0.25. `eel` has no objects. Each row, the confusion matrix and the PR
+    figure's classes, by hand (AP: COCO's 101-point interpolation; cat: recall 1/2 at precision 1 gives
+    51/101 at every IoU, the boxes being exact; dog: precision 1/2 up to recall 1). Nothing is printed.
+    Catches: the default threshold, a detection at exactly the threshold left out, a duplicate counted as
+    a second true positive (a detection id 0, which COCOeval reads as "unmatched"), F1's guard (a class
+    with neither precision nor recall, or both below 1 in sum), AP of a class without objects or with
+    AP 0 shown wrong (or a class with AP 0 left out of the PR figure and its mean), keys or rounding of the
+    row, the cross-class pairing's boxes converted wrongly (the dog on B then background and B missed),
+    pycocotools' prints on the terminal."""
+    target = _gt([[0, 0, 10, 10], [20, 40, 30, 52], [40, 40, 50, 50], [80, 80, 90, 90]], [0, 0, 1, 3])
+    det = _det(
+        [[0, 0, 10, 10], [0, 0, 10, 10], [60, 60, 70, 70], [20, 40, 30, 47], [40, 40, 50, 50]],
+        [0.9, 0.8, 0.5, 0.3, 0.25],
+        [0, 0, 0, 1, 1],
+    )
+    capfd.readouterr()
+    report = detection_report([det], [target], ["cat", "dog", "eel", "fox"])
+    assert capfd.readouterr().out == ""
+    assert report.conf_thresh == 0.25
+    cat_ap = round(51 / 101, 6)
+    assert report.per_class == {
+        "cat": {
+            "ap": cat_ap,
+            "ap_50": cat_ap,
+            "precision": round(1 / 3, 6),
+            "recall": 0.5,
+            "f1": 0.4,
+            "objects": 2,
+            "detections": 3,
+        },
+        "dog": {
+            "ap": 0.5,
+            "ap_50": 0.5,
+            "precision": 0.5,
+            "recall": 1.0,
+            "f1": round(2 / 3, 6),
+            "objects": 1,
+            "detections": 2,
+        },
+        "eel": {
+            "ap": None,
+            "ap_50": None,
+            "precision": 1.0,
+            "recall": 0.0,
+            "f1": 0.0,
+            "objects": 0,
+            "detections": 0,
+        },
+        "fox": {
+            "ap": 0.0,
+            "ap_50": 0.0,
+            "precision": 0.0,
+            "recall": 0.0,
+            "f1": 0.0,
+            "objects": 1,
+            "detections": 0,
+        },
+    }
+    # rows: true cat, dog, eel, fox, background; columns: predicted, the same order
+    assert report.confusion.tolist() == [
+        [1, 1, 0, 0, 0],
+        [0, 1, 0, 0, 0],
+        [0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 1],
+        [2, 0, 0, 0, 0],
+    ]
+    assert report.ap[2] == report.ap_50[2] == -1  # documented: -1 for a class without objects
+    lines = _lines(pr_curve_figure(report))
+    mean = (51 / 101 + 0.5 + 0.0) / 3
+    assert set(lines) == {
+        "cat AP50 0.505",
+        "dog AP50 0.500",
+        "fox AP50 0.000",
+        f"all classes mAP50 {mean:.3f}",
+    }
+    np.testing.assert_allclose(
+        lines[f"all classes mAP50 {mean:.3f}"].get_ydata(), report.pr_precision[[0, 1, 3]].mean(0)
+    )
+
+
+def test_a_class_with_detections_but_no_objects_has_no_ap() -> None:
+    """Catches: a class that only has false positives given an AP (or a NaN) instead of none."""
+    target = _gt([[0, 0, 10, 10]], [0])
+    det = _det([[0, 0, 10, 10], [30, 30, 40, 40]], [0.9, 0.8], [0, 1])
+    report = detection_report([det], [target], ["cat", "eel"])
+    assert report.per_class["eel"]["ap"] is None and report.per_class["eel"]["ap_50"] is None
+    assert report.ap[1] == report.ap_50[1] == -1
+    assert report.per_class["cat"]["ap_50"] == 1.0
+
+
+def test_an_evaluation_from_another_metric_is_refused() -> None:
+    """Catches: the wrong-shape message lost (or a TypeError instead of the ValueError that names
+    make_map_metric)."""
+    preds, targets = hand_made()
+    bad = {"precision": torch.zeros(3, 101, 2, 4, 3), "classes": torch.tensor([0, 1])}
+    with pytest.raises(
+        ValueError, match=r"precision is \(3, 101, 2, 4, 3\): build the metric with make_map_metric"
+    ):
+        detection_report(preds, targets, CLASSES, evaluation=bad)
+
+
+def test_metric_states_keep_crowd_flags_and_areas() -> None:
+    """The targets read back from a metric keep each object's crowd flag and area, so a report built from
+    them ignores a detection on a crowd, as the metric did. Catches: iscrowd or area stored under another
+    key (the crowd then counts as an object and the detection on it as a true positive)."""
+    from litvision.metrics.detection_report import metric_states
+
+    target = _gt([[0, 0, 10, 10], [50, 50, 70, 70]], [0, 0], crowd=[0, 1])
+    target["area"] = torch.tensor([90.0, 400.0])
+    det = _det([[0, 0, 10, 10], [51, 51, 70, 70]], [0.9, 0.8], [0, 0])
+    metric = make_map_metric()
+    metric.update([det], [target])
+    [pred], [back] = metric_states(metric)
+    torch.testing.assert_close(pred["boxes"], det["boxes"])
+    torch.testing.assert_close(back["boxes"], target["boxes"])
+    assert back["iscrowd"].tolist() == [0, 1] and back["area"].tolist() == [90.0, 400.0]
+    row = detection_report([pred], [back], ["cat"]).per_class["cat"]
+    assert (row["objects"], row["detections"], row["precision"]) == (1, 1, 1.0)

@@ -18,9 +18,11 @@ restores both weight sets and the counter exactly.
 
 Test and predict need no swap: after fit the model holds the average (Lightning copies it in at
 the end of training), and `trainer.test/predict(ckpt_path=...)` load the checkpoint's `state_dict`,
-the EMA weights, without calling the callbacks' `on_load_checkpoint` (a swap there would put the
-live average of the last step in place of the best checkpoint's). This subclass only keeps loading a
-checkpoint outside fit quiet, because its `state_dict` already holds the EMA weights.
+the EMA weights (a swap there would put the live average of the last step in place of the best
+checkpoint's). Lightning still calls the callback's `on_load_checkpoint` there, with no average
+built (that happens at fit's setup): this subclass returns quietly in that case instead of
+Lightning's "loading a checkpoint outside the 'fit' stage" warning, because the `state_dict` just
+loaded already holds the EMA weights. Tested in tests/test_ema_callback.py.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ class EMA(EMAWeightAveraging):
     def __init__(self, decay: float) -> None:
         check_ema_decay(decay)
         super().__init__(decay=decay, use_buffers=True)
-        self.decay = decay
         # The task adds this callback itself, after build_callbacks: its empty per-batch hooks are
         # skipped here (litvision/utils/callback_hooks.py).
         from litvision.utils.callback_hooks import skip_empty_batch_hooks

@@ -125,7 +125,7 @@ _ROW_BYTES_LIMIT = 1 << 16  # larger in-memory images are keyed by a digest rath
 def _hash_arrays(splits: list[_Split], near: bool) -> None:
     for s in splits:
         a = np.ascontiguousarray(s.array)
-        rows = a.reshape(len(a), -1)
+        rows = a.reshape(len(a), int(np.prod(a.shape[1:])))  # not -1: an empty split has no size to infer
         shape = a.shape[1:]
         if rows.shape[1] <= _ROW_BYTES_LIMIT:
             s.exact = [(shape, r.tobytes()) for r in rows]
@@ -339,15 +339,6 @@ def check_subsets(datasets: Mapping[str, Any], mode: str) -> dict[str, Any]:
         array = source.images.numpy()[np.asarray(indices)] if isinstance(source, TensorImages) else None
         paths = source.paths.texts(indices) if isinstance(source, FileImages) else None
         splits[name] = (image, len(ds), describe, array, paths)
-    return report(find_duplicates(splits, mode))
-
-
-def check_arrays(arrays: Mapping[str, np.ndarray | torch.Tensor], mode: str) -> dict[str, Any]:
-    """`data_checks` of in-memory splits given as image arrays (N, ...), named `split[i]`."""
-    splits = {
-        name: (lambda i, a=a: a[i], len(a), lambda i, name=name: f"{name}[{i}]", np.asarray(a))
-        for name, a in arrays.items()
-    }
     return report(find_duplicates(splits, mode))
 
 
