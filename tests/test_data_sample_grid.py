@@ -167,7 +167,9 @@ def _logged(monkeypatch, cb: SampleGrid, batches, trainer=None, module=None) -> 
     monkeypatch.setattr(media, "log_figure", lambda trainer, tag, fig: figures.append((tag, fig)))
     trainer = trainer or SimpleNamespace(fast_dev_run=False, is_global_zero=True, datamodule=_DM())
     for i, batch in enumerate(batches):
-        cb.on_train_batch_start(trainer, module or L.LightningModule(), batch, i)
+        hook = cb.on_train_batch_start
+        if callable(hook):  # as Lightning dispatches: a hook set to None is skipped (utils/callback_hooks.py)
+            hook(trainer, module or L.LightningModule(), batch, i)
     return figures
 
 
