@@ -320,8 +320,12 @@ def _folders_only(sizes: list[int]) -> dict[str, Any]:
     window of an idle machine), into the results of the last full run; each rerun row has its date."""
     previous = ROOT / "bench" / "results" / "setup_scale.json"
     result = json.loads(previous.read_text()) if previous.is_file() else {}
+    # The file's `date` becomes this rerun's: say when the rest was measured.
+    earlier = result.get("rest_measured") or result.get("date")
     for key in ("benchmark", "date", "machine", "bench_wall_s"):
         result.pop(key, None)
+    result["rest_measured"] = earlier
+    result["rerun_folders"] = sizes
     result.setdefault("image_folder", {})
     keep = os.environ.get("BENCH_SETUP_SCALE_KEEP")
     with tempfile.TemporaryDirectory(prefix="setup_scale-") as name:

@@ -144,6 +144,24 @@ QUOTED = [
     ("bench/README.md", "throughput_h200.json", None, None),
     ("bench/README.md", "step_overhead.json", ("litvision_extra_ms",), "{:.3f} ms"),
     ("bench/README.md", "step_overhead.json", ("ms_per_step", "hand_loop"), "{:.3f} ms"),
+    (
+        "bench/README.md",
+        "setup_scale.json",
+        ("image_folder", "1000000", "first_run", "seconds_to_first_batch"),
+        "{:.1f} s",
+    ),
+    (
+        "bench/README.md",
+        "setup_scale.json",
+        ("image_folder", "1000000", "second_run", "seconds_to_first_batch"),
+        "{:.1f} s",
+    ),
+    (
+        "bench/README.md",
+        "setup_scale.json",
+        ("image_folder", "1000000", "first_run", "cpu_s_to_first_batch"),
+        "{:.1f} s",
+    ),
 ]
 
 

@@ -296,3 +296,48 @@ def test_no_workers_inside_a_daemonic_process(monkeypatch: pytest.MonkeyPatch) -
     got = queue.get(timeout=60)
     proc.join(60)
     assert got == 1
+
+
+def test_an_unchanged_folder_reuses_the_duplicate_checks_whole_result(
+    folder: Path, cache_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second set-up over unchanged files takes the duplicate check's result whole (no per-file
+    hash row read: at a million files that lookup is most of the check); a file overwritten with
+    another's pixels changes the result at once. Catches the result cache ignoring the files' mtimes
+    or sizes (a stale result: the new duplicate missed) and the result cache never used."""
+    import shutil
+
+    from litvision.build import build_datamodule
+    from litvision.data.pipeline.filecache import FileCache
+
+    root = tmp_path / "folder"
+    shutil.copytree(folder, root)
+    reads: list[str] = []
+    real_get = FileCache.get
+
+    def spy(self: FileCache, paths: list, keys: list) -> list:
+        reads.append(self.table)
+        return real_get(self, paths, keys)
+
+    monkeypatch.setattr(FileCache, "get", spy)
+
+    def checks() -> dict:
+        reads.clear()
+        dm = build_datamodule(compose_cfg(["data=image_folder", f"data.root={root}"], tmp_path / "runs"))
+        dm.setup("fit")
+        return {k: v for k, v in dm.data_checks["duplicates"].items() if k != "seconds"}
+
+    first = checks()
+    assert "hashes" in reads and "results" in reads
+    assert checks() == first and "hashes" not in reads
+    cat = sorted((root / "cat").iterdir())
+    shutil.copy(cat[0], cat[1])  # a new pair of identical images
+    third = checks()
+    assert "hashes" in reads
+    found = sum(r["count"] for r in third["within"].values()) + sum(
+        r["count"] for r in third["across"].values()
+    )
+    before = sum(r["count"] for r in first["within"].values()) + sum(
+        r["count"] for r in first["across"].values()
+    )
+    assert found == before + 1, (first, third)

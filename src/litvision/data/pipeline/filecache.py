@@ -30,7 +30,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-TABLES = ("checks", "hashes")
+# checks: the file check's per file; hashes: the duplicate check's per file; results: the duplicate
+# check's whole result for a set of unchanged files (keyed by a digest of their paths, sizes and mtimes).
+TABLES = ("checks", "hashes", "results")
 _CHUNK = 500  # parameters per `IN (...)` query: below SQLite's smallest variable limit (999)
 _TIMEOUT_S = 60.0
 
