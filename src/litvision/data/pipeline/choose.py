@@ -106,7 +106,10 @@ def _folder_side(root: str | None) -> tuple[int, int] | None:
     from PIL import Image
 
     base = Path(str(root)).expanduser()
-    if not base.is_dir():
+    try:
+        if not base.is_dir():
+            return None
+    except OSError:  # a name too long, no permission: the up-front path checks name it in one line
         return None
     sides = []
     for path in sample_images(base):
