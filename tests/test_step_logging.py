@@ -12,26 +12,22 @@ import torch
 from conftest import compose_cfg
 
 
-def test_step_loss_rows_last_value_and_train_accuracy(tmp_path: Path) -> None:
-    """7 batches, log_every_n_steps=3: CSV rows of train/loss at steps 2 and 5 only; at the epoch's
-    end callback_metrics holds the 7th batch's loss; train/acc = hits / images of the epoch.
-    Catches: the last batch not logged (`is_last_batch` dropped: the epoch ends on step 5's loss), and
-    accuracy counting batches instead of images (`seen += 1`)."""
+def _hit_counter() -> type:
+    """A callback base that counts, independently of the task, the training images its forward
+    classified right in the current epoch (soft Mixup/CutMix labels by their argmax)."""
     from lightning.pytorch.callbacks import Callback
 
-    from litvision.build import build_callbacks, build_datamodule, build_loggers, build_task, build_trainer
-
-    class Record(Callback):
+    class HitCounter(Callback):
         def __init__(self) -> None:
-            self.losses: list[float] = []
             self.hits = self.seen = 0
             self._labels: torch.Tensor | None = None
 
         def on_train_epoch_start(self, trainer, pl_module) -> None:
-            forward = pl_module.forward
+            self.hits = self.seen = 0
+            forward = type(pl_module).forward
 
             def recording(x):
-                out = forward(x)
+                out = forward(pl_module, x)
                 if trainer.training and self._labels is not None:
                     y = self._labels.argmax(-1) if self._labels.ndim == 2 else self._labels
                     self.hits += int((out.argmax(-1) == y).sum())
@@ -42,6 +38,22 @@ def test_step_loss_rows_last_value_and_train_accuracy(tmp_path: Path) -> None:
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
             self._labels = batch[1]
+
+    return HitCounter
+
+
+def test_step_loss_rows_last_value_and_train_accuracy(tmp_path: Path) -> None:
+    """7 batches, log_every_n_steps=3: CSV rows of train/loss at steps 2 and 5 only; at the epoch's
+    end callback_metrics holds the 7th batch's loss; train/acc = hits / images of the epoch.
+    Catches: the last batch not logged (`is_last_batch` dropped: the epoch ends on step 5's loss), and
+    accuracy counting batches instead of images (`seen += 1`)."""
+
+    from litvision.build import build_callbacks, build_datamodule, build_loggers, build_task, build_trainer
+
+    class Record(_hit_counter()):
+        def __init__(self) -> None:
+            super().__init__()
+            self.losses: list[float] = []
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             self.losses.append(float(outputs["loss"]))
@@ -71,32 +83,13 @@ def test_train_accuracy_per_epoch_counts_images_and_restarts(tmp_path: Path) -> 
     """Two epochs of 3 batches: each epoch's `train/acc` row is that epoch's hits / images, with
     soft (mixed) labels scored by their arg-max. Breaks if the image count is not reset at the epoch's
     end (epoch 2 divided by both epochs' images) or counts steps instead of images."""
-    from lightning.pytorch.callbacks import Callback
 
     from litvision.build import build_callbacks, build_datamodule, build_loggers, build_task, build_trainer
 
-    class PerEpoch(Callback):
+    class PerEpoch(_hit_counter()):
         def __init__(self) -> None:
+            super().__init__()
             self.acc: list[float] = []
-            self.hits = self.seen = 0
-            self._labels: torch.Tensor | None = None
-
-        def on_train_epoch_start(self, trainer, pl_module) -> None:
-            self.hits = self.seen = 0
-            forward = type(pl_module).forward
-
-            def recording(x):
-                out = forward(pl_module, x)
-                if trainer.training and self._labels is not None:
-                    y = self._labels.argmax(-1) if self._labels.ndim == 2 else self._labels
-                    self.hits += int((out.argmax(-1) == y).sum())
-                    self.seen += int(y.numel())
-                return out
-
-            pl_module.forward = recording
-
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-            self._labels = batch[1]
 
         def on_train_epoch_end(self, trainer, pl_module) -> None:
             # Callbacks' epoch end runs after the module's, which logs train/acc.
